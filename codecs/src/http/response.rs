@@ -1,0 +1,121 @@
+//! HTTP responses with JSON bodies.
+
+use std::fmt::Write as _;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::error::HttpError;
+use super::reason_phrase;
+use crate::Encoder;
+
+/// A response: status, JSON body, and the connection's fate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The body, already JSON (see [`Response::error`] for building one safely).
+    pub body: Bytes,
+    /// Whether the connection stays open; `false` adds `Connection: close`.
+    pub keep_alive: bool,
+    /// Seconds for a `Retry-After` header, sent with 503 when Kafka is slow or down.
+    pub retry_after: Option<u32>,
+}
+
+impl Response {
+    /// A JSON response.
+    pub fn json(status: u16, body: impl Into<Bytes>, keep_alive: bool) -> Response {
+        Response {
+            status,
+            body: body.into(),
+            keep_alive,
+            retry_after: None,
+        }
+    }
+
+    /// `{"error":{"status":S,"message":"..."}}`, the body of every refusal.
+    pub fn error(status: u16, message: &str, keep_alive: bool) -> Response {
+        let mut body = BytesMut::with_capacity(48 + message.len());
+        body.extend_from_slice(b"{\"error\":{\"status\":");
+        body.extend_from_slice(status.to_string().as_bytes());
+        body.extend_from_slice(b",\"message\":");
+        write_json_string(&mut body, message);
+        body.extend_from_slice(b"}}");
+        Response::json(status, body.freeze(), keep_alive)
+    }
+}
+
+impl From<&HttpError> for Response {
+    /// The answer to a refused request; the connection is closed after it, because the
+    /// rest of the buffer can no longer be trusted to start at a request boundary.
+    fn from(err: &HttpError) -> Response {
+        Response::error(err.status(), &err.to_string(), false)
+    }
+}
+
+/// Writes JSON string literals (with quotes), escaping per RFC 8259.
+pub fn write_json_string(dst: &mut BytesMut, s: &str) {
+    dst.put_u8(b'"');
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1F => b"",
+            _ => continue,
+        };
+        dst.extend_from_slice(&s.as_bytes()[plain..i]);
+        if esc.is_empty() {
+            let mut u = String::with_capacity(6);
+            // Writing to a String cannot fail.
+            let _ = write!(u, "\\u{b:04x}");
+            dst.extend_from_slice(u.as_bytes());
+        } else {
+            dst.extend_from_slice(esc);
+        }
+        plain = i + 1;
+    }
+    dst.extend_from_slice(&s.as_bytes()[plain..]);
+    dst.put_u8(b'"');
+}
+
+/// Encodes responses.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseEncoder;
+
+impl Encoder<&Response> for ResponseEncoder {
+    type Error = std::convert::Infallible;
+
+    fn encode(&mut self, r: &Response, dst: &mut BytesMut) -> Result<(), Self::Error> {
+        let mut head = String::with_capacity(160);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            head,
+            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            r.status,
+            reason_phrase(r.status),
+            r.body.len()
+        );
+        if let Some(secs) = r.retry_after {
+            let _ = write!(head, "Retry-After: {secs}\r\n");
+        }
+        if !r.keep_alive {
+            head.push_str("Connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        dst.reserve(head.len() + r.body.len());
+        dst.extend_from_slice(head.as_bytes());
+        dst.extend_from_slice(&r.body);
+        Ok(())
+    }
+}
+
+impl Encoder<Response> for ResponseEncoder {
+    type Error = std::convert::Infallible;
+
+    fn encode(&mut self, r: Response, dst: &mut BytesMut) -> Result<(), Self::Error> {
+        self.encode(&r, dst)
+    }
+}
