@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Brings up a local sluice playground and shows a message arriving in Kafka:
 #   1. installs missing dependencies (tools/install-deps.sh);
-#   2. starts tansu in memory on 127.0.0.1:9092 and creates the topic `mqtt-messages`;
-#   3. runs kafka-wire's `demo` example against it (once that example exists);
-#   4. tails the topic with an independent consumer (confluent-kafka) until Ctrl-C.
+#   2. starts tansu in memory on 127.0.0.1:9092;
+#   3. builds and starts sluice on its embedded default config (MQTT on 1883, admin on 9100),
+#      which creates the topic `mqtt-messages`;
+#   4. publishes a message with mosquitto_pub (MQTT 5, QoS 1: acknowledged once Kafka has it);
+#   5. tails the topic with an independent consumer (confluent-kafka) until Ctrl-C.
 # Ctrl-C stops everything it started.
 set -euo pipefail
 
@@ -11,7 +13,6 @@ root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 port=9092
 bootstrap="127.0.0.1:$port"
 topic=mqtt-messages
-partitions=1 # as the demo example creates it (it reads partition 0 back)
 
 say() { echo "up.sh: $*" >&2; }
 
@@ -68,16 +69,29 @@ if ! kafka admin.py topics --timeout 15 >/dev/null; then
     cat "$workdir/tansu.log" >&2
     exit 1
 fi
-kafka admin.py create-topic --topic "$topic" --partitions "$partitions" --timeout 15
-say "created topic $topic ($partitions partitions)"
-
-if [[ -f "$root/kafka-wire/examples/demo.rs" || -f "$root/kafka-wire/examples/demo/main.rs" ]]; then
-    say "running kafka-wire's demo example"
-    (cd "$root" && cargo run --release -p kafka-wire --example demo -- --bootstrap "$bootstrap")
-else
-    say "kafka-wire has no demo example yet; produce something yourself, e.g.:"
-    say "  echo '{\"value\": \"$(printf hello | base64)\"}' | $python -B $root/tools/kafka/produce.py --bootstrap $bootstrap --topic $topic"
+say "building sluice (release)"
+(cd "$root" && cargo build --release -q -p sluice)
+say "starting sluice with its embedded default config (log: $workdir/sluice.log)"
+"$root/target/release/sluice" --bootstrap-server "$bootstrap" >"$workdir/sluice.out" 2>"$workdir/sluice.log" &
+pids+=($!)
+for _ in $(seq 1 300); do
+    grep -q '"listening"' "$workdir/sluice.out" 2>/dev/null && break
+    if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+        say "error: sluice exited; its log:"
+        cat "$workdir/sluice.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+if ! grep -q '"listening"' "$workdir/sluice.out"; then
+    say "error: sluice did not start listening within 30 s; its log:"
+    cat "$workdir/sluice.log" >&2
+    exit 1
 fi
+say "sluice is up: $(cat "$workdir/sluice.out")"
+say "publishing: mosquitto_pub -V mqttv5 -q 1 -h 127.0.0.1 -p 1883 -t sensors/room-1 -m '{\"temp\": 21.5}'"
+mosquitto_pub -V mqttv5 -q 1 -h 127.0.0.1 -p 1883 -i up-demo -t sensors/room-1 -m '{"temp": 21.5}'
+say "publish as much as you like (any MQTT client, port 1883); metrics: curl http://127.0.0.1:9100/metrics"
 
 say "tailing $topic with confluent-kafka from the beginning; Ctrl-C stops everything"
 kafka consume.py --topic "$topic" --follow --format text &

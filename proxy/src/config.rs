@@ -1,0 +1,471 @@
+//! Configuration: TOML with defaults, unknown keys refused, and a `validate` that names the
+//! bad key. The documented default file is embedded (`default.toml`); docs/configuration.md
+//! lists every key and a test checks that the two agree.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use codecs::mqtt::{check_topic_filter, MqttString, TopicFilter};
+use kafka_wire::record::Compression;
+use kafka_wire::sasl::{SaslConfig, SaslMechanism};
+use kafka_wire::tls::TlsConfig;
+use kafka_wire::{Acks, ClientConfig, ProducerConfig};
+use serde::Deserialize;
+
+use crate::route::{HeaderField, KeyTemplate};
+
+/// The embedded default configuration.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// A configuration that could not be loaded, naming the file or key at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, has an unknown key or a value of the wrong type.
+    #[error("invalid configuration{}: {message}", path.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default())]
+    Parse {
+        /// The file, if not the embedded default.
+        path: Option<PathBuf>,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: `{key}` {problem}")]
+    Invalid {
+        /// The dotted key.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The Kafka cluster and producer settings.
+    pub kafka: KafkaConfig,
+    /// The admin HTTP listener.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Client listeners.
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
+    /// Routes from listeners to Kafka topics.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Number of shards; 0 means one per CPU core.
+    pub shards: usize,
+    /// Pin each shard to a CPU.
+    pub pin_cpus: bool,
+    /// How long shutdown waits for Kafka to acknowledge accepted messages.
+    pub shutdown_timeout_ms: u64,
+    /// Partitions of the topics sluice creates for its routes (when they do not exist).
+    pub topic_partitions: i32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            shards: 0,
+            pin_cpus: false,
+            shutdown_timeout_ms: 10_000,
+            topic_partitions: 3,
+        }
+    }
+}
+
+/// `[kafka]`: Kafka client properties, by their Kafka names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    #[serde(rename = "bootstrap.servers")]
+    pub bootstrap_servers: String,
+    #[serde(rename = "client.id", default = "default_client_id")]
+    pub client_id: String,
+    #[serde(default = "default_acks")]
+    pub acks: String,
+    #[serde(rename = "enable.idempotence", default = "yes")]
+    pub enable_idempotence: bool,
+    #[serde(rename = "linger.ms", default = "default_linger")]
+    pub linger_ms: u64,
+    #[serde(rename = "batch.size", default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(rename = "compression.type", default = "default_compression")]
+    pub compression_type: String,
+    #[serde(rename = "request.timeout.ms", default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    #[serde(rename = "delivery.timeout.ms", default = "default_delivery_timeout")]
+    pub delivery_timeout_ms: u64,
+    #[serde(rename = "buffer.memory", default = "default_buffer_memory")]
+    pub buffer_memory: usize,
+    #[serde(rename = "security.protocol", default = "default_security")]
+    pub security_protocol: String,
+    #[serde(rename = "ssl.ca.location")]
+    pub ssl_ca_location: Option<PathBuf>,
+    #[serde(rename = "ssl.certificate.location")]
+    pub ssl_certificate_location: Option<PathBuf>,
+    #[serde(rename = "ssl.key.location")]
+    pub ssl_key_location: Option<PathBuf>,
+    #[serde(rename = "sasl.mechanism")]
+    pub sasl_mechanism: Option<String>,
+    #[serde(rename = "sasl.username")]
+    pub sasl_username: Option<String>,
+    #[serde(rename = "sasl.password")]
+    pub sasl_password: Option<String>,
+}
+
+fn default_client_id() -> String {
+    "sluice".into()
+}
+fn default_acks() -> String {
+    "all".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_linger() -> u64 {
+    5
+}
+fn default_batch_size() -> usize {
+    1 << 20
+}
+fn default_compression() -> String {
+    "none".into()
+}
+fn default_request_timeout() -> u64 {
+    30_000
+}
+fn default_delivery_timeout() -> u64 {
+    120_000
+}
+fn default_buffer_memory() -> usize {
+    32 << 20
+}
+fn default_security() -> String {
+    "PLAINTEXT".into()
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`).
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9100)),
+        }
+    }
+}
+
+/// The protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// MQTT 3.1, 3.1.1 and 5.0 over TCP.
+    Mqtt,
+}
+
+/// `[[listeners]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Name routes refer to; also a metrics label.
+    pub name: String,
+    /// Address to listen on (every shard listens on it, SO_REUSEPORT).
+    pub listen: SocketAddr,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// Largest MQTT packet accepted, in bytes.
+    #[serde(default = "default_max_packet")]
+    pub max_packet_size: u32,
+    /// Unacknowledged QoS 1/2 PUBLISHes a client may have outstanding.
+    #[serde(default = "default_receive_maximum")]
+    pub receive_maximum: u16,
+    /// Highest topic alias a client may use; 0 disables aliases.
+    #[serde(default = "default_alias_max")]
+    pub topic_alias_maximum: u16,
+    /// Time allowed between accepting the connection and CONNECT.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Listen backlog.
+    #[serde(default = "default_backlog")]
+    pub backlog: i32,
+}
+
+fn default_max_packet() -> u32 {
+    1 << 20
+}
+fn default_receive_maximum() -> u16 {
+    1024
+}
+fn default_alias_max() -> u16 {
+    64
+}
+fn default_connect_timeout() -> u64 {
+    10_000
+}
+fn default_backlog() -> i32 {
+    4096
+}
+
+/// `[[routes]]`: which Kafka topic, key and headers a listener's messages get.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The listener this route applies to.
+    pub listener: String,
+    /// MQTT topic filter (`+` and `#` wildcards) the message topic must match.
+    pub mqtt_topic: String,
+    /// The Kafka topic.
+    pub kafka_topic: String,
+    /// Key template: text with `{topic}`, `{client_id}`, `{username}`, `{topic.N}` (the
+    /// N-th topic level, from 0); empty for no key.
+    #[serde(default = "default_key")]
+    pub key: String,
+    /// Record headers to stamp: `client_id`, `username`, `listener`, `mqtt_topic`,
+    /// `user_properties`, `content_type`.
+    #[serde(default)]
+    pub headers: Vec<String>,
+}
+
+fn default_key() -> String {
+    "{topic}".into()
+}
+
+impl Config {
+    /// Parses and validates TOML text; `path` names the file in errors.
+    pub fn parse(text: &str, path: Option<PathBuf>) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path,
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The embedded default.
+    pub fn default_config() -> Config {
+        Config::parse(DEFAULT_TOML, None).expect("the embedded default configuration is valid")
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, Some(path.to_owned()))
+    }
+
+    /// Checks values and cross-references, naming the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.client_config()?;
+        self.producer_config()?;
+        if self.server.topic_partitions < 1 {
+            return Err(invalid("server.topic_partitions", "must be at least 1"));
+        }
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return Err(invalid("kafka.bootstrap.servers", "is empty"));
+        }
+        let mut names = HashSet::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let key = |k: &str| format!("listeners[{i}].{k}");
+            if l.name.is_empty() {
+                return Err(invalid(key("name"), "is empty"));
+            }
+            if !names.insert(l.name.as_str()) {
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?} is used by two listeners", l.name),
+                ));
+            }
+            if l.max_packet_size < 64 {
+                return Err(invalid(key("max_packet_size"), "must be at least 64 bytes"));
+            }
+            if l.receive_maximum == 0 {
+                return Err(invalid(key("receive_maximum"), "must be at least 1"));
+            }
+            if l.backlog <= 0 {
+                return Err(invalid(key("backlog"), "must be positive"));
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = |k: &str| format!("routes[{i}].{k}");
+            if !names.contains(r.listener.as_str()) {
+                return Err(invalid(
+                    key("listener"),
+                    format!("names no listener ({:?})", r.listener),
+                ));
+            }
+            check_topic_filter(&r.mqtt_topic).map_err(|e| {
+                invalid(
+                    key("mqtt_topic"),
+                    format!("is not a valid MQTT topic filter: {e}"),
+                )
+            })?;
+            if r.kafka_topic.is_empty()
+                || r.kafka_topic.len() > 249
+                || !r
+                    .kafka_topic
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                return Err(invalid(
+                    key("kafka_topic"),
+                    format!(
+                        "{:?} is not a valid Kafka topic name (1–249 of [a-zA-Z0-9._-])",
+                        r.kafka_topic
+                    ),
+                ));
+            }
+            KeyTemplate::parse(&r.key).map_err(|e| invalid(key("key"), e))?;
+            for h in &r.headers {
+                HeaderField::parse(h).map_err(|e| invalid(key("headers"), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The kafka-wire client settings.
+    pub fn client_config(&self) -> Result<ClientConfig, ConfigError> {
+        let k = &self.kafka;
+        let bootstrap: Vec<String> = k
+            .bootstrap_servers
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let (tls, sasl) = match k.security_protocol.to_ascii_uppercase().as_str() {
+            "PLAINTEXT" => (false, false),
+            "SSL" => (true, false),
+            "SASL_PLAINTEXT" => (false, true),
+            "SASL_SSL" => (true, true),
+            other => {
+                return Err(invalid(
+                    "kafka.security.protocol",
+                    format!("must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, not {other:?}"),
+                ))
+            }
+        };
+        if k.ssl_certificate_location.is_some() != k.ssl_key_location.is_some() {
+            return Err(invalid(
+                "kafka.ssl.certificate.location",
+                "and ssl.key.location must be set together",
+            ));
+        }
+        let sasl = if sasl {
+            let mechanism: SaslMechanism =
+                k.sasl_mechanism
+                    .as_deref()
+                    .unwrap_or("PLAIN")
+                    .parse()
+                    .map_err(|e| invalid("kafka.sasl.mechanism", format!("{e}")))?;
+            let username = k
+                .sasl_username
+                .clone()
+                .ok_or_else(|| invalid("kafka.sasl.username", "is required with SASL"))?;
+            let password = k
+                .sasl_password
+                .clone()
+                .ok_or_else(|| invalid("kafka.sasl.password", "is required with SASL"))?;
+            Some(SaslConfig {
+                mechanism,
+                username,
+                password,
+            })
+        } else {
+            None
+        };
+        Ok(ClientConfig {
+            bootstrap_servers: bootstrap,
+            client_id: k.client_id.clone(),
+            request_timeout: Duration::from_millis(k.request_timeout_ms),
+            tls: tls.then(|| TlsConfig {
+                ca_file: k.ssl_ca_location.clone(),
+                cert_file: k.ssl_certificate_location.clone(),
+                key_file: k.ssl_key_location.clone(),
+                server_name: None,
+            }),
+            sasl,
+            ..ClientConfig::default()
+        })
+    }
+
+    /// The kafka-wire producer settings.
+    pub fn producer_config(&self) -> Result<ProducerConfig, ConfigError> {
+        let k = &self.kafka;
+        let acks: Acks = k
+            .acks
+            .parse()
+            .map_err(|e: String| invalid("kafka.acks", e))?;
+        let compression: Compression = k
+            .compression_type
+            .parse()
+            .map_err(|e| invalid("kafka.compression.type", format!("{e}")))?;
+        if k.enable_idempotence && acks != Acks::All {
+            return Err(invalid(
+                "kafka.enable.idempotence",
+                "requires acks = \"all\"",
+            ));
+        }
+        if k.batch_size < 1024 {
+            return Err(invalid("kafka.batch.size", "must be at least 1024"));
+        }
+        if k.delivery_timeout_ms < k.linger_ms + k.request_timeout_ms {
+            return Err(invalid(
+                "kafka.delivery.timeout.ms",
+                "must be at least linger.ms + request.timeout.ms",
+            ));
+        }
+        Ok(ProducerConfig {
+            acks,
+            idempotent: k.enable_idempotence,
+            linger: Duration::from_millis(k.linger_ms),
+            batch_size: k.batch_size,
+            compression,
+            delivery_timeout: Duration::from_millis(k.delivery_timeout_ms),
+            buffer_memory: k.buffer_memory,
+            ..ProducerConfig::default()
+        })
+    }
+}
+
+/// A route filter, compiled.
+pub(crate) fn topic_filter(filter: &str) -> TopicFilter {
+    TopicFilter::new(MqttString::try_from(filter.to_owned()).expect("validated UTF-8"))
+        .expect("validated topic filter")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,122 @@
+use super::*;
+
+fn with(extra: &str) -> Result<Config, ConfigError> {
+    let text = format!("{DEFAULT_TOML}\n{extra}");
+    Config::parse(&text, None)
+}
+
+#[test]
+fn the_embedded_default_is_valid_and_matches_the_issue() {
+    let c = Config::default_config();
+    assert_eq!(c.kafka.bootstrap_servers, "127.0.0.1:9092");
+    assert_eq!(c.admin.listen.port(), 9100);
+    assert_eq!(c.listeners[0].listen.port(), 1883);
+    assert_eq!(c.routes[0].kafka_topic, "mqtt-messages");
+    assert_eq!(c.routes[0].key, "{topic}");
+    let p = c.producer_config().unwrap();
+    assert!(p.idempotent);
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_name() {
+    let err = Config::parse(&DEFAULT_TOML.replace("linger.ms", "linger.msec"), None).unwrap_err();
+    assert!(err.to_string().contains("linger.msec"), "{err}");
+    let err = with("[extra]\nx = 1").unwrap_err();
+    assert!(err.to_string().contains("extra"), "{err}");
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    let cases = [
+        ("acks = \"all\"", "acks = \"2\"", "kafka.acks"),
+        (
+            "\"compression.type\" = \"none\"",
+            "\"compression.type\" = \"brotli\"",
+            "kafka.compression.type",
+        ),
+        (
+            "\"security.protocol\" = \"PLAINTEXT\"",
+            "\"security.protocol\" = \"TLS\"",
+            "kafka.security.protocol",
+        ),
+        ("acks = \"all\"", "acks = \"1\"", "kafka.enable.idempotence"),
+        (
+            "mqtt_topic = \"#\"",
+            "mqtt_topic = \"a/#/b\"",
+            "routes[0].mqtt_topic",
+        ),
+        (
+            "kafka_topic = \"mqtt-messages\"",
+            "kafka_topic = \"bad topic\"",
+            "routes[0].kafka_topic",
+        ),
+        ("key = \"{topic}\"", "key = \"{nope}\"", "routes[0].key"),
+        (
+            "listener = \"mqtt\"",
+            "listener = \"nope\"",
+            "routes[0].listener",
+        ),
+        (
+            "receive_maximum = 1024",
+            "receive_maximum = 0",
+            "listeners[0].receive_maximum",
+        ),
+        (
+            "topic_partitions = 3",
+            "topic_partitions = 0",
+            "server.topic_partitions",
+        ),
+    ];
+    for (from, to, key) in cases {
+        assert!(DEFAULT_TOML.contains(from), "default lacks {from}");
+        let err = Config::parse(&DEFAULT_TOML.replace(from, to), None).unwrap_err();
+        assert!(err.to_string().contains(key), "{to}: {err}");
+    }
+}
+
+#[test]
+fn sasl_and_tls_settings_map_to_the_client() {
+    let text = DEFAULT_TOML.replace(
+        "\"security.protocol\" = \"PLAINTEXT\"",
+        "\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"u\"\n\"sasl.password\" = \"p\"\n\"ssl.ca.location\" = \"/ca.pem\"",
+    );
+    let c = Config::parse(&text, None).unwrap();
+    let client = c.client_config().unwrap();
+    assert_eq!(client.sasl.unwrap().mechanism, SaslMechanism::ScramSha512);
+    assert_eq!(
+        client.tls.unwrap().ca_file.unwrap(),
+        PathBuf::from("/ca.pem")
+    );
+    let missing = DEFAULT_TOML.replace(
+        "\"security.protocol\" = \"PLAINTEXT\"",
+        "\"security.protocol\" = \"SASL_PLAINTEXT\"",
+    );
+    let err = Config::parse(&missing, None).unwrap_err();
+    assert!(err.to_string().contains("kafka.sasl.username"), "{err}");
+}
+
+#[test]
+fn the_configuration_doc_lists_every_key_of_the_default() {
+    let doc = include_str!("../../../docs/configuration.md");
+    let value: toml::Value = toml::from_str(DEFAULT_TOML).unwrap();
+    let mut missing = Vec::new();
+    for (section, table) in value.as_table().unwrap() {
+        let tables: Vec<&toml::value::Table> = match table {
+            toml::Value::Table(t) => vec![t],
+            toml::Value::Array(a) => a.iter().filter_map(|v| v.as_table()).collect(),
+            _ => vec![],
+        };
+        for t in tables {
+            for key in t.keys() {
+                let needle = format!("`{key}`");
+                if !doc.contains(&needle) {
+                    missing.push(format!("{section}.{key}"));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md does not document {missing:?}"
+    );
+}

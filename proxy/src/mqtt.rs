@@ -1,0 +1,577 @@
+//! The MQTT connection driver: the only code that touches an MQTT client's socket.
+//!
+//! It reads into the shard's scratch buffer when data arrives (an idle connection holds no
+//! read buffer, only the tail of an incomplete packet), decodes packets with the MQTT
+//! codec, feeds them to the session state machine and executes its effects: replies are
+//! encoded into the write buffer; PUBLISHes are routed and handed to the shard's Kafka
+//! producer. A QoS 1/2 PUBLISH is acknowledged (PUBACK / PUBREC) only when Kafka has
+//! acknowledged its record, and acknowledgements go out in the order the PUBLISHes came
+//! in. While the producer's memory budget is used up, `send` waits, so the connection stops
+//! reading: TCP backpressure, not an unbounded queue.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future as _;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use codecs::mqtt::{
+    Accept, Effect, KafkaAck, MqttCodec, MqttError, MqttString, Packet, ProtocolVersion, Publish,
+    QoS, Session, SessionConfig,
+};
+use codecs::{Decoder, Encoder};
+use futures::future::{select, Either};
+use futures_lite::{AsyncRead, AsyncWriteExt};
+use kafka_wire::record::Header;
+use kafka_wire::{DeliveryFuture, KafkaCode, ProducerRecord};
+use tracing::{debug, info_span, Instrument};
+
+use crate::config::ListenerConfig;
+use crate::metrics::ErrorKind;
+use crate::route::{self, ConnInfo, Routes};
+use crate::runtime::{self, TcpStream};
+use crate::shard::Shard;
+
+/// MQTT 5 reason codes the driver itself decides.
+mod reason {
+    pub const UNSPECIFIED_ERROR: u8 = 0x80;
+    pub const IMPLEMENTATION_SPECIFIC: u8 = 0x83;
+    pub const NOT_AUTHORIZED: u8 = 0x87;
+    pub const SERVER_SHUTTING_DOWN: u8 = 0x8B;
+    pub const BAD_AUTHENTICATION_METHOD: u8 = 0x8C;
+    pub const PACKET_TOO_LARGE: u8 = 0x95;
+    pub const QUOTA_EXCEEDED: u8 = 0x97;
+    pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
+}
+
+/// One MQTT listener of a shard: its settings and routes.
+#[derive(Debug)]
+pub struct MqttListener {
+    /// Index in the config (and in the metrics).
+    pub index: usize,
+    /// Settings.
+    pub config: ListenerConfig,
+    /// Routes of this listener.
+    pub routes: Routes,
+}
+
+/// A PUBLISH whose record is with Kafka.
+struct PendingAck {
+    /// 0 for QoS 0 (nothing to acknowledge to the client).
+    packet_id: u16,
+    qos: QoS,
+    received: Instant,
+    delivery: DeliveryFuture,
+}
+
+enum Event {
+    Read(io::Result<usize>),
+    Acked(
+        PendingAck,
+        Result<kafka_wire::RecordMetadata, kafka_wire::Error>,
+    ),
+    Deadline,
+    Shutdown,
+}
+
+struct Conn {
+    shard: Rc<Shard>,
+    listener: Rc<MqttListener>,
+    codec: MqttCodec,
+    session: Session,
+    effects: Vec<Effect>,
+    info: ConnInfo,
+    /// The tail of an incomplete packet (empty, holding no memory, between packets).
+    pending: BytesMut,
+    out: BytesMut,
+    acks: VecDeque<PendingAck>,
+    closing: Option<u8>,
+    version: Option<ProtocolVersion>,
+    key: Vec<u8>,
+    /// This connection's number on the shard (for the shutdown signal).
+    id: u64,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.shard.shutdown.unregister(self.id);
+    }
+}
+
+/// Serves one client connection until it ends.
+pub async fn serve(stream: TcpStream, shard: Rc<Shard>, listener: Rc<MqttListener>) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let span = info_span!("conn", listener = %listener.config.name, %peer, client_id = tracing::field::Empty);
+    let metrics = shard.metrics.clone();
+    let lm = &metrics.listeners[listener.index];
+    lm.connections_open.fetch_add(1, Ordering::Relaxed);
+    lm.connections_total.fetch_add(1, Ordering::Relaxed);
+    let result = async {
+        let mut conn = Conn::new(shard.clone(), listener.clone());
+        conn.run(stream).await
+    }
+    .instrument(span.clone())
+    .await;
+    if let Err((kind, e)) = result {
+        metrics.error(kind);
+        let _enter = span.enter();
+        debug!(error = %e, "connection ended");
+    }
+    lm.connections_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+impl Conn {
+    fn new(shard: Rc<Shard>, listener: Rc<MqttListener>) -> Conn {
+        let c = &listener.config;
+        let session = Session::new(
+            SessionConfig {
+                receive_maximum: c.receive_maximum,
+                topic_alias_maximum: c.topic_alias_maximum,
+                max_packet_size: c.max_packet_size,
+                server_keep_alive: None,
+                connect_timeout_ms: c.connect_timeout_ms,
+            },
+            shard.now_ms(),
+        );
+        Conn {
+            codec: MqttCodec::server(c.max_packet_size),
+            session,
+            effects: Vec::new(),
+            info: ConnInfo {
+                listener: c.name.clone(),
+                ..ConnInfo::default()
+            },
+            pending: BytesMut::new(),
+            out: BytesMut::new(),
+            acks: VecDeque::new(),
+            closing: None,
+            version: None,
+            key: Vec::new(),
+            id: shard.next_conn_id(),
+            shard,
+            listener,
+        }
+    }
+
+    async fn run(&mut self, mut stream: TcpStream) -> Result<(), (ErrorKind, String)> {
+        let io_err = |e: io::Error| (ErrorKind::Io, e.to_string());
+        let mut reading = true;
+        let mut shutdown_seen = false;
+        loop {
+            self.flush(&mut stream).await.map_err(io_err)?;
+            if self.closing.is_some() {
+                let _ = stream.close().await;
+                return Ok(());
+            }
+            if shutdown_seen && self.acks.is_empty() {
+                // Everything accepted is acknowledged: say goodbye (MQTT 5) and close.
+                self.session_close(reason::SERVER_SHUTTING_DOWN);
+                continue;
+            }
+            match self
+                .next_event(&mut stream, reading && !shutdown_seen)
+                .await
+            {
+                Event::Read(Ok(0)) => {
+                    self.session
+                        .connection_lost(reason::UNSPECIFIED_ERROR, &mut self.effects);
+                    self.execute().await;
+                    self.closing = Some(0);
+                }
+                Event::Read(Ok(n)) => {
+                    if let Err(e) = self.on_data(n).await {
+                        self.closing = Some(e.reason_code());
+                        let kind = ErrorKind::Protocol;
+                        self.flush(&mut stream).await.map_err(io_err)?;
+                        return Err((kind, e.to_string()));
+                    }
+                }
+                Event::Read(Err(e)) => {
+                    self.session
+                        .connection_lost(reason::UNSPECIFIED_ERROR, &mut self.effects);
+                    self.execute().await;
+                    return Err(io_err(e));
+                }
+                Event::Acked(ack, result) => self.on_ack(ack, result).await,
+                Event::Deadline => {
+                    let now = self.shard.now_ms();
+                    self.session.on_timeout(now, &mut self.effects);
+                    self.execute().await;
+                    if self.closing.is_some() {
+                        self.flush(&mut stream).await.map_err(io_err)?;
+                        return Err((
+                            ErrorKind::Timeout,
+                            "keepalive or CONNECT deadline passed".into(),
+                        ));
+                    }
+                }
+                Event::Shutdown => {
+                    shutdown_seen = true;
+                    reading = false;
+                }
+            }
+        }
+    }
+
+    /// Waits for the next thing to do: data from the client, Kafka's answer for the oldest
+    /// pending PUBLISH, the session's deadline, or shutdown.
+    async fn next_event(&mut self, stream: &mut TcpStream, reading: bool) -> Event {
+        let shard = self.shard.clone();
+        let id = self.id;
+        let deadline = self.session.deadline();
+        let acks = &mut self.acks;
+        let io = futures::future::poll_fn(|cx| {
+            if let Poll::Ready(ack) = poll_front(acks, cx) {
+                return Poll::Ready(ack);
+            }
+            if shard.shutdown.is_set() {
+                return Poll::Ready(Event::Shutdown);
+            }
+            shard.shutdown.register(id, cx);
+            if reading {
+                if let Poll::Ready(r) = poll_read_scratch(stream, &shard, cx) {
+                    return Poll::Ready(Event::Read(r));
+                }
+            }
+            Poll::Pending
+        });
+        let Some(deadline) = deadline else {
+            return io.await;
+        };
+        let wait = Duration::from_millis(deadline.saturating_sub(self.shard.now_ms()));
+        let timer = std::pin::pin!(runtime::sleep(wait));
+        let io = std::pin::pin!(io);
+        match select(io, timer).await {
+            Either::Left((event, _)) => event,
+            Either::Right(_) => Event::Deadline,
+        }
+    }
+
+    /// Decodes and handles every whole packet among `n` new bytes in the shard's scratch.
+    async fn on_data(&mut self, n: usize) -> Result<(), MqttError> {
+        self.shard.metrics.listeners[self.listener.index]
+            .bytes_in
+            .fetch_add(n as u64, Ordering::Relaxed);
+        let mut data = {
+            let scratch = self.shard.scratch.borrow();
+            if self.pending.is_empty() {
+                // Packets are decoded as slices of one shard-wide arena block.
+                let mut arena = self.shard.arena.borrow_mut();
+                if arena.capacity() < n {
+                    arena.reserve(n.max(64 * 1024));
+                }
+                arena.extend_from_slice(&scratch[..n]);
+                arena.split()
+            } else {
+                let mut p = std::mem::take(&mut self.pending);
+                p.extend_from_slice(&scratch[..n]);
+                p
+            }
+        };
+        let result = self.decode_all(&mut data).await;
+        // Keep only an incomplete packet's tail, in a buffer of its own, so the arena block
+        // is not pinned by an idle connection.
+        self.pending = if data.is_empty() {
+            BytesMut::new()
+        } else {
+            BytesMut::from(&data[..])
+        };
+        result
+    }
+
+    async fn decode_all(&mut self, data: &mut BytesMut) -> Result<(), MqttError> {
+        loop {
+            if self.closing.is_some() {
+                return Ok(());
+            }
+            let packet = match self.codec.decode(data) {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    if let Some((version, reply)) = self.codec.error_reply(&e) {
+                        let _ =
+                            codecs::mqtt::encode_packet(&reply, version, u32::MAX, &mut self.out);
+                    }
+                    return Err(e);
+                }
+            };
+            self.shard.metrics.listeners[self.listener.index]
+                .frames_in
+                .fetch_add(1, Ordering::Relaxed);
+            let now = self.shard.now_ms();
+            self.session.handle(now, packet, &mut self.effects);
+            self.execute().await;
+        }
+    }
+
+    /// Runs the session's effects in order (effects may add more).
+    async fn execute(&mut self) {
+        let mut i = 0;
+        while i < self.effects.len() {
+            let effect = std::mem::replace(&mut self.effects[i], Effect::Close { reason_code: 0 });
+            i += 1;
+            match effect {
+                Effect::Send(packet) => self.send(&packet),
+                Effect::Authenticate(connect) => {
+                    self.version = Some(connect.protocol);
+                    self.info.client_id = connect.client_id.as_str().to_owned();
+                    self.info.username = connect.username.as_ref().map(|u| u.as_str().to_owned());
+                    let mut accept = Accept::default();
+                    if self.info.client_id.is_empty() {
+                        // MQTT 3.1.1 §3.1.3-6 and MQTT 5 §3.1.3-6: the server assigns one.
+                        let id = self.shard.assign_client_id();
+                        if connect.protocol == ProtocolVersion::V5 {
+                            accept.assigned_client_id = MqttString::try_from(id.clone()).ok();
+                        }
+                        self.info.client_id = id;
+                    }
+                    tracing::Span::current().record("client_id", self.info.client_id.as_str());
+                    let now = self.shard.now_ms();
+                    self.session.accept(now, accept, &mut self.effects);
+                }
+                Effect::Publish(publish) => self.publish(publish).await,
+                Effect::PublishWill(will) => {
+                    let publish = Publish {
+                        topic: will.topic,
+                        payload: will.payload,
+                        qos: QoS::AtMostOnce,
+                        retain: will.retain,
+                        ..Publish::default()
+                    };
+                    self.publish(publish).await;
+                }
+                Effect::Subscribe(sub) => {
+                    // Delivery from Kafka to subscribers is not part of this build: refuse
+                    // each subscription rather than accept one that never delivers.
+                    let codes = vec![reason::UNSPECIFIED_ERROR; sub.subscriptions.len()];
+                    self.session.suback(sub.packet_id, codes, &mut self.effects);
+                }
+                Effect::Unsubscribe(unsub) => {
+                    let codes = vec![reason::NO_SUBSCRIPTION_EXISTED; unsub.filters.len()];
+                    self.session
+                        .unsuback(unsub.packet_id, codes, &mut self.effects);
+                }
+                Effect::Auth(_) => self.session_close(reason::BAD_AUTHENTICATION_METHOD),
+                Effect::Delivered { .. } => {}
+                Effect::Close { reason_code } => self.closing = Some(reason_code),
+            }
+        }
+        self.effects.clear();
+    }
+
+    /// Ends the session from the server side (a DISCONNECT on MQTT 5).
+    fn session_close(&mut self, reason_code: u8) {
+        if self.version == Some(ProtocolVersion::V5) {
+            let disconnect = codecs::mqtt::Disconnect {
+                reason_code,
+                ..Default::default()
+            };
+            self.send(&Packet::Disconnect(disconnect));
+        }
+        self.closing = Some(reason_code);
+    }
+
+    fn send(&mut self, packet: &Packet) {
+        if let Err(e) = self.codec.encode(packet, &mut self.out) {
+            debug!(error = %e, "reply not encodable");
+        }
+    }
+
+    /// Routes a PUBLISH and hands its record to the producer.
+    async fn publish(&mut self, publish: Publish) {
+        let received = Instant::now();
+        let listener = self.listener.clone();
+        let Some(route) = listener.routes.find(publish.topic.as_str()) else {
+            // No route: refuse rather than drop silently.
+            self.refuse(&publish, reason::IMPLEMENTATION_SPECIFIC);
+            return;
+        };
+        let key: &[u8] = if route.key.is_topic() {
+            publish.topic.as_str().as_bytes()
+        } else {
+            route
+                .key
+                .render(publish.topic.as_str(), &self.info, &mut self.key);
+            &self.key
+        };
+        let key = (!route.key.is_empty()).then_some(key);
+        let mut pairs = Vec::new();
+        route::headers(route, &publish, &self.info, &mut pairs);
+        let headers: Vec<Header<'_>> = pairs
+            .iter()
+            .map(|(k, v)| Header {
+                key: k,
+                value: Some(v),
+            })
+            .collect();
+        let record = ProducerRecord {
+            topic: &route.kafka_topic,
+            partition: None,
+            key,
+            value: Some(&publish.payload),
+            headers: &headers,
+            timestamp: None,
+        };
+        match self.shard.producer.send(record).await {
+            Ok(delivery) => self.acks.push_back(PendingAck {
+                packet_id: if publish.qos == QoS::AtMostOnce {
+                    0
+                } else {
+                    publish.packet_id
+                },
+                qos: publish.qos,
+                received,
+                delivery,
+            }),
+            Err(e) => {
+                debug!(error = %e, topic = %route.kafka_topic, "record refused before sending");
+                self.shard
+                    .metrics
+                    .records_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                self.refuse(&publish, reason_for(&e));
+            }
+        }
+    }
+
+    fn refuse(&mut self, publish: &Publish, reason_code: u8) {
+        if publish.qos != QoS::AtMostOnce {
+            self.session.on_kafka_ack(
+                publish.packet_id,
+                KafkaAck::Failed { reason_code },
+                &mut self.effects,
+            );
+        }
+    }
+
+    async fn on_ack(
+        &mut self,
+        ack: PendingAck,
+        result: Result<kafka_wire::RecordMetadata, kafka_wire::Error>,
+    ) {
+        let m = &self.shard.metrics;
+        let outcome = match result {
+            Ok(_) => {
+                m.records_produced.fetch_add(1, Ordering::Relaxed);
+                m.produce_latency(ack.received.elapsed());
+                KafkaAck::Written
+            }
+            Err(e) => {
+                m.records_failed.fetch_add(1, Ordering::Relaxed);
+                m.error(ErrorKind::Kafka);
+                debug!(error = %e, "Kafka refused a record");
+                KafkaAck::Failed {
+                    reason_code: reason_for(&e),
+                }
+            }
+        };
+        if ack.qos != QoS::AtMostOnce {
+            self.session
+                .on_kafka_ack(ack.packet_id, outcome, &mut self.effects);
+            self.execute().await;
+        }
+    }
+
+    async fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        stream.write_all(&self.out).await?;
+        self.shard.metrics.listeners[self.listener.index]
+            .bytes_out
+            .fetch_add(self.out.len() as u64, Ordering::Relaxed);
+        if self.out.capacity() > 64 * 1024 {
+            self.out = BytesMut::new();
+        } else {
+            self.out.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Polls the oldest pending PUBLISH: acknowledgements leave in arrival order.
+fn poll_front(acks: &mut VecDeque<PendingAck>, cx: &mut Context<'_>) -> Poll<Event> {
+    let Some(front) = acks.front_mut() else {
+        return Poll::Pending;
+    };
+    match Pin::new(&mut front.delivery).poll(cx) {
+        Poll::Ready(result) => {
+            let ack = acks.pop_front().expect("front exists");
+            Poll::Ready(Event::Acked(ack, result))
+        }
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// Reads whatever the socket has into the shard's scratch buffer. Nothing is held while
+/// the socket has no data.
+fn poll_read_scratch(
+    stream: &mut TcpStream,
+    shard: &Shard,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let mut scratch = shard.scratch.borrow_mut();
+    Pin::new(stream).poll_read(cx, &mut scratch[..])
+}
+
+/// The MQTT 5 reason code for a record Kafka did not take.
+fn reason_for(e: &kafka_wire::Error) -> u8 {
+    match e.kafka_code() {
+        Some(KafkaCode::MessageTooLarge | KafkaCode::RecordListTooLarge) => {
+            reason::PACKET_TOO_LARGE
+        }
+        Some(KafkaCode::TopicAuthorizationFailed | KafkaCode::ClusterAuthorizationFailed) => {
+            reason::NOT_AUTHORIZED
+        }
+        Some(KafkaCode::ThrottlingQuotaExceeded) => reason::QUOTA_EXCEEDED,
+        _ => reason::UNSPECIFIED_ERROR,
+    }
+}
+
+/// A shard-wide flag that wakes every connection when it is set.
+#[derive(Debug, Default)]
+pub struct ShutdownSignal {
+    set: Cell<bool>,
+    /// One waker per waiting connection, by connection number.
+    wakers: RefCell<HashMap<u64, std::task::Waker>>,
+}
+
+impl ShutdownSignal {
+    /// Whether shutdown has begun.
+    pub fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
+    /// Asks for connection `id` to be woken when shutdown begins.
+    pub fn register(&self, id: u64, cx: &Context<'_>) {
+        let mut wakers = self.wakers.borrow_mut();
+        match wakers.get_mut(&id) {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            Some(w) => *w = cx.waker().clone(),
+            None => {
+                wakers.insert(id, cx.waker().clone());
+            }
+        }
+    }
+
+    /// Forgets connection `id` (it ended).
+    pub fn unregister(&self, id: u64) {
+        self.wakers.borrow_mut().remove(&id);
+    }
+
+    /// Begins shutdown and wakes everyone waiting.
+    pub fn set(&self) {
+        self.set.set(true);
+        for (_, w) in self.wakers.borrow_mut().drain() {
+            w.wake();
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Routing: which Kafka topic, key and headers a client's message gets.
+//!
+//! Routes are compiled once per shard from the config. For an MQTT PUBLISH, the first route
+//! of its listener whose topic filter matches wins; its key template is filled from the
+//! topic and the connection, and the requested headers are stamped on the record.
+
+use codecs::mqtt::{Publish, TopicFilter};
+
+use crate::config::{topic_filter, RouteConfig};
+
+/// One piece of a key template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Topic,
+    ClientId,
+    Username,
+    /// The N-th level of the MQTT topic (0-based); empty when the topic has fewer levels.
+    TopicLevel(usize),
+}
+
+/// A record key built from `{topic}`, `{client_id}`, `{username}` and `{topic.N}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTemplate {
+    parts: Vec<Part>,
+}
+
+impl KeyTemplate {
+    /// Parses a template; the error says what is wrong.
+    pub fn parse(template: &str) -> Result<KeyTemplate, String> {
+        let mut parts = Vec::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_owned()));
+            }
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("has an unclosed '{{' in {template:?}"))?;
+            let name = &rest[open + 1..open + close];
+            parts.push(match name {
+                "topic" => Part::Topic,
+                "client_id" => Part::ClientId,
+                "username" => Part::Username,
+                _ => match name.strip_prefix("topic.").map(str::parse::<usize>) {
+                    Some(Ok(n)) => Part::TopicLevel(n),
+                    _ => {
+                        return Err(format!(
+                            "uses {{{name}}}; known are {{topic}}, {{client_id}}, {{username}}, {{topic.N}}"
+                        ))
+                    }
+                },
+            });
+            rest = &rest[open + close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("has a '}}' without '{{' in {template:?}"));
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        Ok(KeyTemplate { parts })
+    }
+
+    /// Whether the key is just the MQTT topic (the common case: no allocation needed).
+    pub fn is_topic(&self) -> bool {
+        self.parts == [Part::Topic]
+    }
+
+    /// Whether the template produces no key.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Writes the key for `topic` from the connection `conn` into `out`.
+    pub fn render(&self, topic: &str, conn: &ConnInfo, out: &mut Vec<u8>) {
+        out.clear();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.extend_from_slice(t.as_bytes()),
+                Part::Topic => out.extend_from_slice(topic.as_bytes()),
+                Part::ClientId => out.extend_from_slice(conn.client_id.as_bytes()),
+                Part::Username => {
+                    out.extend_from_slice(conn.username.as_deref().unwrap_or("").as_bytes())
+                }
+                Part::TopicLevel(n) => {
+                    out.extend_from_slice(topic.split('/').nth(*n).unwrap_or("").as_bytes())
+                }
+            }
+        }
+    }
+}
+
+/// A header a route can stamp on records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderField {
+    /// `mqtt.client_id`: the client identifier.
+    ClientId,
+    /// `mqtt.username`: the authenticated user name.
+    Username,
+    /// `sluice.listener`: the listener's name.
+    Listener,
+    /// `mqtt.topic`: the MQTT topic.
+    MqttTopic,
+    /// Every MQTT 5 user property, as a header of the same name.
+    UserProperties,
+    /// `content-type`: the MQTT 5 content type.
+    ContentType,
+}
+
+impl HeaderField {
+    /// Parses a config name.
+    pub fn parse(name: &str) -> Result<HeaderField, String> {
+        Ok(match name {
+            "client_id" => HeaderField::ClientId,
+            "username" => HeaderField::Username,
+            "listener" => HeaderField::Listener,
+            "mqtt_topic" => HeaderField::MqttTopic,
+            "user_properties" => HeaderField::UserProperties,
+            "content_type" => HeaderField::ContentType,
+            other => {
+                return Err(format!(
+                    "names an unknown header {other:?}; known are client_id, username, listener, mqtt_topic, user_properties, content_type"
+                ))
+            }
+        })
+    }
+}
+
+/// What a route needs to know about the connection a message came from.
+#[derive(Debug, Clone, Default)]
+pub struct ConnInfo {
+    /// The listener's name.
+    pub listener: String,
+    /// The MQTT client identifier.
+    pub client_id: String,
+    /// The user name the client authenticated with.
+    pub username: Option<String>,
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    filter: TopicFilter,
+    /// The Kafka topic.
+    pub kafka_topic: String,
+    /// The key template.
+    pub key: KeyTemplate,
+    /// Headers to stamp.
+    pub headers: Vec<HeaderField>,
+}
+
+/// The routes of one listener, in config order.
+#[derive(Debug, Default)]
+pub struct Routes {
+    routes: Vec<Route>,
+}
+
+impl Routes {
+    /// Compiles the routes of `listener` (the config is validated already).
+    pub fn for_listener(listener: &str, config: &[RouteConfig]) -> Routes {
+        Routes {
+            routes: config
+                .iter()
+                .filter(|r| r.listener == listener)
+                .map(|r| Route {
+                    filter: topic_filter(&r.mqtt_topic),
+                    kafka_topic: r.kafka_topic.clone(),
+                    key: KeyTemplate::parse(&r.key).expect("validated key template"),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|h| HeaderField::parse(h).expect("validated header"))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The route for an MQTT topic, if any matches.
+    pub fn find(&self, topic: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.filter.matches(topic))
+    }
+}
+
+/// The record headers `route` asks for, as (name, value) pairs borrowing from `publish`
+/// and `conn`.
+pub fn headers<'a>(
+    route: &Route,
+    publish: &'a Publish,
+    conn: &'a ConnInfo,
+    out: &mut Vec<(&'a str, &'a [u8])>,
+) {
+    out.clear();
+    for field in &route.headers {
+        match field {
+            HeaderField::ClientId => out.push(("mqtt.client_id", conn.client_id.as_bytes())),
+            HeaderField::Username => {
+                if let Some(u) = &conn.username {
+                    out.push(("mqtt.username", u.as_bytes()));
+                }
+            }
+            HeaderField::Listener => out.push(("sluice.listener", conn.listener.as_bytes())),
+            HeaderField::MqttTopic => out.push(("mqtt.topic", publish.topic.as_str().as_bytes())),
+            HeaderField::UserProperties => {
+                for (k, v) in &publish.properties.user_properties {
+                    out.push((k.as_str(), v.as_str().as_bytes()));
+                }
+            }
+            HeaderField::ContentType => {
+                if let Some(ct) = &publish.properties.content_type {
+                    out.push(("content-type", ct.as_str().as_bytes()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> ConnInfo {
+        ConnInfo {
+            listener: "mqtt".into(),
+            client_id: "dev-7".into(),
+            username: Some("alice".into()),
+        }
+    }
+
+    #[test]
+    fn key_templates_fill_from_topic_and_connection() {
+        let mut out = Vec::new();
+        let t = KeyTemplate::parse("{client_id}:{topic.1}/{username}").unwrap();
+        t.render("site/42/temp", &conn(), &mut out);
+        assert_eq!(out, b"dev-7:42/alice");
+        let t = KeyTemplate::parse("{topic}").unwrap();
+        assert!(t.is_topic());
+        t.render("a/b", &conn(), &mut out);
+        assert_eq!(out, b"a/b");
+        let t = KeyTemplate::parse("{topic.9}").unwrap();
+        t.render("a/b", &conn(), &mut out);
+        assert!(out.is_empty());
+        assert!(KeyTemplate::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_templates_say_why() {
+        assert!(KeyTemplate::parse("{nope}").unwrap_err().contains("{nope}"));
+        assert!(KeyTemplate::parse("{topic")
+            .unwrap_err()
+            .contains("unclosed"));
+        assert!(KeyTemplate::parse("x}").unwrap_err().contains("without"));
+        assert!(HeaderField::parse("color").unwrap_err().contains("color"));
+    }
+
+    #[test]
+    fn first_matching_route_wins() {
+        let routes = vec![
+            RouteConfig {
+                listener: "mqtt".into(),
+                mqtt_topic: "alerts/#".into(),
+                kafka_topic: "alerts".into(),
+                key: "{topic.1}".into(),
+                headers: vec!["listener".into()],
+            },
+            RouteConfig {
+                listener: "mqtt".into(),
+                mqtt_topic: "#".into(),
+                kafka_topic: "mqtt-messages".into(),
+                key: "{topic}".into(),
+                headers: vec![],
+            },
+            RouteConfig {
+                listener: "other".into(),
+                mqtt_topic: "#".into(),
+                kafka_topic: "elsewhere".into(),
+                key: "{topic}".into(),
+                headers: vec![],
+            },
+        ];
+        let r = Routes::for_listener("mqtt", &routes);
+        assert_eq!(r.find("alerts/fire").unwrap().kafka_topic, "alerts");
+        assert_eq!(r.find("temp/1").unwrap().kafka_topic, "mqtt-messages");
+        // `#` does not match `$` topics (MQTT 4.7.2).
+        assert!(r.find("$SYS/x").is_none());
+    }
+}

@@ -1,0 +1,277 @@
+//! One shard: an executor thread that owns its listening sockets, its client connections,
+//! its Kafka client and producer, and its counters. Shards share nothing mutable; the only
+//! things crossing threads are the read-only config, the metrics atomics and the shutdown
+//! flag.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use kafka_wire::{Client, NewTopic, Producer};
+use tracing::{error, info, warn};
+
+use crate::config::{Config, Protocol};
+use crate::metrics::{Metrics, ShardMetrics};
+use crate::mqtt::{self, MqttListener, ShutdownSignal};
+use crate::route::Routes;
+use crate::runtime::{self, ListenOptions, TcpListener};
+
+/// Bytes read from a socket at a time, into the shard's scratch buffer.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// What every connection of a shard shares.
+#[derive(Debug)]
+pub struct Shard {
+    /// This shard's number.
+    pub index: usize,
+    /// The shard's Kafka producer.
+    pub producer: Producer,
+    /// The shard's counters.
+    pub metrics: Arc<ShardMetrics>,
+    /// Where sockets are read into when they have data.
+    pub scratch: RefCell<Vec<u8>>,
+    /// The block decoded packets are sliced from (zero-copy payloads).
+    pub arena: RefCell<BytesMut>,
+    /// Set when the process is shutting down.
+    pub shutdown: ShutdownSignal,
+    started: Instant,
+    next_conn: Cell<u64>,
+}
+
+impl Shard {
+    /// Milliseconds since the shard started (the sessions' clock).
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// A number for a new connection.
+    pub fn next_conn_id(&self) -> u64 {
+        let id = self.next_conn.get();
+        self.next_conn.set(id + 1);
+        id
+    }
+
+    /// A client identifier for a client that sent none, unique in this process.
+    pub fn assign_client_id(&self) -> String {
+        format!(
+            "sluice-{}-{}-{}",
+            std::process::id(),
+            self.index,
+            self.next_conn_id()
+        )
+    }
+}
+
+/// Everything a shard needs from the process.
+#[derive(Debug, Clone)]
+pub struct ShardSetup {
+    /// The configuration (validated).
+    pub config: Arc<Config>,
+    /// Every shard's counters.
+    pub metrics: Arc<Metrics>,
+    /// The listeners' resolved addresses (port 0 replaced), by config index.
+    pub addresses: Arc<Vec<std::net::SocketAddr>>,
+    /// The admin listener's address (on shard 0).
+    pub admin: Option<Arc<std::sync::Mutex<Option<std::net::TcpListener>>>>,
+    /// Set by the signal handler.
+    pub stop: Arc<AtomicBool>,
+    /// Shards whose listeners are open.
+    pub listening: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Runs shard `index` until shutdown.
+pub async fn run(index: usize, setup: ShardSetup) {
+    let metrics = setup.metrics.shard(index);
+    let config = &setup.config;
+    let client = connect_kafka(config, &setup.stop).await;
+    let Some(client) = client else { return };
+    let producer_config = config.producer_config().expect("validated");
+    let producer = loop {
+        match Producer::new(client.clone(), producer_config.clone()).await {
+            Ok(p) => break p,
+            Err(e) if !setup.stop.load(Ordering::Relaxed) => {
+                warn!(shard = index, error = %e, "cannot start the Kafka producer; retrying");
+                runtime::sleep(Duration::from_secs(1)).await;
+            }
+            Err(_) => return,
+        }
+    };
+    metrics.kafka_ready.store(true, Ordering::Relaxed);
+    let shard = Rc::new(Shard {
+        index,
+        producer: producer.clone(),
+        metrics: metrics.clone(),
+        scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
+        arena: RefCell::new(BytesMut::new()),
+        shutdown: ShutdownSignal::default(),
+        started: Instant::now(),
+        next_conn: Cell::new(0),
+    });
+
+    let accepting = Rc::new(Cell::new(true));
+    for (i, l) in config.listeners.iter().enumerate() {
+        let addr = setup.addresses[i];
+        let socket = match runtime::listen(addr, ListenOptions { backlog: l.backlog }) {
+            Ok(s) => s,
+            Err(e) => {
+                error!(shard = index, listener = %l.name, %addr, error = %e, "cannot listen");
+                setup.stop.store(true, Ordering::Relaxed);
+                return;
+            }
+        };
+        match l.protocol {
+            Protocol::Mqtt => {
+                let listener = Rc::new(MqttListener {
+                    index: i,
+                    config: l.clone(),
+                    routes: Routes::for_listener(&l.name, &config.routes),
+                });
+                runtime::spawn(accept_mqtt(
+                    socket,
+                    shard.clone(),
+                    listener,
+                    accepting.clone(),
+                ));
+            }
+        }
+    }
+    if let Some(admin) = setup
+        .admin
+        .as_ref()
+        .and_then(|a| a.lock().expect("lock").take())
+    {
+        match admin_listener(admin) {
+            Ok(l) => runtime::spawn(crate::admin::serve(l, setup.metrics.clone())),
+            Err(e) => error!(error = %e, "cannot serve the admin listener"),
+        }
+    }
+    runtime::spawn(copy_producer_stats(shard.clone()));
+    setup.listening.fetch_add(1, Ordering::SeqCst);
+    info!(shard = index, "shard ready");
+
+    while !setup.stop.load(Ordering::Relaxed) {
+        runtime::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Shutdown: stop accepting, let connections drain their acknowledgements and say
+    // goodbye, then flush the producer within the deadline.
+    info!(shard = index, "shutting down: draining connections");
+    accepting.set(false);
+    shard.shutdown.set();
+    let deadline = Instant::now() + Duration::from_millis(config.server.shutdown_timeout_ms);
+    let open = || -> u64 {
+        metrics
+            .listeners
+            .iter()
+            .map(|l| l.connections_open.load(Ordering::Relaxed))
+            .sum()
+    };
+    while open() > 0 && Instant::now() < deadline {
+        runtime::sleep(Duration::from_millis(10)).await;
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    info!(
+        shard = index,
+        connections_left = open(),
+        "flushing the producer"
+    );
+    producer.close(left.max(Duration::from_millis(100))).await;
+    info!(shard = index, connections_left = open(), "shard stopped");
+}
+
+/// Connects to Kafka, retrying until it answers or shutdown begins, and creates the topics
+/// the routes write to.
+async fn connect_kafka(config: &Config, stop: &AtomicBool) -> Option<Client> {
+    let client_config = config.client_config().expect("validated");
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        match Client::connect(client_config.clone()).await {
+            Ok(client) => {
+                let topics: Vec<NewTopic> = route_topics(config)
+                    .into_iter()
+                    .map(|t| NewTopic::new(t, config.server.topic_partitions))
+                    .collect();
+                match client.create_topics(&topics).await {
+                    Ok(()) => return Some(client),
+                    Err(e) => warn!(error = %e, "cannot create the routes' topics; retrying"),
+                }
+            }
+            Err(e) => warn!(error = %e, "Kafka is not reachable yet; retrying"),
+        }
+        runtime::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn route_topics(config: &Config) -> Vec<String> {
+    let mut topics: Vec<String> = config
+        .routes
+        .iter()
+        .map(|r| r.kafka_topic.clone())
+        .collect();
+    topics.sort();
+    topics.dedup();
+    topics
+}
+
+fn admin_listener(listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let fd = listener.into_raw_fd();
+    // SAFETY: `fd` is a listening socket we own and hand over.
+    Ok(unsafe { TcpListener::from_raw_fd(fd) })
+}
+
+async fn accept_mqtt(
+    socket: TcpListener,
+    shard: Rc<Shard>,
+    listener: Rc<MqttListener>,
+    accepting: Rc<Cell<bool>>,
+) {
+    while accepting.get() {
+        let accepted = {
+            let accept = std::pin::pin!(socket.accept());
+            let stop = std::pin::pin!(async {
+                while accepting.get() {
+                    runtime::sleep(Duration::from_millis(50)).await;
+                }
+            });
+            match futures::future::select(accept, stop).await {
+                futures::future::Either::Left((r, _)) => r,
+                futures::future::Either::Right(_) => break,
+            }
+        };
+        match accepted {
+            Ok(stream) => {
+                if let Err(e) = runtime::prepare(&stream) {
+                    warn!(error = %e, "cannot set socket options");
+                }
+                runtime::spawn(mqtt::serve(stream, shard.clone(), listener.clone()));
+            }
+            Err(e) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                warn!(listener = %listener.config.name, error = %e, "accept failed");
+                runtime::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn copy_producer_stats(shard: Rc<Shard>) {
+    loop {
+        let stats = shard.producer.stats();
+        let m = &shard.metrics;
+        m.buffered_bytes
+            .store(stats.buffered_bytes, Ordering::Relaxed);
+        m.produce_requests.store(stats.requests, Ordering::Relaxed);
+        m.produce_batches.store(stats.batches, Ordering::Relaxed);
+        m.produce_retries.store(stats.retries, Ordering::Relaxed);
+        if shard.shutdown.is_set() {
+            return;
+        }
+        runtime::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,196 @@
+//! Starting the sluice binary against a test broker, and the real MQTT clients that talk to
+//! it.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// A running sluice process, killed on drop.
+#[derive(Debug)]
+pub struct Sluice {
+    child: Child,
+    /// The MQTT listener's address.
+    pub mqtt: SocketAddr,
+    /// The admin listener's address.
+    pub admin: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+/// A config for tests: every port 0, the given broker, two shards.
+pub fn config(bootstrap: &str, extra_kafka: &str) -> String {
+    format!(
+        r##"
+[server]
+shards = 2
+shutdown_timeout_ms = 10000
+
+[kafka]
+"bootstrap.servers" = "{bootstrap}"
+"request.timeout.ms" = 5000
+"delivery.timeout.ms" = 60000
+{extra_kafka}
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[listeners]]
+name = "mqtt"
+listen = "127.0.0.1:0"
+protocol = "mqtt"
+receive_maximum = 100
+
+[[routes]]
+listener = "mqtt"
+mqtt_topic = "#"
+kafka_topic = "mqtt-messages"
+key = "{{topic}}"
+headers = ["client_id", "user_properties", "content_type"]
+"##
+    )
+}
+
+impl Sluice {
+    /// Starts sluice with `config` and waits until it listens.
+    pub fn start(config: &str) -> Result<Sluice> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, config)?;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--config")
+            .arg(&path)
+            .env("SLUICE_LOG", "info,sluice=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting sluice")?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("\"listening\"") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("sluice did not start listening within 60 s");
+            }
+        };
+        let v: serde_json::Value = serde_json::from_str(&line)?;
+        let addr = |s: &serde_json::Value| -> Result<SocketAddr> {
+            s.as_str()
+                .ok_or_else(|| anyhow!("no address in {line}"))?
+                .parse()
+                .context("address")
+        };
+        Ok(Sluice {
+            mqtt: addr(&v["listeners"]["mqtt"])?,
+            admin: addr(&v["admin"])?,
+            child,
+            _dir: dir,
+        })
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) -> Result<()> {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status()?;
+        anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
+        Ok(())
+    }
+
+    /// Waits up to 30 s for the process to exit and returns its status.
+    pub fn wait_exit(&mut self) -> Result<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("sluice did not exit within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// GETs an admin path and returns (status, body).
+    pub fn admin_get(&self, path: &str) -> Result<(u16, String)> {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "10"])
+            .arg(format!("http://{}{path}", self.admin))
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text
+            .rsplit_once('\n')
+            .ok_or_else(|| anyhow!("no status from curl"))?;
+        Ok((code.trim().parse()?, body.to_owned()))
+    }
+
+    /// The value of a Prometheus counter summed over its label sets.
+    pub fn metric(&self, name: &str) -> Result<u64> {
+        let (_, body) = self.admin_get("/metrics")?;
+        Ok(body
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64)
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// mosquitto_pub against `addr` with extra arguments; returns the child.
+pub fn mosquitto_pub(addr: SocketAddr, args: &[&str]) -> Result<Child> {
+    Command::new("mosquitto_pub")
+        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("mosquitto_pub (apt-get install mosquitto-clients; tools/install-deps.sh does it)")
+}
+
+/// Runs mosquitto_pub to completion, failing on a non-zero exit.
+pub fn publish(addr: SocketAddr, args: &[&str], stdin: Option<&str>) -> Result<()> {
+    let mut child = mosquitto_pub(addr, args)?;
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input.as_bytes())?;
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "mosquitto_pub {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}

@@ -1,0 +1,261 @@
+//! The MQTT produce path end to end: mosquitto_pub (MQTT 3.1.1 and 5) publishes through the
+//! sluice binary into a real broker, and confluent-kafka checks topic, key, headers, payload
+//! and the exact count. PUBACK waits for Kafka; shutdown drains; bad config is refused.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::{publish, Sluice};
+use sluice_tests::{wait_until, Broker, ConsumedRecord};
+
+fn header<'a>(r: &'a ConsumedRecord, name: &str) -> Option<&'a [u8]> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.as_deref())
+}
+
+#[test]
+fn mosquitto_pub_messages_land_in_kafka_with_topic_key_headers_and_exact_count() {
+    let broker = Broker::start().expect("broker");
+    let sluice = Sluice::start(&common::config(&broker.bootstrap(), "")).expect("sluice starts");
+    let a = sluice.mqtt;
+    for (version, id) in [("mqttv311", "pub-311"), ("mqttv5", "pub-5")] {
+        for qos in ["0", "1", "2"] {
+            let topic = format!("dev/{id}/q{qos}");
+            let msg = format!("{version}-qos{qos}");
+            publish(
+                a,
+                &["-V", version, "-i", id, "-q", qos, "-t", &topic, "-m", &msg],
+                None,
+            )
+            .unwrap();
+        }
+    }
+    publish(
+        a,
+        &[
+            "-V",
+            "mqttv5",
+            "-i",
+            "props",
+            "-q",
+            "1",
+            "-t",
+            "dev/props",
+            "-m",
+            "{\"t\":21.5}",
+            "-D",
+            "publish",
+            "user-property",
+            "site",
+            "north",
+            "-D",
+            "publish",
+            "content-type",
+            "application/json",
+        ],
+        None,
+    )
+    .unwrap();
+    let lines: String = (0..500).map(|i| format!("line-{i}\n")).collect();
+    publish(
+        a,
+        &[
+            "-V", "mqttv5", "-i", "bulk", "-q", "1", "-t", "bulk/1", "-l",
+        ],
+        Some(&lines),
+    )
+    .unwrap();
+
+    let expected = 6 + 1 + 500;
+    let records = broker
+        .kafka()
+        .consume_all("mqtt-messages", expected, Duration::from_secs(60))
+        .expect("confluent-kafka reads mqtt-messages");
+    assert_eq!(records.len(), expected, "exact count, no duplicates");
+
+    let by_value: HashMap<Vec<u8>, &ConsumedRecord> = records
+        .iter()
+        .map(|r| (r.value.clone().unwrap_or_default(), r))
+        .collect();
+    assert_eq!(by_value.len(), expected, "every payload once");
+    for (version, id) in [("mqttv311", "pub-311"), ("mqttv5", "pub-5")] {
+        for qos in ["0", "1", "2"] {
+            let r = by_value[format!("{version}-qos{qos}").as_bytes()];
+            assert_eq!(
+                r.key.as_deref(),
+                Some(format!("dev/{id}/q{qos}").as_bytes()),
+                "key is the MQTT topic"
+            );
+            assert_eq!(header(r, "mqtt.client_id"), Some(id.as_bytes()));
+        }
+    }
+    let r = by_value[&b"{\"t\":21.5}"[..]];
+    assert_eq!(
+        header(r, "site"),
+        Some(&b"north"[..]),
+        "MQTT 5 user property as a header"
+    );
+    assert_eq!(header(r, "content-type"), Some(&b"application/json"[..]));
+
+    // The 500 lines share a key, so one partition, in publish order.
+    let bulk: Vec<&ConsumedRecord> = records
+        .iter()
+        .filter(|r| r.key.as_deref() == Some(b"bulk/1"))
+        .collect();
+    assert_eq!(bulk.len(), 500);
+    for (i, r) in bulk.iter().enumerate() {
+        assert_eq!(
+            r.value.as_deref(),
+            Some(format!("line-{i}").as_bytes()),
+            "order kept"
+        );
+    }
+
+    let produced = sluice.metric("sluice_records_produced_total").unwrap();
+    assert!(
+        produced >= expected as u64 - 2,
+        "metrics count produced records ({produced})"
+    );
+    assert_eq!(sluice.admin_get("/healthz").unwrap().0, 200);
+    assert_eq!(sluice.admin_get("/readyz").unwrap().0, 200);
+}
+
+/// Warms sluice up, pauses the broker, and has mosquitto_pub send one QoS 1 PUBLISH of
+/// `message` that sluice has received (its CONNECT and PUBLISH are decoded) but Kafka has
+/// not seen. Returns the waiting mosquitto_pub.
+fn publish_while_kafka_is_paused(
+    broker: &mut Broker,
+    sluice: &Sluice,
+    message: &str,
+) -> std::process::Child {
+    // The topic exists and the producer is warm before the broker stops.
+    publish(sluice.mqtt, &["-q", "1", "-t", "warm", "-m", "up"], None).unwrap();
+    let frames_before = sluice.metric("sluice_frames_in_total").unwrap();
+    broker.pause().unwrap();
+    let mut client = common::mosquitto_pub(
+        sluice.mqtt,
+        &["-V", "mqttv5", "-q", "1", "-t", "held", "-m", message],
+    )
+    .unwrap();
+    drop(client.stdin.take());
+    wait_until(
+        Duration::from_secs(20),
+        "sluice received the PUBLISH",
+        || sluice.metric("sluice_frames_in_total").unwrap_or(0) >= frames_before + 2,
+    );
+    client
+}
+
+#[test]
+fn puback_is_sent_only_after_kafka_acknowledged() {
+    let mut broker = Broker::start().expect("broker");
+    let sluice = Sluice::start(&common::config(&broker.bootstrap(), "")).expect("sluice starts");
+    let mut client = publish_while_kafka_is_paused(&mut broker, &sluice, "held-1");
+    // ... and, with Kafka silent, no PUBACK: the client keeps waiting.
+    let watch_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < watch_until {
+        assert!(
+            client.try_wait().unwrap().is_none(),
+            "mosquitto_pub got a PUBACK while Kafka was paused"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    broker.resume().unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "mosquitto_pub got its PUBACK",
+        || client.try_wait().unwrap().is_some(),
+    );
+    assert!(client.wait().unwrap().success());
+    let records = broker
+        .kafka()
+        .consume_all("mqtt-messages", 2, Duration::from_secs(30))
+        .unwrap();
+    let held: Vec<_> = records
+        .iter()
+        .filter(|r| r.value.as_deref() == Some(b"held-1"))
+        .collect();
+    assert_eq!(held.len(), 1, "exactly once");
+}
+
+#[test]
+fn sigterm_finishes_what_was_accepted_then_exits_zero() {
+    let mut broker = Broker::start().expect("broker");
+    let mut sluice =
+        Sluice::start(&common::config(&broker.bootstrap(), "")).expect("sluice starts");
+    let mut client = publish_while_kafka_is_paused(&mut broker, &sluice, "in-flight");
+    // Shut down while the record waits for Kafka; Kafka comes back within the deadline.
+    sluice.sigterm().unwrap();
+    broker.resume().unwrap();
+    let status = sluice.wait_exit().expect("sluice exits");
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    assert!(
+        client.wait().unwrap().success(),
+        "the in-flight PUBLISH was acknowledged"
+    );
+    let records = broker
+        .kafka()
+        .consume_all("mqtt-messages", 2, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.value.as_deref() == Some(b"in-flight"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn bad_configuration_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        common::config("127.0.0.1:9092", "")
+            .replace("receive_maximum = 100", "receive_maximum = 0"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listeners[0].receive_maximum"), "{stderr}");
+
+    std::fs::write(
+        &bad,
+        "[kafka]\n\"bootstrap.servers\" = \"x:1\"\nlinger = 5\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("linger"));
+
+    let default = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("print-default-config")
+        .output()
+        .unwrap();
+    let good = dir.path().join("default.toml");
+    std::fs::write(&good, &default.stdout).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
