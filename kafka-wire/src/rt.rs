@@ -10,11 +10,38 @@ use std::{future::Future, io, net::SocketAddr, time::Duration};
 pub(crate) type TcpStream = glommio::net::TcpStream;
 
 /// Spawns a task on the current shard that runs to completion on its own.
+///
+/// The task first runs on the executor's next turn, never inside this call: glommio polls a
+/// new task at once, and callers spawn while holding shard-local state borrowed.
 pub(crate) fn spawn<F>(future: F)
 where
     F: Future<Output = ()> + 'static,
 {
-    glommio::spawn_local(future).detach();
+    glommio::spawn_local(async move {
+        YieldOnce(false).await;
+        future.await
+    })
+    .detach();
+}
+
+/// Returns `Pending` once (waking itself), then `Ready`.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
 }
 
 /// Waits for `duration`.

@@ -184,3 +184,40 @@ fn zstd_records_round_trip() {
 fn kafka_python_reads_what_we_wrote() {
     round_trip(Compression::Lz4, ClientLib::KafkaPython);
 }
+
+/// acks=1 and acks=0 (without idempotence): every record arrives; with acks=0 the
+/// delivery reports carry no offset, since the broker sends no response.
+#[test]
+fn leader_acks_and_no_acks_deliver_everything() {
+    let broker = Broker::start().expect("broker starts");
+    let kafka = broker.kafka().timeout(Duration::from_secs(60));
+    for (acks, topic) in [(Acks::Leader, "acks-leader"), (Acks::None, "acks-none")] {
+        kafka
+            .create_topic(topic, PARTITIONS, &[])
+            .expect("topic created");
+        let config = ProducerConfig {
+            acks,
+            idempotent: false,
+            ..ProducerConfig::default()
+        };
+        let placed = produce(
+            broker.bootstrap(),
+            topic.to_owned(),
+            topic.to_owned(),
+            5_000,
+            config,
+        );
+        if acks == Acks::None {
+            assert!(
+                placed.iter().all(|&(_, o)| o == -1),
+                "acks=0 reports no offsets"
+            );
+        } else {
+            assert!(placed.iter().all(|&(_, o)| o >= 0));
+        }
+        let consumed = kafka
+            .consume_all(topic, 5_000, Duration::from_secs(60))
+            .expect("independent consumer reads the topic");
+        assert_exactly(topic, 5_000, &consumed);
+    }
+}
