@@ -194,6 +194,8 @@ impl Default for AdminConfig {
 pub enum Protocol {
     /// MQTT 3.1, 3.1.1 and 5.0 over TCP.
     Mqtt,
+    /// A stream of records in a record codec's format (`codec`: `framed`, `lines`, ...).
+    Stream,
 }
 
 /// `[[listeners]]`.
@@ -221,6 +223,16 @@ pub struct ListenerConfig {
     /// Listen backlog.
     #[serde(default = "default_backlog")]
     pub backlog: i32,
+    /// `stream` listeners: the record codec, by name (`framed`, `lines`).
+    #[serde(default)]
+    pub codec: Option<String>,
+    /// `stream` listeners: the codec's settings (string values), e.g. `{ prefix = "u16" }`.
+    #[serde(default)]
+    pub codec_settings: std::collections::BTreeMap<String, String>,
+    /// `stream` listeners: answer each record with an ack once Kafka has it (or a
+    /// rejection); without acks, records are produced without telling the client.
+    #[serde(default)]
+    pub acks: bool,
 }
 
 fn default_max_packet() -> u32 {
@@ -245,22 +257,32 @@ fn default_backlog() -> i32 {
 pub struct RouteConfig {
     /// The listener this route applies to.
     pub listener: String,
-    /// MQTT topic filter (`+` and `#` wildcards) the message topic must match.
-    pub mqtt_topic: String,
+    /// MQTT listeners: the topic filter (`+` and `#` wildcards) the message topic must
+    /// match. Stream listeners have one route and no filter.
+    #[serde(default)]
+    pub mqtt_topic: Option<String>,
     /// The Kafka topic.
     pub kafka_topic: String,
     /// Key template: text with `{topic}`, `{client_id}`, `{username}`, `{topic.N}` (the
-    /// N-th topic level, from 0); empty for no key.
-    #[serde(default = "default_key")]
-    pub key: String,
+    /// N-th topic level, from 0) for MQTT, `{key}` (the key the client sent) for streams;
+    /// empty for no key. Default: `{topic}` for MQTT, `{key}` for streams.
+    #[serde(default)]
+    pub key: Option<String>,
     /// Record headers to stamp: `client_id`, `username`, `listener`, `mqtt_topic`,
     /// `user_properties`, `content_type`.
     #[serde(default)]
     pub headers: Vec<String>,
 }
 
-fn default_key() -> String {
-    "{topic}".into()
+impl RouteConfig {
+    /// The key template, with the listener kind's default.
+    pub fn key_template(&self, protocol: Protocol) -> &str {
+        match (&self.key, protocol) {
+            (Some(k), _) => k,
+            (None, Protocol::Stream) => "{key}",
+            (None, _) => "{topic}",
+        }
+    }
 }
 
 impl Config {
@@ -320,20 +342,67 @@ impl Config {
                 return Err(invalid(key("backlog"), "must be positive"));
             }
         }
+        let registry = codecs::registry::CodecRegistry::with_builtins();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let key = |k: &str| format!("listeners[{i}].{k}");
+            match (l.protocol, &l.codec) {
+                (Protocol::Stream, None) => {
+                    let known: Vec<&str> = registry.names().collect();
+                    return Err(invalid(
+                        key("codec"),
+                        format!("is required for a stream listener ({})", known.join(", ")),
+                    ));
+                }
+                (Protocol::Stream, Some(codec)) => {
+                    let settings = codec_settings(&l.codec_settings);
+                    registry
+                        .build(codec, &settings)
+                        .map_err(|e| invalid(key("codec"), e.to_string()))?;
+                    if self.routes.iter().filter(|r| r.listener == l.name).count() != 1 {
+                        return Err(invalid(
+                            key("name"),
+                            "a stream listener needs exactly one route",
+                        ));
+                    }
+                }
+                (_, Some(_)) => {
+                    return Err(invalid(key("codec"), "applies to stream listeners only"))
+                }
+                (_, None) if !l.codec_settings.is_empty() || l.acks => {
+                    return Err(invalid(
+                        key("acks"),
+                        "and codec_settings apply to stream listeners only",
+                    ));
+                }
+                _ => {}
+            }
+        }
         for (i, r) in self.routes.iter().enumerate() {
             let key = |k: &str| format!("routes[{i}].{k}");
-            if !names.contains(r.listener.as_str()) {
+            let Some(listener) = self.listeners.iter().find(|l| l.name == r.listener) else {
                 return Err(invalid(
                     key("listener"),
                     format!("names no listener ({:?})", r.listener),
                 ));
+            };
+            match (listener.protocol, &r.mqtt_topic) {
+                (Protocol::Mqtt, None) => {
+                    return Err(invalid(
+                        key("mqtt_topic"),
+                        "is required for an MQTT listener",
+                    ))
+                }
+                (Protocol::Mqtt, Some(filter)) => check_topic_filter(filter).map_err(|e| {
+                    invalid(
+                        key("mqtt_topic"),
+                        format!("is not a valid MQTT topic filter: {e}"),
+                    )
+                })?,
+                (_, Some(_)) => {
+                    return Err(invalid(key("mqtt_topic"), "applies to MQTT listeners only"))
+                }
+                (_, None) => {}
             }
-            check_topic_filter(&r.mqtt_topic).map_err(|e| {
-                invalid(
-                    key("mqtt_topic"),
-                    format!("is not a valid MQTT topic filter: {e}"),
-                )
-            })?;
             if r.kafka_topic.is_empty()
                 || r.kafka_topic.len() > 249
                 || !r
@@ -349,7 +418,23 @@ impl Config {
                     ),
                 ));
             }
-            KeyTemplate::parse(&r.key).map_err(|e| invalid(key("key"), e))?;
+            let template = KeyTemplate::parse(r.key_template(listener.protocol))
+                .map_err(|e| invalid(key("key"), e))?;
+            match listener.protocol {
+                Protocol::Stream if template.uses_mqtt() => {
+                    return Err(invalid(
+                        key("key"),
+                        "uses MQTT fields; a stream listener has only {key}",
+                    ))
+                }
+                Protocol::Mqtt if template.uses_record_key() => {
+                    return Err(invalid(
+                        key("key"),
+                        "uses {key}, which only stream listeners have",
+                    ))
+                }
+                _ => {}
+            }
             for h in &r.headers {
                 HeaderField::parse(h).map_err(|e| invalid(key("headers"), e))?;
             }
@@ -459,6 +544,16 @@ impl Config {
             ..ProducerConfig::default()
         })
     }
+}
+
+/// A stream listener's codec settings, as the codec registry takes them.
+pub(crate) fn codec_settings(
+    map: &std::collections::BTreeMap<String, String>,
+) -> codecs::registry::Settings {
+    map.iter()
+        .fold(codecs::registry::Settings::new(), |s, (k, v)| {
+            s.with(k.clone(), v.clone())
+        })
 }
 
 /// A route filter, compiled.

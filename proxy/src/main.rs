@@ -7,6 +7,7 @@
 //! - `runtime`: the only module that names glommio (shards, sockets, timers).
 //! - `shard`: one executor thread's listeners, connections, Kafka client and producer.
 //! - `mqtt`: the MQTT connection driver (socket ↔ codec ↔ session ↔ producer).
+//! - `stream`: the record-stream driver (framed, lines, plugged-in record codecs).
 //! - `route`: which Kafka topic, key and headers a message gets.
 //! - `metrics` and `admin`: Prometheus counters and the admin HTTP listener.
 //!
@@ -19,6 +20,7 @@ mod mqtt;
 mod route;
 mod runtime;
 mod shard;
+mod stream;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

@@ -399,7 +399,7 @@ impl Conn {
         } else {
             route
                 .key
-                .render(publish.topic.as_str(), &self.info, &mut self.key);
+                .render(publish.topic.as_str(), &self.info, None, &mut self.key);
             &self.key
         };
         let key = (!route.key.is_empty()).then_some(key);

@@ -6,7 +6,7 @@
 
 use codecs::mqtt::{Publish, TopicFilter};
 
-use crate::config::{topic_filter, RouteConfig};
+use crate::config::{topic_filter, Protocol, RouteConfig};
 
 /// One piece of a key template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,8 @@ enum Part {
     Username,
     /// The N-th level of the MQTT topic (0-based); empty when the topic has fewer levels.
     TopicLevel(usize),
+    /// The key the client sent with the record (stream listeners).
+    RecordKey,
 }
 
 /// A record key built from `{topic}`, `{client_id}`, `{username}` and `{topic.N}`.
@@ -42,11 +44,12 @@ impl KeyTemplate {
                 "topic" => Part::Topic,
                 "client_id" => Part::ClientId,
                 "username" => Part::Username,
+                "key" => Part::RecordKey,
                 _ => match name.strip_prefix("topic.").map(str::parse::<usize>) {
                     Some(Ok(n)) => Part::TopicLevel(n),
                     _ => {
                         return Err(format!(
-                            "uses {{{name}}}; known are {{topic}}, {{client_id}}, {{username}}, {{topic.N}}"
+                            "uses {{{name}}}; known are {{topic}}, {{client_id}}, {{username}}, {{topic.N}}, {{key}}"
                         ))
                     }
                 },
@@ -67,13 +70,37 @@ impl KeyTemplate {
         self.parts == [Part::Topic]
     }
 
+    /// Whether the key is just the client's own record key.
+    pub fn is_record_key(&self) -> bool {
+        self.parts == [Part::RecordKey]
+    }
+
     /// Whether the template produces no key.
     pub fn is_empty(&self) -> bool {
         self.parts.is_empty()
     }
 
-    /// Writes the key for `topic` from the connection `conn` into `out`.
-    pub fn render(&self, topic: &str, conn: &ConnInfo, out: &mut Vec<u8>) {
+    /// Whether the template uses `{key}`.
+    pub fn uses_record_key(&self) -> bool {
+        self.parts.contains(&Part::RecordKey)
+    }
+
+    /// Whether the template uses MQTT topic or connection fields.
+    pub fn uses_mqtt(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| !matches!(p, Part::Text(_) | Part::RecordKey))
+    }
+
+    /// Writes the key for `topic` (MQTT) or the client's `record_key` (streams) from the
+    /// connection `conn` into `out`.
+    pub fn render(
+        &self,
+        topic: &str,
+        conn: &ConnInfo,
+        record_key: Option<&[u8]>,
+        out: &mut Vec<u8>,
+    ) {
         out.clear();
         for part in &self.parts {
             match part {
@@ -86,6 +113,7 @@ impl KeyTemplate {
                 Part::TopicLevel(n) => {
                     out.extend_from_slice(topic.split('/').nth(*n).unwrap_or("").as_bytes())
                 }
+                Part::RecordKey => out.extend_from_slice(record_key.unwrap_or(b"")),
             }
         }
     }
@@ -141,7 +169,8 @@ pub struct ConnInfo {
 /// A compiled route.
 #[derive(Debug)]
 pub struct Route {
-    filter: TopicFilter,
+    /// MQTT routes match topics; a stream listener's one route has no filter.
+    filter: Option<TopicFilter>,
     /// The Kafka topic.
     pub kafka_topic: String,
     /// The key template.
@@ -158,15 +187,16 @@ pub struct Routes {
 
 impl Routes {
     /// Compiles the routes of `listener` (the config is validated already).
-    pub fn for_listener(listener: &str, config: &[RouteConfig]) -> Routes {
+    pub fn for_listener(listener: &str, protocol: Protocol, config: &[RouteConfig]) -> Routes {
         Routes {
             routes: config
                 .iter()
                 .filter(|r| r.listener == listener)
                 .map(|r| Route {
-                    filter: topic_filter(&r.mqtt_topic),
+                    filter: r.mqtt_topic.as_deref().map(topic_filter),
                     kafka_topic: r.kafka_topic.clone(),
-                    key: KeyTemplate::parse(&r.key).expect("validated key template"),
+                    key: KeyTemplate::parse(r.key_template(protocol))
+                        .expect("validated key template"),
                     headers: r
                         .headers
                         .iter()
@@ -179,7 +209,14 @@ impl Routes {
 
     /// The route for an MQTT topic, if any matches.
     pub fn find(&self, topic: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| r.filter.matches(topic))
+        self.routes
+            .iter()
+            .find(|r| r.filter.as_ref().is_some_and(|f| f.matches(topic)))
+    }
+
+    /// A stream listener's one route.
+    pub fn single(&self) -> Option<&Route> {
+        self.routes.first()
     }
 }
 
@@ -232,15 +269,19 @@ mod tests {
     fn key_templates_fill_from_topic_and_connection() {
         let mut out = Vec::new();
         let t = KeyTemplate::parse("{client_id}:{topic.1}/{username}").unwrap();
-        t.render("site/42/temp", &conn(), &mut out);
+        t.render("site/42/temp", &conn(), None, &mut out);
         assert_eq!(out, b"dev-7:42/alice");
         let t = KeyTemplate::parse("{topic}").unwrap();
         assert!(t.is_topic());
-        t.render("a/b", &conn(), &mut out);
+        t.render("a/b", &conn(), None, &mut out);
         assert_eq!(out, b"a/b");
         let t = KeyTemplate::parse("{topic.9}").unwrap();
-        t.render("a/b", &conn(), &mut out);
+        t.render("a/b", &conn(), None, &mut out);
         assert!(out.is_empty());
+        let t = KeyTemplate::parse("dev-{key}").unwrap();
+        assert!(t.uses_record_key() && !t.uses_mqtt());
+        t.render("", &conn(), Some(b"42"), &mut out);
+        assert_eq!(out, b"dev-42");
         assert!(KeyTemplate::parse("").unwrap().is_empty());
     }
 
@@ -259,27 +300,27 @@ mod tests {
         let routes = vec![
             RouteConfig {
                 listener: "mqtt".into(),
-                mqtt_topic: "alerts/#".into(),
+                mqtt_topic: Some("alerts/#".into()),
                 kafka_topic: "alerts".into(),
-                key: "{topic.1}".into(),
+                key: Some("{topic.1}".into()),
                 headers: vec!["listener".into()],
             },
             RouteConfig {
                 listener: "mqtt".into(),
-                mqtt_topic: "#".into(),
+                mqtt_topic: Some("#".into()),
                 kafka_topic: "mqtt-messages".into(),
-                key: "{topic}".into(),
+                key: None,
                 headers: vec![],
             },
             RouteConfig {
                 listener: "other".into(),
-                mqtt_topic: "#".into(),
+                mqtt_topic: Some("#".into()),
                 kafka_topic: "elsewhere".into(),
-                key: "{topic}".into(),
+                key: None,
                 headers: vec![],
             },
         ];
-        let r = Routes::for_listener("mqtt", &routes);
+        let r = Routes::for_listener("mqtt", Protocol::Mqtt, &routes);
         assert_eq!(r.find("alerts/fire").unwrap().kafka_topic, "alerts");
         assert_eq!(r.find("temp/1").unwrap().kafka_topic, "mqtt-messages");
         // `#` does not match `$` topics (MQTT 4.7.2).

@@ -18,6 +18,7 @@ use crate::metrics::{Metrics, ShardMetrics};
 use crate::mqtt::{self, MqttListener, ShutdownSignal};
 use crate::route::Routes;
 use crate::runtime::{self, ListenOptions, TcpListener};
+use crate::stream::{self, StreamListener};
 
 /// Bytes read from a socket at a time, into the shard's scratch buffer.
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -112,6 +113,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
     });
 
     let accepting = Rc::new(Cell::new(true));
+    let registry = Rc::new(codecs::registry::CodecRegistry::with_builtins());
     for (i, l) in config.listeners.iter().enumerate() {
         let addr = setup.addresses[i];
         let socket = match runtime::listen(addr, ListenOptions { backlog: l.backlog }) {
@@ -127,13 +129,31 @@ pub async fn run(index: usize, setup: ShardSetup) {
                 let listener = Rc::new(MqttListener {
                     index: i,
                     config: l.clone(),
-                    routes: Routes::for_listener(&l.name, &config.routes),
+                    routes: Routes::for_listener(&l.name, l.protocol, &config.routes),
                 });
-                runtime::spawn(accept_mqtt(
+                let shard = shard.clone();
+                runtime::spawn(accept_loop(
                     socket,
-                    shard.clone(),
-                    listener,
+                    l.name.clone(),
                     accepting.clone(),
+                    move |conn| runtime::spawn(mqtt::serve(conn, shard.clone(), listener.clone())),
+                ));
+            }
+            Protocol::Stream => {
+                let listener = Rc::new(StreamListener {
+                    index: i,
+                    config: l.clone(),
+                    routes: Routes::for_listener(&l.name, l.protocol, &config.routes),
+                    registry: registry.clone(),
+                });
+                let shard = shard.clone();
+                runtime::spawn(accept_loop(
+                    socket,
+                    l.name.clone(),
+                    accepting.clone(),
+                    move |conn| {
+                        runtime::spawn(stream::serve(conn, shard.clone(), listener.clone()))
+                    },
                 ));
             }
         }
@@ -225,11 +245,12 @@ fn admin_listener(listener: std::net::TcpListener) -> std::io::Result<TcpListene
     Ok(unsafe { TcpListener::from_raw_fd(fd) })
 }
 
-async fn accept_mqtt(
+/// Accepts connections until shutdown, handing each to `serve` (which spawns its task).
+async fn accept_loop(
     socket: TcpListener,
-    shard: Rc<Shard>,
-    listener: Rc<MqttListener>,
+    name: String,
     accepting: Rc<Cell<bool>>,
+    mut serve: impl FnMut(runtime::TcpStream),
 ) {
     while accepting.get() {
         let accepted = {
@@ -249,11 +270,11 @@ async fn accept_mqtt(
                 if let Err(e) = runtime::prepare(&stream) {
                     warn!(error = %e, "cannot set socket options");
                 }
-                runtime::spawn(mqtt::serve(stream, shard.clone(), listener.clone()));
+                serve(stream);
             }
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.
-                warn!(listener = %listener.config.name, error = %e, "accept failed");
+                warn!(listener = %name, error = %e, "accept failed");
                 runtime::sleep(Duration::from_millis(100)).await;
             }
         }

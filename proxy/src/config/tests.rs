@@ -12,7 +12,10 @@ fn the_embedded_default_is_valid_and_matches_the_issue() {
     assert_eq!(c.admin.listen.port(), 9100);
     assert_eq!(c.listeners[0].listen.port(), 1883);
     assert_eq!(c.routes[0].kafka_topic, "mqtt-messages");
-    assert_eq!(c.routes[0].key, "{topic}");
+    assert_eq!(c.routes[0].key_template(Protocol::Mqtt), "{topic}");
+    let framed = c.listeners.iter().find(|l| l.protocol == Protocol::Stream).unwrap();
+    assert_eq!(framed.listen.port(), 7000);
+    assert_eq!(framed.codec.as_deref(), Some("framed"));
     let p = c.producer_config().unwrap();
     assert!(p.idempotent);
 }
@@ -119,4 +122,20 @@ fn the_configuration_doc_lists_every_key_of_the_default() {
         missing.is_empty(),
         "docs/configuration.md does not document {missing:?}"
     );
+}
+
+#[test]
+fn stream_listeners_need_a_codec_and_one_route_without_a_filter() {
+    let no_codec = DEFAULT_TOML.replace("codec = \"framed\"\n", "");
+    let err = Config::parse(&no_codec, None).unwrap_err();
+    assert!(err.to_string().contains("listeners[1].codec"), "{err}");
+    let with_filter = DEFAULT_TOML.replace(
+        "listener = \"framed\"\n",
+        "listener = \"framed\"\nmqtt_topic = \"#\"\n",
+    );
+    let err = Config::parse(&with_filter, None).unwrap_err();
+    assert!(err.to_string().contains("mqtt_topic"), "{err}");
+    let mqtt_key = DEFAULT_TOML.replace("key = \"{key}\"", "key = \"{topic}\"");
+    let err = Config::parse(&mqtt_key, None).unwrap_err();
+    assert!(err.to_string().contains("routes[1].key"), "{err}");
 }

@@ -20,6 +20,8 @@ pub struct Sluice {
     pub mqtt: SocketAddr,
     /// The admin listener's address.
     pub admin: SocketAddr,
+    /// Every listener's address, by listener name.
+    pub listeners: std::collections::BTreeMap<String, SocketAddr>,
     _dir: tempfile::TempDir,
 }
 
@@ -93,7 +95,14 @@ impl Sluice {
                 .parse()
                 .context("address")
         };
+        let listeners = v["listeners"]
+            .as_object()
+            .ok_or_else(|| anyhow!("no listeners in {line}"))?
+            .iter()
+            .map(|(name, a)| Ok((name.clone(), addr(a)?)))
+            .collect::<Result<_>>()?;
         Ok(Sluice {
+            listeners,
             mqtt: addr(&v["listeners"]["mqtt"])?,
             admin: addr(&v["admin"])?,
             child,

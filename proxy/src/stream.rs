@@ -1,0 +1,270 @@
+//! The record-stream connection driver: a client sends records in a record codec's format
+//! (`framed`, `lines`, or a plugged-in codec from the codec registry) and each becomes a
+//! Kafka record on the listener's one route. With `acks = true` every record is answered,
+//! in order, once Kafka acknowledged it (or with a rejection); without, records are
+//! produced without an answer.
+//!
+//! Reads go through the shard's scratch buffer as for MQTT, so an idle connection holds no
+//! read buffer; while the producer's budget is used up the connection stops reading.
+
+use std::collections::VecDeque;
+use std::future::Future as _;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use codecs::registry::{Ack, CodecRegistry, RecordFrame};
+use futures_lite::{AsyncRead, AsyncWriteExt};
+use kafka_wire::record::Header;
+use kafka_wire::{DeliveryFuture, ProducerRecord};
+use tracing::{debug, info_span, Instrument};
+
+use crate::config::{codec_settings, ListenerConfig};
+use crate::metrics::ErrorKind;
+use crate::route::{ConnInfo, HeaderField, Routes};
+use crate::runtime::TcpStream;
+use crate::shard::Shard;
+
+/// One stream listener of a shard.
+#[derive(Debug)]
+pub struct StreamListener {
+    /// Index in the config (and in the metrics).
+    pub index: usize,
+    /// Settings.
+    pub config: ListenerConfig,
+    /// The listener's route.
+    pub routes: Routes,
+    /// Where codecs come from.
+    pub registry: Rc<CodecRegistry>,
+}
+
+enum Event {
+    Read(io::Result<usize>),
+    Acked(
+        Instant,
+        Result<kafka_wire::RecordMetadata, kafka_wire::Error>,
+    ),
+    Shutdown,
+}
+
+/// Serves one client connection until it ends.
+pub async fn serve(mut stream: TcpStream, shard: Rc<Shard>, listener: Rc<StreamListener>) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let span = info_span!("conn", listener = %listener.config.name, %peer);
+    let metrics = shard.metrics.clone();
+    let lm = &metrics.listeners[listener.index];
+    lm.connections_open.fetch_add(1, Ordering::Relaxed);
+    lm.connections_total.fetch_add(1, Ordering::Relaxed);
+    let id = shard.next_conn_id();
+    let result = run(&mut stream, &shard, &listener, id)
+        .instrument(span.clone())
+        .await;
+    shard.shutdown.unregister(id);
+    if let Err((kind, e)) = result {
+        metrics.error(kind);
+        let _enter = span.enter();
+        debug!(error = %e, "connection ended");
+    }
+    let _ = stream.close().await;
+    lm.connections_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn run(
+    stream: &mut TcpStream,
+    shard: &Rc<Shard>,
+    listener: &StreamListener,
+    id: u64,
+) -> Result<(), (ErrorKind, String)> {
+    let config = &listener.config;
+    let name = config
+        .codec
+        .as_deref()
+        .expect("validated: stream listeners name a codec");
+    let mut codec = listener
+        .registry
+        .build(name, &codec_settings(&config.codec_settings))
+        .map_err(|e| (ErrorKind::Protocol, e.to_string()))?;
+    let route = listener.routes.single().expect("validated: one route");
+    let info = ConnInfo {
+        listener: config.name.clone(),
+        ..ConnInfo::default()
+    };
+    let lm = &shard.metrics.listeners[listener.index];
+    let mut pending = BytesMut::new();
+    let mut out = BytesMut::new();
+    let mut acks: VecDeque<(Instant, DeliveryFuture)> = VecDeque::new();
+    let mut key = Vec::new();
+    let mut reading = true;
+    loop {
+        if !out.is_empty() {
+            stream
+                .write_all(&out)
+                .await
+                .map_err(|e| (ErrorKind::Io, e.to_string()))?;
+            lm.bytes_out.fetch_add(out.len() as u64, Ordering::Relaxed);
+            out = BytesMut::new();
+        }
+        if !reading && acks.is_empty() {
+            return Ok(());
+        }
+        let event = futures::future::poll_fn(|cx| {
+            if let Some((received, front)) = acks.front_mut() {
+                if let Poll::Ready(r) = Pin::new(front).poll(cx) {
+                    let received = *received;
+                    acks.pop_front();
+                    return Poll::Ready(Event::Acked(received, r));
+                }
+            }
+            if shard.shutdown.is_set() && reading {
+                return Poll::Ready(Event::Shutdown);
+            }
+            shard.shutdown.register(id, cx);
+            if reading {
+                return read_scratch(stream, shard, cx).map(Event::Read);
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            Event::Shutdown => reading = false,
+            Event::Read(Ok(0)) => reading = false,
+            Event::Read(Err(e)) => return Err((ErrorKind::Io, e.to_string())),
+            Event::Read(Ok(n)) => {
+                lm.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                let mut data = take_input(shard, &mut pending, n);
+                let decoded = loop {
+                    match codec.decode(&mut data) {
+                        Ok(Some(frame)) => {
+                            lm.frames_in.fetch_add(1, Ordering::Relaxed);
+                            let delivery = produce(shard, route, &info, &frame, &mut key).await;
+                            match delivery {
+                                Ok(d) => acks.push_back((Instant::now(), d)),
+                                Err(e) => {
+                                    shard.metrics.records_failed.fetch_add(1, Ordering::Relaxed);
+                                    if config.acks {
+                                        let reason = e.to_string();
+                                        let _ = codec.encode_ack(
+                                            Ack::Rejected { reason: &reason },
+                                            &mut out,
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                        Ok(None) => break Ok(()),
+                        Err(e) => break Err(e),
+                    }
+                };
+                pending = if data.is_empty() {
+                    BytesMut::new()
+                } else {
+                    BytesMut::from(&data[..])
+                };
+                if let Err(e) = decoded {
+                    // Record protocols have no error answer: acknowledge what was accepted
+                    // and close.
+                    reading = false;
+                    shard.metrics.error(ErrorKind::Protocol);
+                    debug!(error = %e, "malformed input; closing after the pending acks");
+                }
+            }
+            Event::Acked(received, result) => {
+                let m = &shard.metrics;
+                let ack = match &result {
+                    Ok(_) => {
+                        m.records_produced.fetch_add(1, Ordering::Relaxed);
+                        m.produce_latency(received.elapsed());
+                        Ack::Accepted
+                    }
+                    Err(_) => {
+                        m.records_failed.fetch_add(1, Ordering::Relaxed);
+                        Ack::Rejected {
+                            reason: "Kafka did not accept the record",
+                        }
+                    }
+                };
+                if config.acks {
+                    codec
+                        .encode_ack(ack, &mut out)
+                        .map_err(|e| (ErrorKind::Protocol, e.to_string()))?;
+                }
+            }
+        }
+    }
+}
+
+/// Moves `n` bytes from the shard's scratch buffer behind any incomplete record.
+fn take_input(shard: &Shard, pending: &mut BytesMut, n: usize) -> BytesMut {
+    let scratch = shard.scratch.borrow();
+    if pending.is_empty() {
+        let mut arena = shard.arena.borrow_mut();
+        if arena.capacity() < n {
+            arena.reserve(n.max(64 * 1024));
+        }
+        arena.extend_from_slice(&scratch[..n]);
+        arena.split()
+    } else {
+        let mut p = std::mem::take(pending);
+        p.extend_from_slice(&scratch[..n]);
+        p
+    }
+}
+
+fn read_scratch(
+    stream: &mut TcpStream,
+    shard: &Shard,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let mut scratch = shard.scratch.borrow_mut();
+    Pin::new(stream).poll_read(cx, &mut scratch[..])
+}
+
+async fn produce(
+    shard: &Shard,
+    route: &crate::route::Route,
+    info: &ConnInfo,
+    frame: &RecordFrame,
+    key: &mut Vec<u8>,
+) -> kafka_wire::Result<DeliveryFuture> {
+    let record_key = frame.key.as_deref();
+    let key: Option<&[u8]> = if route.key.is_record_key() {
+        record_key
+    } else if route.key.is_empty() {
+        None
+    } else {
+        route.key.render("", info, record_key, key);
+        Some(key)
+    };
+    let mut headers: Vec<Header<'_>> = frame
+        .headers
+        .iter()
+        .map(|(k, v)| Header {
+            key: k,
+            value: Some(v),
+        })
+        .collect();
+    if route.headers.contains(&HeaderField::Listener) {
+        headers.push(Header {
+            key: "sluice.listener",
+            value: Some(info.listener.as_bytes()),
+        });
+    }
+    shard
+        .producer
+        .send(ProducerRecord {
+            topic: &route.kafka_topic,
+            partition: None,
+            key,
+            value: Some(&frame.value),
+            headers: &headers,
+            timestamp: None,
+        })
+        .await
+}
