@@ -13,7 +13,11 @@ fn the_embedded_default_is_valid_and_matches_the_issue() {
     assert_eq!(c.listeners[0].listen.port(), 1883);
     assert_eq!(c.routes[0].kafka_topic, "mqtt-messages");
     assert_eq!(c.routes[0].key_template(Protocol::Mqtt), "{topic}");
-    let framed = c.listeners.iter().find(|l| l.protocol == Protocol::Stream).unwrap();
+    let framed = c
+        .listeners
+        .iter()
+        .find(|l| l.protocol == Protocol::Stream)
+        .unwrap();
     assert_eq!(framed.listen.port(), 7000);
     assert_eq!(framed.codec.as_deref(), Some("framed"));
     let p = c.producer_config().unwrap();
