@@ -123,10 +123,9 @@ fi
 install_mqttjs() {
     local dir="$cache/node"
     [[ -d "$dir/node_modules/mqtt" ]] && return 0
-    if ! command -v npm >/dev/null; then
-        say "warning: npm is missing; MQTT.js fixtures cannot be re-captured on this machine"
-        return 0
-    fi
+    # The proxy's integration tests publish with MQTT.js (proxy/tests/mqtt_clients.rs).
+    command -v npm >/dev/null ||
+        die "npm is missing: install Node.js and npm (Debian: nodejs npm) for the MQTT.js tests"
     say "installing MQTT.js (npm package mqtt@5) into $dir"
     mkdir -p "$dir"
     [[ -f "$dir/package.json" ]] || echo '{"name":"sluice-node-tools","private":true}' >"$dir/package.json"
