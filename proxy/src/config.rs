@@ -196,6 +196,8 @@ pub enum Protocol {
     Mqtt,
     /// A stream of records in a record codec's format (`codec`: `framed`, `lines`, ...).
     Stream,
+    /// HTTP/1.1 produce calls: `POST /topics/{topic}`.
+    Http,
 }
 
 /// `[[listeners]]`.
@@ -233,6 +235,18 @@ pub struct ListenerConfig {
     /// rejection); without acks, records are produced without telling the client.
     #[serde(default)]
     pub acks: bool,
+    /// `http` listeners: the largest request body, in bytes (413 beyond).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// `http` listeners: the most records one batch request may carry (413 beyond).
+    #[serde(default = "default_max_records")]
+    pub max_records: usize,
+    /// `http` listeners: topics that may be written: names, or prefixes ending in `*`.
+    #[serde(default = "default_http_topics")]
+    pub topics: Vec<String>,
+    /// `http` listeners: how long a connection may wait for a request before it is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
 }
 
 fn default_max_packet() -> u32 {
@@ -249,6 +263,18 @@ fn default_connect_timeout() -> u64 {
 }
 fn default_backlog() -> i32 {
     4096
+}
+fn default_max_body() -> usize {
+    1 << 20
+}
+fn default_max_records() -> usize {
+    10_000
+}
+fn default_http_topics() -> Vec<String> {
+    vec!["*".into()]
+}
+fn default_idle_timeout() -> u64 {
+    60_000
 }
 
 /// `[[routes]]`: which Kafka topic, key and headers a listener's messages get.
@@ -340,6 +366,9 @@ impl Config {
             }
             if l.backlog <= 0 {
                 return Err(invalid(key("backlog"), "must be positive"));
+            }
+            if l.protocol == Protocol::Http {
+                self.validate_http(l, &key)?;
             }
         }
         let registry = codecs::registry::CodecRegistry::with_builtins();
@@ -438,6 +467,33 @@ impl Config {
             for h in &r.headers {
                 HeaderField::parse(h).map_err(|e| invalid(key("headers"), e))?;
             }
+        }
+        Ok(())
+    }
+
+    fn validate_http(
+        &self,
+        l: &ListenerConfig,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<(), ConfigError> {
+        if l.max_body_bytes == 0 || l.max_body_bytes > self.kafka.buffer_memory {
+            return Err(invalid(
+                key("max_body_bytes"),
+                "must be between 1 and kafka.buffer.memory",
+            ));
+        }
+        if l.max_records == 0 {
+            return Err(invalid(key("max_records"), "must be at least 1"));
+        }
+        if l.idle_timeout_ms == 0 {
+            return Err(invalid(key("idle_timeout_ms"), "must be at least 1"));
+        }
+        crate::http::TopicPatterns::parse(&l.topics).map_err(|e| invalid(key("topics"), e))?;
+        if let Some(i) = self.routes.iter().position(|r| r.listener == l.name) {
+            return Err(invalid(
+                format!("routes[{i}].listener"),
+                "names an http listener, which writes to the topic in the request path",
+            ));
         }
         Ok(())
     }

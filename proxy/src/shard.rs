@@ -14,6 +14,7 @@ use kafka_wire::{Client, NewTopic, Producer};
 use tracing::{error, info, warn};
 
 use crate::config::{Config, Protocol};
+use crate::http;
 use crate::metrics::{Metrics, ShardMetrics};
 use crate::mqtt::{self, MqttListener, ShutdownSignal};
 use crate::route::Routes;
@@ -81,6 +82,8 @@ pub struct ShardSetup {
     pub stop: Arc<AtomicBool>,
     /// Shards whose listeners are open.
     pub listening: Arc<std::sync::atomic::AtomicUsize>,
+    /// Shards that finished their shutdown (everything accepted was answered or failed).
+    pub stopped: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Runs shard `index` until shutdown.
@@ -156,6 +159,16 @@ pub async fn run(index: usize, setup: ShardSetup) {
                     },
                 ));
             }
+            Protocol::Http => {
+                let listener = Rc::new(http::HttpListener::new(i, l.clone()));
+                let shard = shard.clone();
+                runtime::spawn(accept_loop(
+                    socket,
+                    l.name.clone(),
+                    accepting.clone(),
+                    move |conn| runtime::spawn(http::serve(conn, shard.clone(), listener.clone())),
+                ));
+            }
         }
     }
     if let Some(admin) = setup
@@ -200,6 +213,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
     );
     producer.close(left.max(Duration::from_millis(100))).await;
     info!(shard = index, connections_left = open(), "shard stopped");
+    setup.stopped.fetch_add(1, Ordering::SeqCst);
 }
 
 /// Connects to Kafka, retrying until it answers or shutdown begins, and creates the topics

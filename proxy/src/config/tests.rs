@@ -143,3 +143,29 @@ fn stream_listeners_need_a_codec_and_one_route_without_a_filter() {
     let err = Config::parse(&mqtt_key, None).unwrap_err();
     assert!(err.to_string().contains("routes[1].key"), "{err}");
 }
+
+#[test]
+fn http_listener_options_are_checked_by_name() {
+    let c = Config::default_config();
+    let http = c.listeners.iter().find(|l| l.name == "http").unwrap();
+    assert_eq!((http.protocol, http.listen.port()), (Protocol::Http, 8080));
+    let cases = [
+        ("max_body_bytes = 1048576", "max_body_bytes = 0", "max_body_bytes"),
+        (
+            "max_body_bytes = 1048576",
+            "max_body_bytes = 99999999999",
+            "max_body_bytes",
+        ),
+        ("max_records = 10000", "max_records = 0", "max_records"),
+        ("topics = [\"*\"]", "topics = []", "topics"),
+        ("topics = [\"*\"]", "topics = [\"a/b\"]", "topics"),
+        ("idle_timeout_ms = 60000", "idle_timeout_ms = 0", "idle_timeout_ms"),
+    ];
+    for (from, to, key) in cases {
+        assert!(DEFAULT_TOML.contains(from), "default lacks {from}");
+        let err = Config::parse(&DEFAULT_TOML.replace(from, to), None).unwrap_err();
+        assert!(err.to_string().contains(&format!("].{key}")), "{to}: {err}");
+    }
+    let err = with("[[routes]]\nlistener = \"http\"\nkafka_topic = \"t\"").unwrap_err();
+    assert!(err.to_string().contains("http listener"), "{err}");
+}

@@ -58,6 +58,14 @@ headers = ["client_id", "user_properties", "content_type"]
     )
 }
 
+/// [`config`] plus an HTTP listener called `http` on port 0 with `listener_keys` added.
+pub fn config_with_http(bootstrap: &str, extra_kafka: &str, listener_keys: &str) -> String {
+    format!(
+        "{}\n[[listeners]]\nname = \"http\"\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\n{listener_keys}\n",
+        config(bootstrap, extra_kafka)
+    )
+}
+
 impl Sluice {
     /// Starts sluice with `config` and waits until it listens.
     pub fn start(config: &str) -> Result<Sluice> {

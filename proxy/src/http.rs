@@ -1,0 +1,632 @@
+//! The HTTP produce driver: the only code that touches an HTTP client's socket.
+//!
+//! `POST /topics/{topic}` writes the body as one record (key from `Sluice-Key`, headers from
+//! `Sluice-Header-*`), or a batch: `application/json` (an array of `{"key", "value",
+//! "headers"}`) or `application/x-ndjson`. The `200` with each record's partition and offset
+//! is written only once Kafka acknowledged every record of the request; responses leave in
+//! request order on keep-alive, pipelined connections.
+//!
+//! Reads go into the shard's scratch buffer and are decoded as slices of the shard's arena
+//! (an idle connection holds no read buffer). A request that would make the shard's
+//! producer wait for `buffer.memory` is refused with `503` and `Retry-After` instead of
+//! queueing; a connection with many responses outstanding stops reading (TCP backpressure).
+
+mod records;
+mod topics;
+
+use std::collections::VecDeque;
+use std::future::Future as _;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use codecs::http::{
+    write_json_string, HttpLimits, ProduceRequest, Request, RequestDecoder, Response,
+    ResponseEncoder,
+};
+use codecs::{Decoder, Encoder};
+use futures::future::{select, Either};
+use futures_lite::{AsyncRead, AsyncWriteExt};
+use kafka_wire::record::Header;
+use kafka_wire::{DeliveryFuture, KafkaCode, ProducerRecord, RecordMetadata};
+use tracing::{debug, info_span, Instrument};
+
+use crate::config::ListenerConfig;
+use crate::metrics::ErrorKind;
+use crate::runtime::{self, TcpStream};
+use crate::shard::Shard;
+use records::{parse_batch, BodyFormat, Record};
+pub use topics::TopicPatterns;
+
+/// Produce endpoints are `{PATH_PREFIX}{topic}`.
+const PATH_PREFIX: &str = "/topics/";
+/// Responses a connection may have outstanding before it stops reading.
+const MAX_PIPELINED: usize = 16;
+/// `Retry-After` seconds of a 503.
+const RETRY_AFTER_SECS: u32 = 1;
+/// After refusing a request whose body may still be arriving, how long and how much to read
+/// and discard before closing, so the client sees the answer rather than a reset.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 4 << 20;
+
+/// One HTTP listener of a shard.
+#[derive(Debug)]
+pub struct HttpListener {
+    /// Index in the config (and in the metrics).
+    pub index: usize,
+    /// Settings.
+    pub config: ListenerConfig,
+    /// The topics it may write.
+    pub topics: TopicPatterns,
+}
+
+impl HttpListener {
+    /// The listener for config entry `index` (validated).
+    pub fn new(index: usize, config: ListenerConfig) -> HttpListener {
+        HttpListener {
+            index,
+            topics: TopicPatterns::parse(&config.topics).expect("validated topic patterns"),
+            config,
+        }
+    }
+}
+
+/// A response in the making, in request order.
+enum Entry {
+    /// `100 Continue` for a request announcing `Expect: 100-continue`.
+    Continue,
+    Ready(Response),
+    Waiting(Waiting),
+}
+
+/// A request whose records are with Kafka.
+struct Waiting {
+    topic: String,
+    received: Instant,
+    keep_alive: bool,
+    slots: Vec<Slot>,
+    /// Slots before this one have an outcome.
+    next: usize,
+    /// Records after a refused `send` were not sent: how many, and why.
+    unsent: Option<(usize, kafka_wire::Error)>,
+}
+
+enum Slot {
+    Sent(DeliveryFuture),
+    Done(Result<RecordMetadata, kafka_wire::Error>),
+}
+
+impl Waiting {
+    /// Collects outcomes that are in, in order; true when every record has one.
+    fn advance(&mut self) -> bool {
+        while let Some(slot) = self.slots.get_mut(self.next) {
+            if let Slot::Sent(f) = slot {
+                match f.try_result() {
+                    Some(r) => *slot = Slot::Done(r),
+                    None => return false,
+                }
+            }
+            self.next += 1;
+        }
+        true
+    }
+
+    /// Registers for the next outcome; ready when there is progress to collect.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.advance() {
+            return Poll::Ready(());
+        }
+        match &mut self.slots[self.next] {
+            Slot::Sent(f) => Pin::new(f).poll(cx).map(drop),
+            Slot::Done(_) => Poll::Ready(()),
+        }
+    }
+}
+
+enum Event {
+    Read(io::Result<usize>),
+    Progress,
+    Idle,
+    Shutdown,
+}
+
+struct Conn {
+    shard: Rc<Shard>,
+    listener: Rc<HttpListener>,
+    decoder: RequestDecoder,
+    /// The tail of an incomplete request (empty, holding no memory, between requests).
+    pending: BytesMut,
+    out: BytesMut,
+    entries: VecDeque<Entry>,
+    /// No more requests are read; close once every response is written.
+    closing: bool,
+    /// The request stream was cut mid-request (an error): read and discard before closing.
+    linger: bool,
+    last_read: Instant,
+    id: u64,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.shard.shutdown.unregister(self.id);
+    }
+}
+
+/// Serves one client connection until it ends.
+pub async fn serve(stream: TcpStream, shard: Rc<Shard>, listener: Rc<HttpListener>) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let span = info_span!("conn", listener = %listener.config.name, %peer);
+    let metrics = shard.metrics.clone();
+    let lm = &metrics.listeners[listener.index];
+    lm.connections_open.fetch_add(1, Ordering::Relaxed);
+    lm.connections_total.fetch_add(1, Ordering::Relaxed);
+    let result = async {
+        let mut conn = Conn::new(shard.clone(), listener.clone());
+        conn.run(stream).await
+    }
+    .instrument(span.clone())
+    .await;
+    if let Err((kind, e)) = result {
+        metrics.error(kind);
+        let _enter = span.enter();
+        debug!(error = %e, "connection ended");
+    }
+    lm.connections_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+impl Conn {
+    fn new(shard: Rc<Shard>, listener: Rc<HttpListener>) -> Conn {
+        let limits = HttpLimits {
+            max_body_bytes: listener.config.max_body_bytes,
+            ..HttpLimits::default()
+        };
+        Conn {
+            decoder: RequestDecoder::new(limits),
+            pending: BytesMut::new(),
+            out: BytesMut::new(),
+            entries: VecDeque::new(),
+            closing: false,
+            linger: false,
+            last_read: Instant::now(),
+            id: shard.next_conn_id(),
+            shard,
+            listener,
+        }
+    }
+
+    async fn run(&mut self, mut stream: TcpStream) -> Result<(), (ErrorKind, String)> {
+        let io_err = |e: io::Error| (ErrorKind::Io, e.to_string());
+        let mut failure = None;
+        loop {
+            self.write_ready();
+            self.flush(&mut stream).await.map_err(io_err)?;
+            if self.closing && self.entries.is_empty() {
+                if self.linger {
+                    self.linger(&mut stream).await;
+                }
+                let _ = stream.close().await;
+                return failure.map_or(Ok(()), Err);
+            }
+            let reading = !self.closing && self.entries.len() < MAX_PIPELINED;
+            match self.next_event(&mut stream, reading).await {
+                Event::Read(Ok(0)) => self.closing = true,
+                Event::Read(Ok(n)) => {
+                    self.last_read = Instant::now();
+                    if let Err(e) = self.on_data(n).await {
+                        failure = Some((ErrorKind::Protocol, e));
+                    }
+                }
+                Event::Read(Err(e)) => return Err(io_err(e)),
+                Event::Progress => {}
+                Event::Idle => {
+                    self.closing = true;
+                    if !self.pending.is_empty() {
+                        // A request began but did not finish in time.
+                        let msg = "The request did not arrive in full within the idle timeout.";
+                        self.entries
+                            .push_back(Entry::Ready(Response::error(408, msg, false)));
+                        self.linger = true;
+                        failure = Some((ErrorKind::Timeout, msg.into()));
+                    }
+                }
+                Event::Shutdown => self.closing = true,
+            }
+        }
+    }
+
+    /// Waits for data from the client, Kafka's answer for the oldest response, the idle
+    /// timeout (only while nothing is outstanding), or shutdown.
+    async fn next_event(&mut self, stream: &mut TcpStream, reading: bool) -> Event {
+        let shard = self.shard.clone();
+        let id = self.id;
+        let idle = self.entries.is_empty() && !self.closing;
+        let entries = &mut self.entries;
+        let io = futures::future::poll_fn(|cx| {
+            if let Some(Entry::Waiting(w)) = entries.front_mut() {
+                if w.poll(cx).is_ready() {
+                    return Poll::Ready(Event::Progress);
+                }
+            }
+            if !shard.shutdown.is_set() {
+                shard.shutdown.register(id, cx);
+            } else if reading {
+                return Poll::Ready(Event::Shutdown);
+            }
+            if reading {
+                let mut scratch = shard.scratch.borrow_mut();
+                if let Poll::Ready(r) = Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
+                    return Poll::Ready(Event::Read(r));
+                }
+            }
+            Poll::Pending
+        });
+        if !idle {
+            return io.await;
+        }
+        let timeout = Duration::from_millis(self.listener.config.idle_timeout_ms);
+        let wait = (self.last_read + timeout).saturating_duration_since(Instant::now());
+        let timer = std::pin::pin!(runtime::sleep(wait));
+        let io = std::pin::pin!(io);
+        match select(io, timer).await {
+            Either::Left((event, _)) => event,
+            Either::Right(_) => Event::Idle,
+        }
+    }
+
+    /// Decodes and handles every whole request among `n` new bytes in the shard's scratch.
+    async fn on_data(&mut self, n: usize) -> Result<(), String> {
+        let lm = &self.shard.metrics.listeners[self.listener.index];
+        lm.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        let from_arena = self.pending.is_empty();
+        let mut data = {
+            let scratch = self.shard.scratch.borrow();
+            if from_arena {
+                let mut arena = self.shard.arena.borrow_mut();
+                if arena.capacity() < n {
+                    arena.reserve(n.max(64 * 1024));
+                }
+                arena.extend_from_slice(&scratch[..n]);
+                arena.split()
+            } else {
+                let mut p = std::mem::take(&mut self.pending);
+                p.extend_from_slice(&scratch[..n]);
+                p
+            }
+        };
+        let result = self.decode_all(&mut data).await;
+        // An incomplete request's tail gets a buffer of its own, so the arena block is not
+        // pinned by a slow client; a tail already in its own buffer keeps growing there.
+        self.pending = match (data.is_empty(), from_arena) {
+            (true, _) => BytesMut::new(),
+            (false, true) => BytesMut::from(&data[..]),
+            (false, false) => data,
+        };
+        result
+    }
+
+    async fn decode_all(&mut self, data: &mut BytesMut) -> Result<(), String> {
+        while !self.closing {
+            match self.decoder.decode(data) {
+                Ok(Some(req)) => {
+                    self.shard.metrics.listeners[self.listener.index]
+                        .frames_in
+                        .fetch_add(1, Ordering::Relaxed);
+                    if !req.keep_alive() {
+                        self.closing = true;
+                    }
+                    let entry = self.handle(&req).await;
+                    self.entries.push_back(entry);
+                }
+                Ok(None) => {
+                    if self.decoder.take_continue() {
+                        self.entries.push_back(Entry::Continue);
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    // The rest of the stream no longer starts at a request boundary.
+                    self.entries.push_back(Entry::Ready(Response::from(&e)));
+                    self.closing = true;
+                    self.linger = true;
+                    data.clear();
+                    return Err(e.to_string());
+                }
+            }
+        }
+        data.clear();
+        Ok(())
+    }
+
+    /// Answers one request: at once when it is refused, else once Kafka answered.
+    async fn handle(&mut self, req: &Request) -> Entry {
+        let received = Instant::now();
+        let keep_alive = req.keep_alive() && !self.shard.shutdown.is_set();
+        let refuse =
+            |status, message: &str| Entry::Ready(Response::error(status, message, keep_alive));
+        let produce = match ProduceRequest::from_request(req, PATH_PREFIX) {
+            Ok(p) => p,
+            Err(e) => return refuse(e.status(), &e.to_string()),
+        };
+        if !self.listener.topics.allows(&produce.topic) {
+            let msg = format!(
+                "Topic {} may not be written on this listener.",
+                produce.topic
+            );
+            return refuse(403, &msg);
+        }
+        let format = BodyFormat::from_content_type(req.header("content-type"));
+        let records = match format {
+            BodyFormat::Single => vec![Record {
+                key: None,
+                value: Some(produce.value[..].into()),
+                headers: Vec::new(),
+            }],
+            _ => match parse_batch(&produce.value, format, self.listener.config.max_records) {
+                Ok(r) => r,
+                Err(e) => return refuse(e.status(), &e.to_string()),
+            },
+        };
+        // Refuse rather than wait: the request goes only if the producer's buffer can take
+        // it now (or is empty, as kafka-wire lets one oversized request through alone).
+        let size: usize = records.iter().map(|r| record_size(r, &produce)).sum();
+        let buffered = self.shard.producer.stats().buffered_bytes as usize;
+        if buffered > 0 && buffered + size > self.shard.producer.config().buffer_memory {
+            let mut r = Response::error(
+                503,
+                "Kafka is not keeping up; the shard's producer buffer is full. Retry later.",
+                keep_alive,
+            );
+            r.retry_after = Some(RETRY_AFTER_SECS);
+            return Entry::Ready(r);
+        }
+        let mut waiting = Waiting {
+            topic: produce.topic.clone(),
+            received,
+            keep_alive,
+            slots: Vec::with_capacity(records.len()),
+            next: 0,
+            unsent: None,
+        };
+        let mut headers: Vec<Header<'_>> = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            headers.clear();
+            let request_headers = produce.headers.iter().map(|(k, v)| Header {
+                key: k,
+                value: Some(v),
+            });
+            headers.extend(request_headers);
+            headers.extend(r.headers.iter().map(|(k, v)| Header {
+                key: k,
+                value: v.as_deref(),
+            }));
+            let record = ProducerRecord {
+                topic: &produce.topic,
+                partition: None,
+                key: r.key.as_deref().or(produce.key.as_deref()),
+                value: r.value.as_deref(),
+                headers: &headers,
+                timestamp: None,
+            };
+            match self.shard.producer.send(record).await {
+                Ok(delivery) => waiting.slots.push(Slot::Sent(delivery)),
+                Err(e) if i == 0 => {
+                    debug!(error = %e, topic = %produce.topic, "request refused before sending");
+                    self.shard
+                        .metrics
+                        .records_failed
+                        .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    let mut resp = Response::error(status_for(&e), &message_for(&e), keep_alive);
+                    resp.retry_after = retry_after(&e);
+                    return Entry::Ready(resp);
+                }
+                Err(e) => {
+                    waiting.unsent = Some((records.len() - i, e));
+                    break;
+                }
+            }
+        }
+        Entry::Waiting(waiting)
+    }
+
+    /// Moves finished responses at the front of the queue into the write buffer.
+    fn write_ready(&mut self) {
+        while let Some(front) = self.entries.front_mut() {
+            match front {
+                Entry::Continue => self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n"),
+                Entry::Ready(r) => {
+                    let _ = ResponseEncoder.encode(&*r, &mut self.out);
+                }
+                Entry::Waiting(w) => {
+                    if !w.advance() {
+                        return;
+                    }
+                    let shutting_down = self.shard.shutdown.is_set();
+                    let r = finish(w, &self.shard, !shutting_down);
+                    let _ = ResponseEncoder.encode(&r, &mut self.out);
+                }
+            }
+            self.entries.pop_front();
+        }
+    }
+
+    async fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        stream.write_all(&self.out).await?;
+        self.shard.metrics.listeners[self.listener.index]
+            .bytes_out
+            .fetch_add(self.out.len() as u64, Ordering::Relaxed);
+        if self.out.capacity() > 64 * 1024 {
+            self.out = BytesMut::new();
+        } else {
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Half-closes, then reads and discards what the client still sends (a refused body)
+    /// for a while, so that closing does not reset the connection before the client has read
+    /// the answer.
+    async fn linger(&mut self, stream: &mut TcpStream) {
+        if stream.shutdown(std::net::Shutdown::Write).await.is_err() {
+            return;
+        }
+        let shard = self.shard.clone();
+        let drain = async {
+            let mut total = 0;
+            while total < LINGER_BYTES {
+                let n = futures::future::poll_fn(|cx| {
+                    let mut scratch = shard.scratch.borrow_mut();
+                    Pin::new(&mut *stream).poll_read(cx, &mut scratch[..])
+                })
+                .await;
+                match n {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        let drain = std::pin::pin!(drain);
+        let timer = std::pin::pin!(runtime::sleep(LINGER));
+        select(drain, timer).await;
+    }
+}
+
+/// The bytes kafka-wire counts against `buffer.memory` for a record (its `approx_size`).
+fn record_size(r: &Record<'_>, p: &ProduceRequest) -> usize {
+    let len = |v: &Option<std::borrow::Cow<'_, [u8]>>| v.as_ref().map_or(0, |v| v.len());
+    let request_headers: usize = p.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let headers: usize = r.headers.iter().map(|(k, v)| k.len() + len(v) + 4).sum();
+    let key = r
+        .key
+        .as_ref()
+        .map_or(p.key.as_ref().map_or(0, |k| k.len()), |k| k.len());
+    key + len(&r.value) + request_headers + headers + 16
+}
+
+/// The response to a request whose every record has an outcome.
+fn finish(w: &mut Waiting, shard: &Shard, keep_alive: bool) -> Response {
+    let keep_alive = keep_alive && w.keep_alive;
+    let m = &shard.metrics;
+    let latency = w.received.elapsed();
+    let mut first_error: Option<&kafka_wire::Error> = None;
+    let mut offsets = BytesMut::with_capacity(16 + w.slots.len() * 32);
+    offsets.extend_from_slice(b"[");
+    for (i, slot) in w.slots.iter().enumerate() {
+        if i > 0 {
+            offsets.extend_from_slice(b",");
+        }
+        match slot {
+            Slot::Done(Ok(meta)) => {
+                m.records_produced.fetch_add(1, Ordering::Relaxed);
+                m.produce_latency(latency);
+                let entry = format!(
+                    "{{\"partition\":{},\"offset\":{}}}",
+                    meta.partition, meta.offset
+                );
+                offsets.extend_from_slice(entry.as_bytes());
+            }
+            Slot::Done(Err(e)) => {
+                m.records_failed.fetch_add(1, Ordering::Relaxed);
+                first_error.get_or_insert(e);
+                offsets.extend_from_slice(b"{\"error\":");
+                write_json_string(&mut offsets, &e.to_string());
+                offsets.extend_from_slice(b"}");
+            }
+            Slot::Sent(_) => unreachable!("finish runs once every record has an outcome"),
+        }
+    }
+    if let Some((count, e)) = &w.unsent {
+        m.records_failed.fetch_add(*count as u64, Ordering::Relaxed);
+        first_error.get_or_insert(e);
+        let note = format!("not sent: {e}");
+        for i in 0..*count {
+            if i > 0 || !w.slots.is_empty() {
+                offsets.extend_from_slice(b",");
+            }
+            offsets.extend_from_slice(b"{\"error\":");
+            write_json_string(&mut offsets, &note);
+            offsets.extend_from_slice(b"}");
+        }
+    }
+    offsets.extend_from_slice(b"]");
+    let mut body = BytesMut::with_capacity(offsets.len() + 128);
+    let status = match first_error {
+        None => 200,
+        Some(e) => {
+            debug!(error = %e, topic = %w.topic, "Kafka refused records of a request");
+            let status = status_for(e);
+            body.extend_from_slice(b"{\"error\":{\"status\":");
+            body.extend_from_slice(status.to_string().as_bytes());
+            body.extend_from_slice(b",\"message\":");
+            write_json_string(&mut body, &message_for(e));
+            body.extend_from_slice(b"},");
+            status
+        }
+    };
+    if status == 200 {
+        body.extend_from_slice(b"{");
+    }
+    body.extend_from_slice(b"\"topic\":");
+    write_json_string(&mut body, &w.topic);
+    body.extend_from_slice(b",\"offsets\":");
+    body.extend_from_slice(&offsets);
+    body.extend_from_slice(b"}");
+    let mut r = Response::json(status, body.freeze(), keep_alive);
+    r.retry_after = first_error.and_then(retry_after);
+    r
+}
+
+/// The status for a record Kafka (or the producer) did not take; docs/operations.md lists
+/// them.
+fn status_for(e: &kafka_wire::Error) -> u16 {
+    use kafka_wire::Error as E;
+    match e {
+        E::UnknownTopic { .. } => 404,
+        E::Closed => 503,
+        E::DeliveryTimeout(_)
+        | E::Io { .. }
+        | E::Disconnected { .. }
+        | E::Timeout { .. }
+        | E::NoBroker(_) => 504,
+        E::Kafka { code, .. } => match code {
+            KafkaCode::TopicAuthorizationFailed | KafkaCode::ClusterAuthorizationFailed => 403,
+            KafkaCode::MessageTooLarge | KafkaCode::RecordListTooLarge => 413,
+            KafkaCode::InvalidTopicException => 400,
+            c if c.is_retriable() => 504,
+            _ => 502,
+        },
+        E::Protocol { .. } | E::UnsupportedVersion { .. } | E::Sasl { .. } | E::Tls { .. } => 502,
+        _ => 500,
+    }
+}
+
+fn message_for(e: &kafka_wire::Error) -> String {
+    match e {
+        kafka_wire::Error::UnknownTopic { topic } => {
+            format!("Topic {topic} does not exist; sluice does not create topics for HTTP clients.")
+        }
+        kafka_wire::Error::Closed => "sluice is shutting down; retry on another instance.".into(),
+        e => {
+            let mut m = e.to_string();
+            if let Some(first) = m.get(..1) {
+                let upper = first.to_ascii_uppercase();
+                m.replace_range(..1, &upper);
+            }
+            m.push('.');
+            m
+        }
+    }
+}
+
+fn retry_after(e: &kafka_wire::Error) -> Option<u32> {
+    matches!(e, kafka_wire::Error::Closed).then_some(RETRY_AFTER_SECS)
+}
