@@ -150,7 +150,11 @@ fn http_listener_options_are_checked_by_name() {
     let http = c.listeners.iter().find(|l| l.name == "http").unwrap();
     assert_eq!((http.protocol, http.listen.port()), (Protocol::Http, 8080));
     let cases = [
-        ("max_body_bytes = 1048576", "max_body_bytes = 0", "max_body_bytes"),
+        (
+            "max_body_bytes = 1048576",
+            "max_body_bytes = 0",
+            "max_body_bytes",
+        ),
         (
             "max_body_bytes = 1048576",
             "max_body_bytes = 99999999999",
@@ -159,7 +163,11 @@ fn http_listener_options_are_checked_by_name() {
         ("max_records = 10000", "max_records = 0", "max_records"),
         ("topics = [\"*\"]", "topics = []", "topics"),
         ("topics = [\"*\"]", "topics = [\"a/b\"]", "topics"),
-        ("idle_timeout_ms = 60000", "idle_timeout_ms = 0", "idle_timeout_ms"),
+        (
+            "idle_timeout_ms = 60000",
+            "idle_timeout_ms = 0",
+            "idle_timeout_ms",
+        ),
     ];
     for (from, to, key) in cases {
         assert!(DEFAULT_TOML.contains(from), "default lacks {from}");
