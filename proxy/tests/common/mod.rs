@@ -140,6 +140,22 @@ impl Sluice {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size in bytes, from /proc.
+    pub fn rss(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| anyhow!("no VmRSS in /proc/{}/status", self.child.id()))?;
+        Ok(kb * 1024)
+    }
+
     /// GETs an admin path and returns (status, body).
     pub fn admin_get(&self, path: &str) -> Result<(u16, String)> {
         let out = Command::new("curl")
