@@ -2,15 +2,22 @@
 //!
 //! - `micro`: RecordBatch encode/decode, partitioner and codec micro-benchmarks (no network).
 //! - `produce`: kafka-wire against the rdkafka producer, same records, same broker, same run.
+//! - `loadgen`: the MQTT load generator (idle or publishing connections, many per process).
+//! - `idle`: memory per idle MQTT connection, sluice against mosquitto.
+//! - `publish`: MQTT QoS 0/1 publishing through sluice into Kafka: rate, PUBACK latency, CPU.
 //!
 //! Results are printed as Markdown tables and written as JSON (`--out`). docs/benchmarks.md
 //! explains the method and holds the latest numbers.
 
 mod alloc;
 mod cpu;
+mod loadgen;
 mod micro;
 mod micro_codecs;
+mod procs;
 mod produce;
+mod scenario_idle;
+mod scenario_publish;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,6 +60,30 @@ enum Cmd {
         #[command(flatten)]
         workload: produce::Workload,
         /// Write the comparison as JSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The MQTT load generator: many connections, idle or publishing.
+    Loadgen {
+        #[command(flatten)]
+        args: loadgen::LoadgenArgs,
+        /// Write the report as JSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Memory per idle MQTT connection: sluice (several processes past ~18k) and mosquitto.
+    Idle {
+        #[command(flatten)]
+        args: scenario_idle::IdleArgs,
+        /// Write the results as JSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// MQTT publishing through sluice into Kafka: rate, PUBACK latency, CPU per message.
+    Publish {
+        #[command(flatten)]
+        args: scenario_publish::PublishArgs,
+        /// Write the results as JSON to this file.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -130,6 +161,23 @@ fn main() -> Result<()> {
                 comparison.throughput_ratio, comparison.cpu_ratio
             );
             write_json(&out, &comparison)?;
+        }
+        Cmd::Loadgen { args, out } => {
+            procs::catch_interrupts();
+            let report = loadgen::run(args)?;
+            write_json(&out, &report)?;
+        }
+        Cmd::Idle { args, out } => {
+            procs::catch_interrupts();
+            let output = scenario_idle::run(&args)?;
+            scenario_idle::print(&output);
+            write_json(&out, &output)?;
+        }
+        Cmd::Publish { args, out } => {
+            procs::catch_interrupts();
+            let output = scenario_publish::run(&args)?;
+            scenario_publish::print(&output);
+            write_json(&out, &output)?;
         }
         Cmd::ProduceRun {
             client,

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use codecs::mqtt::{check_topic_filter, MqttString, TopicFilter};
@@ -14,6 +15,7 @@ use kafka_wire::tls::TlsConfig;
 use kafka_wire::{Acks, ClientConfig, ProducerConfig};
 use serde::Deserialize;
 
+use crate::auth::{AclRule, AuthMethod, Authenticator, JwtConfig};
 use crate::route::{HeaderField, KeyTemplate};
 
 /// The embedded default configuration.
@@ -247,6 +249,21 @@ pub struct ListenerConfig {
     /// `http` listeners: how long a connection may wait for a request before it is closed.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_ms: u64,
+    /// MQTT listeners: how clients authenticate (`none`, `password_file`, `jwt`).
+    #[serde(default)]
+    pub auth: AuthMethod,
+    /// MQTT listeners, `auth = "password_file"`: a mosquitto_passwd file.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// MQTT listeners, `auth = "jwt"`: how tokens are checked.
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+    /// MQTT listeners: the topics a client may publish to; absent means every topic.
+    #[serde(default)]
+    pub acl: Option<Vec<AclRule>>,
+    /// Built from the keys above when the config is loaded (their files read then).
+    #[serde(skip)]
+    pub authenticator: Option<Arc<Authenticator>>,
 }
 
 fn default_max_packet() -> u32 {
@@ -295,7 +312,7 @@ pub struct RouteConfig {
     #[serde(default)]
     pub key: Option<String>,
     /// Record headers to stamp: `client_id`, `username`, `listener`, `mqtt_topic`,
-    /// `user_properties`, `content_type`.
+    /// `user_properties`, `content_type`, `principal`.
     #[serde(default)]
     pub headers: Vec<String>,
 }
@@ -314,11 +331,14 @@ impl RouteConfig {
 impl Config {
     /// Parses and validates TOML text; `path` names the file in errors.
     pub fn parse(text: &str, path: Option<PathBuf>) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path,
             message: e.to_string(),
         })?;
         config.validate()?;
+        for (i, l) in config.listeners.iter_mut().enumerate() {
+            l.authenticator = Authenticator::load(l, &|k| format!("listeners[{i}].{k}"))?;
+        }
         Ok(config)
     }
 

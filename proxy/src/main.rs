@@ -10,11 +10,13 @@
 //! - `http`: the HTTP produce driver (`POST /topics/{topic}`, single records and batches).
 //! - `stream`: the record-stream driver (framed, lines, plugged-in record codecs).
 //! - `route`: which Kafka topic, key and headers a message gets.
+//! - `auth`: MQTT client authentication (password file, JWT) and publish ACLs.
 //! - `metrics` and `admin`: Prometheus counters and the admin HTTP listener.
 //!
 //! docs/architecture.md follows a message from the socket to Kafka's acknowledgement.
 
 mod admin;
+mod auth;
 mod config;
 mod http;
 mod metrics;

@@ -70,6 +70,8 @@ pub struct ShardMetrics {
     pub produce_retries: AtomicU64,
     /// Whether this shard has reached Kafka.
     pub kafka_ready: AtomicBool,
+    /// Whether this shard is shutting down (draining its connections).
+    pub draining: AtomicBool,
 }
 
 impl ShardMetrics {
@@ -86,6 +88,7 @@ impl ShardMetrics {
             produce_batches: AtomicU64::new(0),
             produce_retries: AtomicU64::new(0),
             kafka_ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -127,6 +130,11 @@ impl Metrics {
     /// The counters of shard `id`.
     pub fn shard(&self, id: usize) -> Arc<ShardMetrics> {
         self.shards[id % self.shards.len()].clone()
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
     }
 
     /// Whether every shard has reached Kafka.
@@ -187,7 +195,7 @@ impl Metrics {
             }
         }
         type ShardField = fn(&ShardMetrics) -> u64;
-        let per_shard: [(&str, &str, &str, ShardField); 7] = [
+        let per_shard: [(&str, &str, &str, ShardField); 8] = [
             (
                 "sluice_records_produced_total",
                 "counter",
@@ -229,6 +237,12 @@ impl Metrics {
                 "gauge",
                 "1 when the shard has reached Kafka.",
                 |s| u64::from(s.kafka_ready.load(Ordering::Relaxed)),
+            ),
+            (
+                "sluice_draining",
+                "gauge",
+                "1 while the shard shuts down, draining its connections.",
+                |s| u64::from(s.draining.load(Ordering::Relaxed)),
             ),
         ];
         for (name, kind, help, field) in per_shard {

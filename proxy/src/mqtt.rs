@@ -31,6 +31,7 @@ use kafka_wire::record::Header;
 use kafka_wire::{DeliveryFuture, KafkaCode, ProducerRecord};
 use tracing::{debug, info_span, Instrument};
 
+use crate::auth::{Acl, ShardAuth};
 use crate::config::ListenerConfig;
 use crate::metrics::ErrorKind;
 use crate::route::{self, ConnInfo, Routes};
@@ -58,6 +59,8 @@ pub struct MqttListener {
     pub config: ListenerConfig,
     /// Routes of this listener.
     pub routes: Routes,
+    /// Authentication and publish ACL, when the listener has them.
+    pub auth: Option<ShardAuth>,
 }
 
 /// A PUBLISH whose record is with Kafka.
@@ -92,6 +95,8 @@ struct Conn {
     acks: VecDeque<PendingAck>,
     closing: Option<u8>,
     version: Option<ProtocolVersion>,
+    /// Topics this client may publish to (`None`: all).
+    acl: Option<Acl>,
     key: Vec<u8>,
     /// This connection's number on the shard (for the shutdown signal).
     id: u64,
@@ -154,6 +159,7 @@ impl Conn {
             acks: VecDeque::new(),
             closing: None,
             version: None,
+            acl: None,
             key: Vec::new(),
             id: shard.next_conn_id(),
             shard,
@@ -232,7 +238,9 @@ impl Conn {
             if let Poll::Ready(ack) = poll_front(acks, cx) {
                 return Poll::Ready(ack);
             }
-            if shard.shutdown.is_set() {
+            // Reported once: after it the driver stops reading and only waits for acks, so
+            // reporting it again would spin without yielding to the tasks that bring them.
+            if reading && shard.shutdown.is_set() {
                 return Poll::Ready(Event::Shutdown);
             }
             shard.shutdown.register(id, cx);
@@ -334,6 +342,19 @@ impl Conn {
                         self.info.client_id = id;
                     }
                     tracing::Span::current().record("client_id", self.info.client_id.as_str());
+                    if let Some(auth) = &self.listener.auth {
+                        match auth.connect(&connect, &self.info.client_id) {
+                            Ok(authorized) => {
+                                self.info.principal = authorized.principal;
+                                self.acl = authorized.acl;
+                            }
+                            Err((reason_code, why)) => {
+                                debug!(reason_code, why, "CONNECT refused");
+                                self.session.refuse(reason_code, &mut self.effects);
+                                continue;
+                            }
+                        }
+                    }
                     let now = self.shard.now_ms();
                     self.session.accept(now, accept, &mut self.effects);
                 }
@@ -388,6 +409,24 @@ impl Conn {
     /// Routes a PUBLISH and hands its record to the producer.
     async fn publish(&mut self, publish: Publish) {
         let received = Instant::now();
+        if self
+            .acl
+            .as_ref()
+            .is_some_and(|acl| !acl.allows(publish.topic.as_str()))
+        {
+            debug!(
+                topic = publish.topic.as_str(),
+                "PUBLISH not allowed by the ACL"
+            );
+            if publish.qos == QoS::AtMostOnce {
+                // Nothing to answer a QoS 0 PUBLISH with: end the session, visibly.
+                self.session_close(reason::NOT_AUTHORIZED);
+            } else {
+                // MQTT 5: PUBACK/PUBREC 0x87; 3.1.1 cannot refuse, so the session closes.
+                self.refuse(&publish, reason::NOT_AUTHORIZED);
+            }
+            return;
+        }
         let listener = self.listener.clone();
         let Some(route) = listener.routes.find(publish.topic.as_str()) else {
             // No route: refuse rather than drop silently.

@@ -134,6 +134,8 @@ pub enum HeaderField {
     UserProperties,
     /// `content-type`: the MQTT 5 content type.
     ContentType,
+    /// `sluice.principal`: who the client authenticated as (username or JWT claim).
+    Principal,
 }
 
 impl HeaderField {
@@ -146,9 +148,10 @@ impl HeaderField {
             "mqtt_topic" => HeaderField::MqttTopic,
             "user_properties" => HeaderField::UserProperties,
             "content_type" => HeaderField::ContentType,
+            "principal" => HeaderField::Principal,
             other => {
                 return Err(format!(
-                    "names an unknown header {other:?}; known are client_id, username, listener, mqtt_topic, user_properties, content_type"
+                    "names an unknown header {other:?}; known are client_id, username, listener, mqtt_topic, user_properties, content_type, principal"
                 ))
             }
         })
@@ -164,6 +167,8 @@ pub struct ConnInfo {
     pub client_id: String,
     /// The user name the client authenticated with.
     pub username: Option<String>,
+    /// Who the client proved to be, when the listener authenticates.
+    pub principal: Option<String>,
 }
 
 /// A compiled route.
@@ -249,6 +254,11 @@ pub fn headers<'a>(
                     out.push(("content-type", ct.as_str().as_bytes()));
                 }
             }
+            HeaderField::Principal => {
+                if let Some(p) = &conn.principal {
+                    out.push(("sluice.principal", p.as_bytes()));
+                }
+            }
         }
     }
 }
@@ -262,6 +272,7 @@ mod tests {
             listener: "mqtt".into(),
             client_id: "dev-7".into(),
             username: Some("alice".into()),
+            principal: None,
         }
     }
 

@@ -13,6 +13,7 @@ use bytes::BytesMut;
 use kafka_wire::{Client, NewTopic, Producer};
 use tracing::{error, info, warn};
 
+use crate::auth::ShardAuth;
 use crate::config::{Config, Protocol};
 use crate::http;
 use crate::metrics::{Metrics, ShardMetrics};
@@ -133,6 +134,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
                     index: i,
                     config: l.clone(),
                     routes: Routes::for_listener(&l.name, l.protocol, &config.routes),
+                    auth: l.authenticator.clone().map(ShardAuth::new),
                 });
                 let shard = shard.clone();
                 runtime::spawn(accept_loop(
@@ -192,6 +194,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
     // Shutdown: stop accepting, let connections drain their acknowledgements and say
     // goodbye, then flush the producer within the deadline.
     info!(shard = index, "shutting down: draining connections");
+    metrics.draining.store(true, Ordering::Relaxed);
     accepting.set(false);
     shard.shutdown.set();
     let deadline = Instant::now() + Duration::from_millis(config.server.shutdown_timeout_ms);
@@ -214,6 +217,15 @@ pub async fn run(index: usize, setup: ShardSetup) {
     producer.close(left.max(Duration::from_millis(100))).await;
     info!(shard = index, connections_left = open(), "shard stopped");
     setup.stopped.fetch_add(1, Ordering::SeqCst);
+    if index == 0 {
+        // Shard 0 serves the admin listener: keep it up (and /metrics showing the drain)
+        // until every other shard has stopped.
+        let others = setup.metrics.shard_count();
+        let until = deadline + Duration::from_secs(1);
+        while setup.stopped.load(Ordering::SeqCst) < others && Instant::now() < until {
+            runtime::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// Connects to Kafka, retrying until it answers or shutdown begins, and creates the topics

@@ -138,7 +138,7 @@ fn publish_while_kafka_is_paused(
     broker.pause().unwrap();
     let mut client = common::mosquitto_pub(
         sluice.mqtt,
-        &["-V", "mqttv5", "-q", "1", "-t", "held", "-m", message],
+        &["-d", "-V", "mqttv5", "-q", "1", "-t", "held", "-m", message],
     )
     .unwrap();
     drop(client.stdin.take());
@@ -187,16 +187,25 @@ fn sigterm_finishes_what_was_accepted_then_exits_zero() {
     let mut broker = Broker::start().expect("broker");
     let mut sluice =
         Sluice::start(&common::config(&broker.bootstrap(), "")).expect("sluice starts");
-    let mut client = publish_while_kafka_is_paused(&mut broker, &sluice, "in-flight");
-    // Shut down while the record waits for Kafka; Kafka comes back within the deadline.
+    let client = publish_while_kafka_is_paused(&mut broker, &sluice, "in-flight");
     sluice.sigterm().unwrap();
+    // Every shard is draining, with the record still waiting for Kafka ...
+    wait_until(Duration::from_secs(20), "sluice drains", || {
+        sluice.metric("sluice_draining").unwrap_or(0) == 2
+    });
+    // ... when Kafka comes back, within the shutdown deadline.
     broker.resume().unwrap();
     let status = sluice.wait_exit().expect("sluice exits");
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    // The client got its PUBACK before sluice said goodbye (DISCONNECT 0x8B may then reach
+    // it before its own DISCONNECT, so its exit status is not the measure).
+    let out = client.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
     assert!(
-        client.wait().unwrap().success(),
-        "the in-flight PUBLISH was acknowledged"
+        log.contains("received PUBACK"),
+        "the in-flight PUBLISH was acknowledged:\n{log}"
     );
+    assert!(!log.contains("reason code: 128"), "not refused:\n{log}");
     let records = broker
         .kafka()
         .consume_all("mqtt-messages", 2, Duration::from_secs(30))

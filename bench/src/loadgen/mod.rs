@@ -1,0 +1,387 @@
+//! The MQTT load generator: many client connections from one process, thread-per-core.
+//!
+//! Each shard (a glommio executor on its own thread) opens its share of the connections at
+//! a fixed connect rate, binding each socket to a source address in 127.0.0.2–127.0.0.254
+//! before connecting so that more than one address's ~28k ephemeral ports are available.
+//! A connection sends CONNECT (clean session), waits for CONNACK, and then either holds the
+//! connection idle or publishes on an open-loop schedule (`conn.rs`).
+//!
+//! Latency is measured from the *scheduled* send time of each PUBLISH to its PUBACK, so a
+//! stall on either side shows up in the percentiles instead of silently delaying the
+//! schedule (coordinated omission). With `--rate max` the schedule is closed-loop: each
+//! connection keeps `--inflight` PUBLISHes outstanding and latency is measured from the
+//! actual send.
+//!
+//! A process reports on stdout as JSON lines: `connected` once every connection has
+//! succeeded or failed, `published` once every publishing connection has finished, and
+//! `report` at the end. With `--control` it waits for a `go` line on stdin before
+//! publishing and holds its connections until stdin closes, so a scenario can run several
+//! processes in step (`child.rs`). The per-process open-file limit (20k here) caps one
+//! process at about 18k connections.
+
+mod child;
+mod conn;
+mod gate;
+mod report;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use codecs::mqtt::ProtocolVersion;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+pub use child::LoadgenChild;
+pub use report::{LatencySummary, Report};
+
+use crate::cpu::process_cpu;
+use gate::Gate;
+
+/// Source addresses cycled through: 127.0.0.2 ..= 127.0.0.254.
+const SOURCE_ADDRESSES: u64 = 253;
+/// How long a connection may take from connect() to CONNACK.
+const CONNACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long publishing connections wait for outstanding PUBACKs after their schedule ends.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What connections do once connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+pub enum Mode {
+    /// Hold the connection, sending nothing (PINGREQ only if a keepalive is set).
+    Idle,
+    /// Publish on a schedule, then hold until told to stop.
+    Publish,
+}
+
+/// The MQTT version of the CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+pub enum MqttVersion {
+    /// MQTT 3.1.1.
+    #[value(name = "3.1.1")]
+    V311,
+    /// MQTT 5.0.
+    #[value(name = "5")]
+    V5,
+}
+
+impl MqttVersion {
+    fn protocol(self) -> ProtocolVersion {
+        match self {
+            MqttVersion::V311 => ProtocolVersion::V3_1_1,
+            MqttVersion::V5 => ProtocolVersion::V5,
+        }
+    }
+
+    /// The command-line spelling.
+    pub fn arg(self) -> &'static str {
+        match self {
+            MqttVersion::V311 => "3.1.1",
+            MqttVersion::V5 => "5",
+        }
+    }
+}
+
+/// An aggregate publish rate: messages per second, or `max` (closed loop).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum Rate {
+    /// Open loop: this many PUBLISHes per second over all connections.
+    PerSecond(f64),
+    /// Closed loop: each connection keeps its in-flight window full.
+    Max,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "max" {
+            return Ok(Rate::Max);
+        }
+        match s.parse::<f64>() {
+            Ok(r) if r > 0.0 && r.is_finite() => Ok(Rate::PerSecond(r)),
+            _ => Err(format!("{s:?} is not a positive rate or `max`")),
+        }
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rate::PerSecond(r) => write!(f, "{r}"),
+            Rate::Max => f.write_str("max"),
+        }
+    }
+}
+
+/// The load generator's settings (the `loadgen` subcommand's arguments).
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct LoadgenArgs {
+    /// The MQTT server.
+    #[arg(long)]
+    pub addr: SocketAddr,
+    /// Connections this process opens (≤ ~18k: 20k open files per process).
+    #[arg(long, default_value_t = 1000)]
+    pub connections: u64,
+    /// New connections per second (this process).
+    #[arg(long, default_value_t = 5000.0)]
+    pub connect_rate: f64,
+    /// MQTT version of the CONNECT.
+    #[arg(long, value_enum, default_value = "3.1.1")]
+    pub mqtt: MqttVersion,
+    /// Keepalive in seconds (0: none). With a keepalive, PINGREQ is sent at half of it.
+    #[arg(long, default_value_t = 0)]
+    pub keepalive: u16,
+    /// Idle or publish.
+    #[arg(long, value_enum, default_value = "idle")]
+    pub mode: Mode,
+    /// Aggregate PUBLISH rate of this process (msgs/s), or `max` for closed loop.
+    #[arg(long, default_value = "1000")]
+    pub rate: Rate,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// QoS of the PUBLISHes (0 or 1).
+    #[arg(long, default_value_t = 1)]
+    pub qos: u8,
+    /// Payload bytes (the first 8 are the scheduled send time, ns since the Unix epoch).
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Most PUBLISHes a connection has in flight (keep ≤ the server's receive maximum).
+    #[arg(long, default_value_t = 64)]
+    pub inflight: usize,
+    /// Executor threads.
+    #[arg(long, default_value_t = 1)]
+    pub shards: usize,
+    /// Number of this process's first connection (client ids and source addresses).
+    #[arg(long, default_value_t = 0)]
+    pub first_index: u64,
+    /// Idle mode without --control: seconds to hold the connections.
+    #[arg(long, default_value_t = 0.0)]
+    pub hold: f64,
+    /// Wait for `go` on stdin before publishing; hold connections until stdin closes.
+    #[arg(long)]
+    pub control: bool,
+}
+
+/// Counters shared by all shards of the process.
+#[derive(Debug, Default)]
+struct Shared {
+    connected: AtomicU64,
+    failed: AtomicU64,
+    /// Connections that finished publishing (or never will: failed or dropped).
+    finished: AtomicU64,
+    dropped: AtomicU64,
+    go: AtomicBool,
+    stop: AtomicBool,
+    interrupted: AtomicBool,
+}
+
+/// One shard's results, merged into the report.
+#[derive(Debug)]
+struct ShardResult {
+    stats: conn::Stats,
+    latency: Histogram<u64>,
+    connack: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
+}
+
+/// The source address for connection number `index`.
+fn source_ip(index: u64) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, 2 + (index % SOURCE_ADDRESSES) as u8)
+}
+
+fn event(name: &str, fields: serde_json::Value) {
+    let mut v = serde_json::json!({ "event": name });
+    if let (Some(obj), serde_json::Value::Object(extra)) = (v.as_object_mut(), fields) {
+        obj.extend(extra);
+    }
+    println!("{v}");
+}
+
+/// Runs the load generator in this process and prints its events and report on stdout.
+pub fn run(args: LoadgenArgs) -> Result<Report> {
+    if args.qos > 1 {
+        bail!("--qos {} is not supported (0 or 1)", args.qos);
+    }
+    if args.shards == 0 || args.connections == 0 || args.connect_rate <= 0.0 {
+        bail!("--shards, --connections and --connect-rate must be positive");
+    }
+    if args.size < 8 {
+        bail!("--size must be at least 8 (the payload carries a timestamp)");
+    }
+    let shared = Arc::new(Shared::default());
+    control_thread(&args, shared.clone());
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let cpu0 = process_cpu();
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    for shard in 0..args.shards {
+        let args = args.clone();
+        let shared = shared.clone();
+        let results = results.clone();
+        let handle = glommio::LocalExecutorBuilder::default()
+            .name(&format!("loadgen-{shard}"))
+            .spawn(move || async move {
+                let result = run_shard(shard, args, shared).await;
+                results.lock().expect("lock").push(result);
+            })
+            .map_err(|e| anyhow::anyhow!("starting loadgen shard {shard}: {e}"))?;
+        threads.push(handle);
+    }
+
+    // Bounded waits: every phase has a deadline derived from the settings.
+    let connect_deadline = started
+        + Duration::from_secs_f64(args.connections as f64 / args.connect_rate)
+        + CONNACK_TIMEOUT
+        + Duration::from_secs(10);
+    let total = args.connections;
+    let done_connecting = || {
+        shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed) >= total
+    };
+    wait_for(&shared, connect_deadline, done_connecting);
+    let connect_secs = started.elapsed().as_secs_f64();
+    event(
+        "connected",
+        serde_json::json!({
+            "connected": shared.connected.load(Ordering::Relaxed),
+            "failed": shared.failed.load(Ordering::Relaxed),
+            "seconds": connect_secs,
+            "rss_bytes": crate::procs::memory(std::process::id()).map(|m| m.vm_rss),
+        }),
+    );
+    if args.control {
+        wait_for(&shared, Instant::now() + Duration::from_secs(3600), || {
+            shared.go.load(Ordering::Relaxed) || shared.stop.load(Ordering::Relaxed)
+        });
+    }
+    shared.go.store(true, Ordering::Relaxed);
+    let publish_started = Instant::now();
+    if args.mode == Mode::Publish {
+        let deadline = Instant::now()
+            + Duration::from_secs_f64(args.duration)
+            + DRAIN_TIMEOUT
+            + Duration::from_secs(10);
+        wait_for(&shared, deadline, || {
+            shared.finished.load(Ordering::Relaxed) >= total
+        });
+        event(
+            "published",
+            serde_json::json!({ "seconds": publish_started.elapsed().as_secs_f64() }),
+        );
+    }
+    if args.control {
+        wait_for(&shared, Instant::now() + Duration::from_secs(3600), || {
+            shared.stop.load(Ordering::Relaxed)
+        });
+    } else if args.mode == Mode::Idle {
+        let until = Instant::now() + Duration::from_secs_f64(args.hold);
+        wait_for(&shared, until, || false);
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join()
+            .map_err(|e| anyhow::anyhow!("a loadgen shard panicked: {e:?}"))?;
+    }
+    let results = std::mem::take(&mut *results.lock().expect("lock"));
+    let report = Report::merge(
+        &args,
+        results,
+        connect_secs,
+        process_cpu() - cpu0,
+        shared.dropped.load(Ordering::Relaxed),
+    );
+    event("report", serde_json::to_value(&report)?);
+    Ok(report)
+}
+
+/// Polls `done` every 10 ms until it holds, the deadline passes or the process is
+/// interrupted.
+fn wait_for(shared: &Shared, deadline: Instant, mut done: impl FnMut() -> bool) {
+    while !done() && Instant::now() < deadline && !shared.interrupted.load(Ordering::Relaxed) {
+        if crate::procs::interrupted() {
+            shared.interrupted.store(true, Ordering::Relaxed);
+            shared.stop.store(true, Ordering::Relaxed);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// With `--control`, a thread reads stdin: `go` starts publishing, end of input stops.
+fn control_thread(args: &LoadgenArgs, shared: Arc<Shared>) {
+    if !args.control {
+        return;
+    }
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            match line {
+                Ok(l) if l.trim() == "go" => shared.go.store(true, Ordering::Relaxed),
+                Ok(l) if l.trim() == "stop" => break,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        shared.stop.store(true, Ordering::Relaxed);
+    });
+}
+
+/// One shard: open this shard's connections at its share of the connect rate, then let
+/// them run until the process says stop.
+async fn run_shard(shard: usize, args: LoadgenArgs, shared: Arc<Shared>) -> ShardResult {
+    let ctx = Rc::new(conn::ShardCtx::new(&args, shared.clone()));
+    let go = Gate::default();
+    let stop = Gate::default();
+    let watcher = {
+        let (go, stop, shared) = (go.clone(), stop.clone(), shared.clone());
+        glommio::spawn_local(async move {
+            // Bounded by the process's own deadlines: it sets `stop` on every exit path.
+            loop {
+                if shared.go.load(Ordering::Relaxed) {
+                    go.open();
+                }
+                if shared.stop.load(Ordering::Relaxed) {
+                    go.open();
+                    stop.open();
+                    return;
+                }
+                glommio::timer::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let shard_rate = args.connect_rate / args.shards as f64;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let mine = (shard as u64..args.connections).step_by(args.shards);
+    for (k, local) in mine.enumerate() {
+        if shared.stop.load(Ordering::Relaxed) {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            shared.finished.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let at = start + Duration::from_secs_f64(k as f64 / shard_rate);
+        let now = Instant::now();
+        if at > now {
+            glommio::timer::sleep(at - now).await;
+        }
+        let index = args.first_index + local;
+        let conn = conn::Conn::new(ctx.clone(), index, local, go.clone(), stop.clone());
+        tasks.push(glommio::spawn_local(conn.run()));
+    }
+    for t in tasks {
+        t.await;
+    }
+    watcher.await;
+    let ctx = Rc::try_unwrap(ctx).unwrap_or_else(|_| panic!("connections still hold the shard"));
+    ShardResult {
+        stats: ctx.stats.into_inner(),
+        latency: ctx.latency.into_inner(),
+        connack: ctx.connack.into_inner(),
+    }
+}

@@ -1,0 +1,368 @@
+//! The processes a scenario runs (sluice, mosquitto, load-generator children) and what it
+//! reads about them from /proc. Every child is killed when its guard drops, and also when
+//! this process dies (PR_SET_PDEATHSIG); Ctrl-C sets a flag that scenario loops check, so
+//! the guards run.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use serde::Serialize;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Makes Ctrl-C (SIGINT) and SIGTERM set a flag instead of killing the process.
+pub fn catch_interrupts() {
+    let handler: extern "C" fn(libc::c_int) = on_sigint;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    }
+}
+
+/// Whether Ctrl-C was pressed.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// An error once Ctrl-C was pressed (so `?` unwinds through the guards).
+pub fn check_interrupted() -> Result<()> {
+    if interrupted() {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// Sleeps, returning early with an error on Ctrl-C.
+pub fn sleep(d: Duration) -> Result<()> {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        check_interrupted()?;
+        std::thread::sleep(
+            until
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(50)),
+        );
+    }
+    Ok(())
+}
+
+/// Spawns `cmd` so that the kernel kills it if this process dies.
+pub fn spawn_guarded(cmd: &mut Command) -> std::io::Result<Child> {
+    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// A process's memory, in bytes.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Memory {
+    /// /proc/PID/status VmRSS.
+    pub vm_rss: u64,
+    /// /proc/PID/smaps_rollup Rss.
+    pub rss: u64,
+    /// /proc/PID/smaps_rollup Pss.
+    pub pss: u64,
+    /// /proc/PID/smaps_rollup Anonymous.
+    pub anonymous: u64,
+}
+
+fn kb_field(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    let kb: u64 = line[key.len()..].split_whitespace().next()?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Reads `pid`'s memory from /proc.
+pub fn memory(pid: u32) -> Option<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    Some(Memory {
+        vm_rss: kb_field(&status, "VmRSS:")?,
+        rss: kb_field(&rollup, "Rss:")?,
+        pss: kb_field(&rollup, "Pss:")?,
+        anonymous: kb_field(&rollup, "Anonymous:")?,
+    })
+}
+
+/// Machine-wide kernel memory that grows with sockets.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct KernelMemory {
+    /// /proc/net/sockstat `TCP: inuse`.
+    pub tcp_inuse: u64,
+    /// /proc/net/sockstat `TCP: mem` (pages) × page size: socket buffers.
+    pub tcp_mem_bytes: u64,
+    /// /proc/meminfo Slab.
+    pub slab_bytes: u64,
+    /// /proc/meminfo SUnreclaim.
+    pub sunreclaim_bytes: u64,
+}
+
+/// Reads /proc/net/sockstat and /proc/meminfo.
+pub fn kernel_memory() -> KernelMemory {
+    let sockstat = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+    let tcp: Vec<&str> = sockstat
+        .lines()
+        .find(|l| l.starts_with("TCP:"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        tcp.iter()
+            .position(|w| *w == name)
+            .and_then(|i| tcp.get(i + 1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    KernelMemory {
+        tcp_inuse: field("inuse"),
+        tcp_mem_bytes: field("mem") * page,
+        slab_bytes: kb_field(&meminfo, "Slab:").unwrap_or(0),
+        sunreclaim_bytes: kb_field(&meminfo, "SUnreclaim:").unwrap_or(0),
+    }
+}
+
+/// The release `sluice` binary: beside this binary, or under $CARGO_TARGET_DIR/release.
+pub fn sluice_bin() -> Result<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            candidates.push(dir.join("sluice"));
+        }
+    }
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(dir).join("release").join("sluice"));
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| anyhow!("no sluice binary: run `cargo build --release -p sluice` first"))
+}
+
+/// Settings of a sluice process started by a scenario.
+#[derive(Debug, Clone)]
+pub struct SluiceSettings {
+    pub bootstrap: String,
+    /// 127.0.0.1:0 for the first process, then the port it got.
+    pub listen: SocketAddr,
+    pub shards: usize,
+    pub receive_maximum: u16,
+}
+
+fn sluice_config(s: &SluiceSettings) -> String {
+    format!(
+        r##"
+[server]
+shards = {shards}
+shutdown_timeout_ms = 5000
+
+[kafka]
+"bootstrap.servers" = "{bootstrap}"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[listeners]]
+name = "mqtt"
+listen = "{listen}"
+protocol = "mqtt"
+backlog = 4096
+receive_maximum = {rm}
+
+[[routes]]
+listener = "mqtt"
+mqtt_topic = "#"
+kafka_topic = "mqtt-messages"
+key = "{{topic}}"
+headers = ["client_id", "user_properties", "content_type"]
+"##,
+        shards = s.shards,
+        bootstrap = s.bootstrap,
+        listen = s.listen,
+        rm = s.receive_maximum,
+    )
+}
+
+/// A sluice process; killed on drop.
+#[derive(Debug)]
+pub struct SluiceProc {
+    child: Child,
+    pub mqtt: SocketAddr,
+    pub admin: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl SluiceProc {
+    /// Starts sluice and waits for its `listening` line.
+    pub fn start(settings: &SluiceSettings) -> Result<SluiceProc> {
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("sluice.toml");
+        std::fs::write(&config, sluice_config(settings))?;
+        let log = std::fs::File::create(dir.path().join("sluice.log"))?;
+        let mut child = spawn_guarded(
+            Command::new(sluice_bin()?)
+                .arg("--config")
+                .arg(&config)
+                .env("SLUICE_LOG", "warn")
+                .stdout(Stdio::piped())
+                .stderr(log),
+        )
+        .context("starting sluice")?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("\"listening\"") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let line = loop {
+            check_interrupted()?;
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => break line,
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(_) => {
+                    let log =
+                        std::fs::read_to_string(dir.path().join("sluice.log")).unwrap_or_default();
+                    bail!("sluice did not start listening within 60 s:\n{log}");
+                }
+            }
+        };
+        let v: serde_json::Value = serde_json::from_str(&line)?;
+        let addr = |s: &serde_json::Value| -> Result<SocketAddr> {
+            s.as_str()
+                .ok_or_else(|| anyhow!("no address in {line}"))?
+                .parse()
+                .context("an address in sluice's listening line")
+        };
+        Ok(SluiceProc {
+            mqtt: addr(&v["listeners"]["mqtt"])?,
+            admin: addr(&v["admin"])?,
+            child,
+            _dir: dir,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A Prometheus metric summed over its label sets (shards, listeners).
+    pub fn metric(&self, name: &str) -> Result<u64> {
+        let body = http_get(self.admin, "/metrics")?;
+        Ok(body
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64)
+    }
+}
+
+impl Drop for SluiceProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET `path` from `addr` over HTTP/1.0 and return the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("no HTTP response from {addr}"))?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        bail!(
+            "GET {path} from {addr}: {}",
+            head.lines().next().unwrap_or("")
+        );
+    }
+    Ok(body.to_owned())
+}
+
+/// A mosquitto broker on a free loopback port; killed on drop.
+#[derive(Debug)]
+pub struct Mosquitto {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    pub fn start() -> Result<Mosquitto> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\n\
+                 persistence false\nlog_dest none\n"
+            ),
+        )?;
+        let child = spawn_guarded(
+            Command::new("mosquitto")
+                .arg("-c")
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .context("starting mosquitto (apt-get install mosquitto)")?;
+        let mut m = Mosquitto {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            check_interrupted()?;
+            if let Ok(Some(status)) = m.child.try_wait() {
+                bail!("mosquitto exited: {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("mosquitto did not listen on {addr} within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(m)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,231 @@
+//! Scenario `publish`: MQTT clients → sluice → Kafka (tansu), open loop at a fixed
+//! aggregate rate (or closed loop with `--rate max`). Reports the achieved rate, PUBACK
+//! latency percentiles measured from each PUBLISH's scheduled send time, sluice's CPU time
+//! per message, and checks the count against sluice's own `sluice_records_produced_total`.
+//!
+//! The load generator runs in child processes, so sluice's CPU (from /proc/PID/stat) is its
+//! own; it shares the machine's cores with sluice and tansu, which the report states.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use serde::Serialize;
+
+use crate::cpu::pid_cpu;
+use crate::loadgen::{LatencySummary, LoadgenArgs, LoadgenChild, Mode, MqttVersion, Rate, Report};
+use crate::procs::{self, SluiceProc, SluiceSettings};
+
+/// The `publish` scenario's arguments.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct PublishArgs {
+    /// Client connections.
+    #[arg(long, default_value_t = 100)]
+    pub clients: u64,
+    /// Aggregate PUBLISH rate (msgs/s), or `max` (closed loop, `--inflight` per client).
+    #[arg(long, default_value = "20000")]
+    pub rate: Rate,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// QoS (0 or 1).
+    #[arg(long, default_value_t = 1)]
+    pub qos: u8,
+    /// Payload bytes.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// MQTT version.
+    #[arg(long, value_enum, default_value = "3.1.1")]
+    pub mqtt: MqttVersion,
+    /// Most PUBLISHes in flight per client.
+    #[arg(long, default_value_t = 64)]
+    pub inflight: usize,
+    /// Shards of the sluice process.
+    #[arg(long, default_value_t = 2)]
+    pub sluice_shards: usize,
+    /// Executor threads per load-generator process.
+    #[arg(long, default_value_t = 1)]
+    pub loadgen_shards: usize,
+    /// Most clients per load-generator process.
+    #[arg(long, default_value_t = 18_000)]
+    pub per_process: u64,
+}
+
+/// The scenario's output.
+#[derive(Debug, Serialize)]
+pub struct PublishOutput {
+    pub args: PublishArgs,
+    pub connected: u64,
+    pub sent: u64,
+    pub acked: u64,
+    pub unacked: u64,
+    pub dropped: u64,
+    /// Longest span from a client's first PUBLISH to its last PUBACK.
+    pub publish_seconds: f64,
+    pub sent_per_sec: f64,
+    pub acked_per_sec: f64,
+    pub puback_latency: LatencySummary,
+    pub sluice_cpu_seconds: f64,
+    pub sluice_cpu_us_per_msg: f64,
+    pub broker_cpu_seconds: f64,
+    pub broker_cpu_us_per_msg: f64,
+    pub loadgen_cpu_seconds: f64,
+    /// Δ sluice_records_produced_total (all shards) over the publishing phase.
+    pub records_produced: u64,
+    /// Δ sluice_records_failed_total.
+    pub records_failed: u64,
+    /// records_produced equals the messages sluice was expected to write (acked for QoS 1,
+    /// sent for QoS 0).
+    pub kafka_count_matches: bool,
+}
+
+/// Runs the scenario.
+pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
+    if a.clients == 0 || a.per_process == 0 || a.per_process > 19_000 {
+        bail!("--clients must be positive and --per-process at most 19,000");
+    }
+    if a.qos > 1 {
+        bail!("--qos must be 0 or 1");
+    }
+    let broker = sluice_tests::Broker::start().context("starting tansu")?;
+    let sluice = SluiceProc::start(&SluiceSettings {
+        bootstrap: broker.bootstrap(),
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        shards: a.sluice_shards,
+        receive_maximum: 1024.max(a.inflight.min(65_535) as u16),
+    })?;
+    let processes = a.clients.div_ceil(a.per_process);
+    let mut children = Vec::new();
+    let mut first = 0;
+    for i in 0..processes {
+        let count = a.clients / processes + u64::from(i < a.clients % processes);
+        let rate = match a.rate {
+            Rate::PerSecond(r) => Rate::PerSecond(r * count as f64 / a.clients as f64),
+            Rate::Max => Rate::Max,
+        };
+        let args = LoadgenArgs {
+            addr: sluice.mqtt,
+            connections: count,
+            connect_rate: 5000.0 / processes as f64,
+            mqtt: a.mqtt,
+            keepalive: 0,
+            mode: Mode::Publish,
+            rate,
+            duration: a.duration,
+            qos: a.qos,
+            size: a.size,
+            inflight: a.inflight,
+            shards: a.loadgen_shards,
+            first_index: first,
+            hold: 0.0,
+            control: true,
+        };
+        first += count;
+        children.push(LoadgenChild::spawn(&format!("loadgen {i}"), &args)?);
+    }
+    let deadline = Instant::now()
+        + Duration::from_secs_f64(a.clients as f64 / 5000.0)
+        + Duration::from_secs(90);
+    let mut connected = 0;
+    for c in &mut children {
+        let v = c.wait_event("connected", deadline)?;
+        connected += v["connected"].as_u64().unwrap_or(0);
+    }
+    if connected < a.clients {
+        bail!("only {connected} of {} clients connected", a.clients);
+    }
+    // Let the connection burst's work finish before the CPU clock starts.
+    procs::sleep(Duration::from_millis(500))?;
+    let produced0 = sluice.metric("sluice_records_produced_total")?;
+    let failed0 = sluice.metric("sluice_records_failed_total")?;
+    let sluice_cpu0 = pid_cpu(sluice.pid()).context("reading sluice's CPU time")?;
+    let broker_cpu0 = pid_cpu(broker.pid()).unwrap_or_default();
+    eprintln!(
+        "{connected} clients connected; publishing at {} msgs/s for {} s",
+        a.rate, a.duration
+    );
+    for c in &mut children {
+        c.go()?;
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(a.duration) + Duration::from_secs(60);
+    for c in &mut children {
+        c.wait_event("published", deadline)?;
+    }
+    let sluice_cpu = pid_cpu(sluice.pid()).context("reading sluice's CPU time")? - sluice_cpu0;
+    let broker_cpu = pid_cpu(broker.pid()).unwrap_or_default() - broker_cpu0;
+    let mut reports = Vec::new();
+    for c in &mut children {
+        reports.push(c.finish(Instant::now() + Duration::from_secs(60))?);
+    }
+    let total = Report::combine(&reports);
+    // QoS 1: every PUBACK follows the record's count in the metric. QoS 0: the records may
+    // still be in flight to Kafka; wait for them (bounded).
+    let expected = if a.qos == 0 { total.sent } else { total.acked };
+    let mut produced = sluice.metric("sluice_records_produced_total")? - produced0;
+    let until = Instant::now() + Duration::from_secs(15);
+    while produced < expected && Instant::now() < until {
+        procs::sleep(Duration::from_millis(100))?;
+        produced = sluice.metric("sluice_records_produced_total")? - produced0;
+    }
+    let failed = sluice.metric("sluice_records_failed_total")? - failed0;
+    let messages = expected.max(1) as f64;
+    let span = total.publish_seconds.max(1e-9);
+    Ok(PublishOutput {
+        args: a.clone(),
+        connected,
+        sent: total.sent,
+        acked: total.acked,
+        unacked: total.unacked,
+        dropped: total.dropped,
+        publish_seconds: total.publish_seconds,
+        sent_per_sec: total.sent as f64 / span,
+        acked_per_sec: total.acked as f64 / span,
+        puback_latency: total.puback_latency.clone(),
+        sluice_cpu_seconds: sluice_cpu.as_secs_f64(),
+        sluice_cpu_us_per_msg: sluice_cpu.as_secs_f64() * 1e6 / messages,
+        broker_cpu_seconds: broker_cpu.as_secs_f64(),
+        broker_cpu_us_per_msg: broker_cpu.as_secs_f64() * 1e6 / messages,
+        loadgen_cpu_seconds: total.cpu_seconds,
+        records_produced: produced,
+        records_failed: failed,
+        kafka_count_matches: produced == expected,
+    })
+}
+
+/// Prints the results as Markdown tables.
+pub fn print(o: &PublishOutput) {
+    let l = &o.puback_latency;
+    println!(
+        "| clients | QoS | target msgs/s | sent/s | acked/s | p50 ms | p90 ms | p99 ms | p99.9 ms | p99.99 ms | max ms |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+        o.connected,
+        o.args.qos,
+        o.args.rate,
+        o.sent_per_sec,
+        o.acked_per_sec,
+        l.p50_us / 1000.0,
+        l.p90_us / 1000.0,
+        l.p99_us / 1000.0,
+        l.p999_us / 1000.0,
+        l.p9999_us / 1000.0,
+        l.max_us / 1000.0,
+    );
+    println!();
+    println!("| sent | acked | unacked | dropped | sluice CPU µs/msg | tansu CPU µs/msg | loadgen CPU s | records produced (sluice metric) | matches |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    println!(
+        "| {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {} |",
+        o.sent,
+        o.acked,
+        o.unacked,
+        o.dropped,
+        o.sluice_cpu_us_per_msg,
+        o.broker_cpu_us_per_msg,
+        o.loadgen_cpu_seconds,
+        o.records_produced,
+        if o.kafka_count_matches { "yes" } else { "NO" },
+    );
+}

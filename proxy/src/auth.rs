@@ -1,0 +1,333 @@
+//! Client authentication and publish authorization for MQTT listeners.
+//!
+//! An [`Authenticator`] is built once per listener when the config is loaded (files read
+//! and parsed then, so a bad file fails `--check` and startup) and shared read-only by
+//! every shard. Each shard wraps it in a [`ShardAuth`] holding that shard's cache of
+//! password verifications, so nothing is locked or shared mutably.
+//!
+//! - `auth = "password_file"`: the MQTT user name and password are checked against a
+//!   mosquitto_passwd file; the principal is the user name.
+//! - `auth = "jwt"`: the password carries a JWT; the principal is a claim of it.
+//! - `acl`: publish rules, topic filters with `{client_id}` / `{username}` filled in per
+//!   connection (`{username}` is the principal when the listener authenticates).
+
+mod jwt;
+mod password;
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use codecs::mqtt::{check_topic_filter, Connect, TopicFilter};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{topic_filter, ConfigError, ListenerConfig, Protocol};
+
+pub use jwt::JwtVerifier;
+pub use password::PasswordFile;
+
+/// MQTT 5 CONNACK reason codes of a refusal (the session maps them to 3.1.1's 4 and 5).
+pub mod reason {
+    /// Bad user name or password.
+    pub const BAD_CREDENTIALS: u8 = 0x86;
+    /// Not authorized.
+    pub const NOT_AUTHORIZED: u8 = 0x87;
+}
+
+/// Verified passwords a shard remembers per listener (about 100 bytes each).
+const CACHE_ENTRIES: usize = 4096;
+
+/// `auth`: how a listener's clients prove who they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// Everyone is let in.
+    #[default]
+    None,
+    /// User name and password from `password_file`.
+    PasswordFile,
+    /// A JWT in the password, checked as `jwt` says.
+    Jwt,
+}
+
+/// `jwt = { ... }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// `HS256`, `RS256` or `ES256`.
+    pub algorithm: String,
+    /// HS256: the shared secret (the file's bytes, without a trailing newline).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// RS256/ES256: the public key, PEM.
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+    /// RS256/ES256: a JWKS document; the token's `kid` picks the key.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// The claim that names the principal.
+    #[serde(default = "default_claim")]
+    pub principal_claim: String,
+    /// Required `aud`, if set.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Required `iss`, if set.
+    #[serde(default)]
+    pub issuer: Option<String>,
+}
+
+fn default_claim() -> String {
+    "sub".into()
+}
+
+/// One `acl` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclRule {
+    /// Topic filter a client may publish to, with `{client_id}` and `{username}`.
+    pub publish: String,
+}
+
+#[derive(Debug)]
+enum Method {
+    None,
+    Password(PasswordFile),
+    Jwt(JwtVerifier),
+}
+
+/// A listener's authentication and ACL, read-only, shared by the shards.
+#[derive(Debug)]
+pub struct Authenticator {
+    method: Method,
+    /// `None`: no ACL, every topic may be published to.
+    acl: Option<Vec<String>>,
+}
+
+impl Authenticator {
+    /// Checks a listener's auth keys and loads the files they name; `None` when the listener
+    /// neither authenticates nor restricts. `key` makes the dotted name of a key.
+    pub fn load(
+        l: &ListenerConfig,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<Option<Arc<Authenticator>>, ConfigError> {
+        let invalid = |k: &str, problem: String| ConfigError::Invalid {
+            key: key(k),
+            problem,
+        };
+        let used = l.auth != AuthMethod::None
+            || l.password_file.is_some()
+            || l.jwt.is_some()
+            || l.acl.is_some();
+        if l.protocol != Protocol::Mqtt {
+            return match used {
+                true => Err(invalid(
+                    "auth",
+                    "and password_file, jwt, acl apply to MQTT listeners only".into(),
+                )),
+                false => Ok(None),
+            };
+        }
+        let method = match (l.auth, &l.password_file, &l.jwt) {
+            (AuthMethod::None, None, None) => Method::None,
+            (AuthMethod::PasswordFile, Some(path), None) => Method::Password(
+                PasswordFile::load(path)
+                    .map_err(|e| invalid("password_file", format!("{}: {e}", path.display())))?,
+            ),
+            (AuthMethod::Jwt, None, Some(c)) => {
+                Method::Jwt(JwtVerifier::load(c).map_err(|(k, e)| invalid(&format!("jwt.{k}"), e))?)
+            }
+            (AuthMethod::PasswordFile, None, _) => {
+                return Err(invalid(
+                    "password_file",
+                    "is required with auth = \"password_file\"".into(),
+                ))
+            }
+            (AuthMethod::Jwt, _, None) => {
+                return Err(invalid("jwt", "is required with auth = \"jwt\"".into()))
+            }
+            (_, Some(_), _) => {
+                return Err(invalid(
+                    "password_file",
+                    "is used only with auth = \"password_file\"".into(),
+                ))
+            }
+            (_, _, Some(_)) => {
+                return Err(invalid("jwt", "is used only with auth = \"jwt\"".into()))
+            }
+        };
+        let acl = match &l.acl {
+            None => None,
+            Some(rules) => Some(
+                rules
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        check_rule(&r.publish)
+                            .map(|()| r.publish.clone())
+                            .map_err(|e| invalid(&format!("acl[{i}].publish"), e))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        if matches!(method, Method::None) && acl.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(Authenticator { method, acl })))
+    }
+}
+
+/// Checks an ACL filter: known placeholders, and a valid MQTT filter once filled in.
+fn check_rule(filter: &str) -> Result<(), String> {
+    let filled = filter
+        .replace("{client_id}", "x")
+        .replace("{username}", "x");
+    if filled.contains('{') || filled.contains('}') {
+        return Err(format!(
+            "{filter:?} uses an unknown placeholder; known are {{client_id}} and {{username}}"
+        ));
+    }
+    check_topic_filter(&filled)
+        .map_err(|e| format!("{filter:?} is not a valid MQTT topic filter: {e}"))
+}
+
+/// Fills a rule's placeholders, or `None` when a value is empty or would change the
+/// filter's shape (`/`, `+`, `#`): a client id of `+` must not widen its own rule.
+fn fill(rule: &str, client_id: &str, username: Option<&str>) -> Option<TopicFilter> {
+    let safe = |v: &str| !v.is_empty() && !v.contains(['/', '+', '#', '\0']);
+    let mut filled = rule.to_owned();
+    if rule.contains("{client_id}") {
+        if !safe(client_id) {
+            return None;
+        }
+        filled = filled.replace("{client_id}", client_id);
+    }
+    if rule.contains("{username}") {
+        let username = username.filter(|u| safe(u))?;
+        filled = filled.replace("{username}", username);
+    }
+    check_topic_filter(&filled).ok()?;
+    Some(topic_filter(&filled))
+}
+
+/// The topics one connection may publish to.
+#[derive(Debug)]
+pub struct Acl {
+    filters: Vec<TopicFilter>,
+}
+
+impl Acl {
+    /// Whether a PUBLISH to `topic` is allowed.
+    pub fn allows(&self, topic: &str) -> bool {
+        self.filters.iter().any(|f| f.matches(topic))
+    }
+}
+
+/// What an accepted CONNECT is allowed.
+#[derive(Debug)]
+pub struct Authorized {
+    /// Who the client proved to be (`None` without authentication).
+    pub principal: Option<String>,
+    /// Its publish ACL (`None`: everything).
+    pub acl: Option<Acl>,
+}
+
+/// Why a CONNECT was refused: the reason code and, for the log, what happened.
+pub type Refused = (u8, String);
+
+/// One shard's view of a listener's [`Authenticator`], with its own verification cache.
+#[derive(Debug)]
+pub struct ShardAuth {
+    shared: Arc<Authenticator>,
+    cache: RefCell<VerifyCache>,
+}
+
+impl ShardAuth {
+    /// Wraps the shared authenticator for one shard.
+    pub fn new(shared: Arc<Authenticator>) -> ShardAuth {
+        ShardAuth {
+            shared,
+            cache: RefCell::new(VerifyCache::default()),
+        }
+    }
+
+    /// Authenticates a CONNECT (whose client id is `client_id`, maybe assigned by sluice)
+    /// and works out its ACL; a will to a topic it may not publish to is refused too.
+    pub fn connect(&self, connect: &Connect, client_id: &str) -> Result<Authorized, Refused> {
+        let username = connect.username.as_ref().map(|u| u.as_str());
+        let password = connect.password.as_deref();
+        let bad = |why: &str| (reason::BAD_CREDENTIALS, why.to_owned());
+        let principal = match &self.shared.method {
+            Method::None => None,
+            Method::Password(file) => {
+                let (Some(user), Some(password)) = (username, password) else {
+                    return Err(bad("no user name or password"));
+                };
+                if !self.cache.borrow_mut().verify(file, user, password) {
+                    return Err(bad("wrong user name or password"));
+                }
+                Some(user.to_owned())
+            }
+            Method::Jwt(verifier) => {
+                let token = password.ok_or_else(|| bad("no token in the password"))?;
+                Some(verifier.verify(token).map_err(|e| bad(&e))?)
+            }
+        };
+        let acl = self.shared.acl.as_ref().map(|rules| Acl {
+            filters: rules
+                .iter()
+                .filter_map(|r| fill(r, client_id, principal.as_deref().or(username)))
+                .collect(),
+        });
+        if let (Some(acl), Some(will)) = (&acl, &connect.will) {
+            if !acl.allows(will.topic.as_str()) {
+                return Err((
+                    reason::NOT_AUTHORIZED,
+                    format!("the will's topic {:?} is not allowed", will.topic.as_str()),
+                ));
+            }
+        }
+        Ok(Authorized { principal, acl })
+    }
+}
+
+/// Outcomes of password checks, by a digest of (user, password), least recently used
+/// evicted. PBKDF2 is deliberately slow; without this a reconnect storm of thousands of
+/// devices would spend seconds of CPU per shard re-deriving the same hashes. The file
+/// does not change while the process runs, so an outcome stays true; failures are kept
+/// too, so a client retrying a wrong password costs one derivation, not one per attempt.
+#[derive(Debug, Default)]
+struct VerifyCache {
+    entries: HashMap<[u8; 32], (bool, u64)>,
+    tick: u64,
+}
+
+impl VerifyCache {
+    fn verify(&mut self, file: &PasswordFile, user: &str, password: &[u8]) -> bool {
+        let mut h = Sha256::new();
+        h.update((user.len() as u64).to_be_bytes());
+        h.update(user.as_bytes());
+        h.update(password);
+        let digest: [u8; 32] = h.finalize().into();
+        self.tick += 1;
+        if let Some((ok, used)) = self.entries.get_mut(&digest) {
+            *used = self.tick;
+            return *ok;
+        }
+        let ok = file.verify(user, password);
+        if self.entries.len() >= CACHE_ENTRIES {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| *k)
+                .expect("the cache is full, so not empty");
+            self.entries.remove(&oldest);
+        }
+        self.entries.insert(digest, (ok, self.tick));
+        ok
+    }
+}

@@ -1,0 +1,363 @@
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::Bytes;
+use codecs::mqtt::{MqttString, Will};
+use jsonwebtoken::{encode, EncodingKey, Header};
+use serde_json::json;
+
+use super::*;
+use crate::config::{Config, DEFAULT_TOML};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/auth/testdata");
+const SECRET: &str = "an HS256 secret of at least 32 bytes";
+
+fn fixture(name: &str) -> String {
+    format!("{FIXTURES}/{name}")
+}
+
+/// The default config plus an MQTT listener with `keys`; its authenticator for one shard.
+fn listener(keys: &str) -> Result<ShardAuth, ConfigError> {
+    let text = format!(
+        "{DEFAULT_TOML}\n[[listeners]]\nname = \"secure\"\nlisten = \"127.0.0.1:0\"\nprotocol = \"mqtt\"\n{keys}\n"
+    );
+    let config = Config::parse(&text, None)?;
+    let l = config
+        .listeners
+        .iter()
+        .find(|l| l.name == "secure")
+        .unwrap();
+    Ok(ShardAuth::new(l.authenticator.clone().expect("auth")))
+}
+
+fn connect(user: Option<&str>, password: Option<&str>) -> Connect {
+    Connect {
+        username: user.map(|u| MqttString::try_from(u.to_owned()).unwrap()),
+        password: password.map(|p| Bytes::copy_from_slice(p.as_bytes())),
+        protocol: codecs::mqtt::ProtocolVersion::V5,
+        clean_start: true,
+        keep_alive: 0,
+        client_id: MqttString::try_from(String::new()).unwrap(),
+        will: None,
+        properties: Default::default(),
+    }
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, Refused>) -> u8 {
+    r.unwrap_err().0
+}
+
+#[test]
+fn mosquitto_passwd_hashes_verify() {
+    let auth = listener(&format!(
+        "auth = \"password_file\"\npassword_file = \"{}\"",
+        fixture("passwd")
+    ))
+    .unwrap();
+    for (user, pass) in [
+        ("alice", "wonderland"),
+        ("bob", "builder"),
+        ("carol", "sha512-only"),
+    ] {
+        let ok = auth.connect(&connect(Some(user), Some(pass)), "c").unwrap();
+        assert_eq!(ok.principal.as_deref(), Some(user));
+        // Again, from the cache.
+        assert!(auth.connect(&connect(Some(user), Some(pass)), "c").is_ok());
+    }
+    for (user, pass) in [
+        (Some("alice"), Some("builder")),
+        (Some("alice"), Some("wonderland ")),
+        (Some("mallory"), Some("wonderland")),
+        (Some("alice"), None),
+        (None, None),
+    ] {
+        assert_eq!(code(auth.connect(&connect(user, pass), "c")), 0x86);
+    }
+    assert_eq!(auth.cache.borrow().entries.len(), 6);
+}
+
+#[test]
+fn bad_password_files_fail_naming_the_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad");
+    std::fs::write(&bad, "alice:$7$101$notbase64!$AAAA\n").unwrap();
+    for (path, what) in [
+        (bad.as_path(), "line 1"),
+        (Path::new("/nonexistent"), "read"),
+    ] {
+        let err = listener(&format!(
+            "auth = \"password_file\"\npassword_file = \"{}\"",
+            path.display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("listeners[3].password_file"), "{err}");
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains(what),
+            "{err}"
+        );
+    }
+    let err = listener("auth = \"password_file\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("password_file` is required"), "{err}");
+    let err = listener("auth = \"passwords\"").unwrap_err().to_string();
+    assert!(err.contains("passwords"), "{err}");
+}
+
+fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+fn hs256(claims: serde_json::Value) -> String {
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn jwt_listener(dir: &Path, jwt: &str) -> Result<ShardAuth, ConfigError> {
+    let secret = dir.join("secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let jwt = jwt.replace("SECRET", &secret.display().to_string());
+    listener(&format!("auth = \"jwt\"\njwt = {jwt}"))
+}
+
+#[test]
+fn hs256_tokens_check_signature_time_audience_and_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = jwt_listener(
+        dir.path(),
+        "{ algorithm = \"HS256\", secret_file = \"SECRET\", audience = \"sluice\", issuer = \"idp\" }",
+    )
+    .unwrap();
+    let good = json!({"sub": "dev-1", "exp": now() + 600, "aud": "sluice", "iss": "idp"});
+    let ok = auth
+        .connect(&connect(None, Some(&hs256(good.clone()))), "c")
+        .unwrap();
+    assert_eq!(ok.principal.as_deref(), Some("dev-1"));
+    let mut cases = Vec::new();
+    for (field, value) in [
+        ("exp", json!(now() - 120)),
+        ("nbf", json!(now() + 120)),
+        ("aud", json!("other")),
+        ("iss", json!("evil")),
+    ] {
+        let mut c = good.clone();
+        c[field] = value;
+        cases.push(hs256(c));
+    }
+    let mut no_exp = good.clone();
+    no_exp.as_object_mut().unwrap().remove("exp");
+    cases.push(hs256(no_exp));
+    let wrong_key = encode(
+        &Header::default(),
+        &good,
+        &EncodingKey::from_secret(b"another secret of at least 32 bytes!"),
+    )
+    .unwrap();
+    cases.push(wrong_key);
+    cases.push("not.a.token".into());
+    for token in cases {
+        assert_eq!(code(auth.connect(&connect(None, Some(&token)), "c")), 0x86);
+    }
+    // A token with no `sub` is refused too.
+    let nosub = hs256(json!({"exp": now() + 600, "aud": "sluice", "iss": "idp"}));
+    assert_eq!(code(auth.connect(&connect(None, Some(&nosub)), "c")), 0x86);
+}
+
+#[test]
+fn asymmetric_tokens_need_the_configured_algorithm_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let rsa_private = std::fs::read(fixture("rs256-private.pem")).unwrap();
+    let rsa = EncodingKey::from_rsa_pem(&rsa_private).unwrap();
+    let claims = json!({"sub": "dev-2", "exp": now() + 600});
+    let rs = encode(&Header::new(jsonwebtoken::Algorithm::RS256), &claims, &rsa).unwrap();
+    let auth = jwt_listener(
+        dir.path(),
+        &format!(
+            "{{ algorithm = \"RS256\", public_key_file = \"{}\" }}",
+            fixture("rs256-public.pem")
+        ),
+    )
+    .unwrap();
+    let ok = auth.connect(&connect(None, Some(&rs)), "c").unwrap();
+    assert_eq!(ok.principal.as_deref(), Some("dev-2"));
+    // HS256 signed with the public key's bytes must not pass (algorithm confusion).
+    let public = std::fs::read(fixture("rs256-public.pem")).unwrap();
+    let confused = encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(&public),
+    )
+    .unwrap();
+    assert_eq!(
+        code(auth.connect(&connect(None, Some(&confused)), "c")),
+        0x86
+    );
+    // An ES256 token against an RS256 listener.
+    let ec = rcgen::KeyPair::generate().unwrap();
+    let ec_key = EncodingKey::from_ec_pem(ec.serialize_pem().as_bytes()).unwrap();
+    let es = encode(
+        &Header::new(jsonwebtoken::Algorithm::ES256),
+        &claims,
+        &ec_key,
+    )
+    .unwrap();
+    assert_eq!(code(auth.connect(&connect(None, Some(&es)), "c")), 0x86);
+
+    let err = jwt_listener(
+        dir.path(),
+        "{ algorithm = \"RS256\", public_key_file = \"SECRET\" }",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("listeners[3].jwt.public_key_file"), "{err}");
+    let err = jwt_listener(
+        dir.path(),
+        "{ algorithm = \"none\", secret_file = \"SECRET\" }",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("jwt.algorithm"), "{err}");
+}
+
+fn ec_jwk(key: &rcgen::KeyPair, kid: &str) -> serde_json::Value {
+    let raw = key.public_key_raw(); // 0x04 || x || y
+    json!({
+        "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+        "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
+    })
+}
+
+#[test]
+fn jwks_keys_are_picked_by_kid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k1, k2, k3) = (
+        rcgen::KeyPair::generate().unwrap(),
+        rcgen::KeyPair::generate().unwrap(),
+        rcgen::KeyPair::generate().unwrap(),
+    );
+    let jwks = dir.path().join("jwks.json");
+    let set = json!({"keys": [ec_jwk(&k1, "one"), ec_jwk(&k2, "two")]});
+    std::fs::write(&jwks, set.to_string()).unwrap();
+    let auth = jwt_listener(
+        dir.path(),
+        &format!(
+            "{{ algorithm = \"ES256\", jwks_file = \"{}\", principal_claim = \"device\" }}",
+            jwks.display()
+        ),
+    )
+    .unwrap();
+    let claims = json!({"device": "d-9", "exp": now() + 600});
+    let token = |key: &rcgen::KeyPair, kid: Option<&str>| {
+        let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = kid.map(str::to_owned);
+        let key = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+        encode(&header, &claims, &key).unwrap()
+    };
+    let ok = auth
+        .connect(&connect(None, Some(&token(&k2, Some("two")))), "c")
+        .unwrap();
+    assert_eq!(ok.principal.as_deref(), Some("d-9"));
+    for t in [
+        token(&k1, Some("two")),
+        token(&k1, Some("three")),
+        token(&k1, None),
+        token(&k3, Some("one")),
+    ] {
+        assert_eq!(code(auth.connect(&connect(None, Some(&t)), "c")), 0x86);
+    }
+    std::fs::write(&jwks, "{\"keys\": []}").unwrap();
+    let err = jwt_listener(
+        dir.path(),
+        &format!(
+            "{{ algorithm = \"ES256\", jwks_file = \"{}\" }}",
+            jwks.display()
+        ),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("jwt.jwks_file") && err.contains("jwks.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn acl_placeholders_fill_per_connection_and_cannot_widen() {
+    let auth = listener(
+        "acl = [{ publish = \"devices/{client_id}/#\" }, { publish = \"users/{username}/+\" }, { publish = \"public\" }]",
+    )
+    .unwrap();
+    let acl = |client: &str, user: Option<&str>| {
+        auth.connect(&connect(user, None), client)
+            .unwrap()
+            .acl
+            .unwrap()
+    };
+    let a = acl("d1", Some("alice"));
+    assert!(a.allows("devices/d1/temp") && a.allows("devices/d1"));
+    assert!(a.allows("users/alice/x") && a.allows("public"));
+    assert!(!a.allows("devices/d2/temp") && !a.allows("users/bob/x"));
+    assert!(!a.allows("users/alice/x/y") && !a.allows("public/x"));
+    // Wildcards, separators or nothing in a value drop the rule, never widen it.
+    for (client, user) in [("+", Some("#")), ("a/b", None), ("#", Some(""))] {
+        let a = acl(client, user);
+        assert!(!a.allows("devices/x/y") && !a.allows("devices/a/b/c"));
+        assert!(!a.allows("users/x/y") && !a.allows("users//y"));
+        assert!(a.allows("public"));
+    }
+    // A will to a forbidden topic refuses the CONNECT.
+    let mut c = connect(None, None);
+    c.will = Some(Will {
+        topic: MqttString::try_from("devices/other/status".to_owned()).unwrap(),
+        payload: Bytes::new(),
+        qos: codecs::mqtt::QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    assert_eq!(code(auth.connect(&c, "d1")), 0x87);
+    let err = listener("acl = [{ publish = \"a/{who}\" }]")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("listeners[3].acl[0].publish") && err.contains("{who}"),
+        "{err}"
+    );
+    let err = listener("acl = [{ publish = \"a/#/b\" }]")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("acl[0].publish"), "{err}");
+}
+
+#[test]
+fn jwt_principal_fills_username_placeholders() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = jwt_listener(
+        dir.path(),
+        "{ algorithm = \"HS256\", secret_file = \"SECRET\" }\nacl = [{ publish = \"u/{username}/#\" }]",
+    )
+    .unwrap();
+    let token = hs256(json!({"sub": "real", "exp": now() + 600}));
+    // The MQTT user name is the client's say-so; the token's claim is what counts.
+    let ok = auth
+        .connect(&connect(Some("spoofed"), Some(&token)), "c")
+        .unwrap();
+    let acl = ok.acl.unwrap();
+    assert!(acl.allows("u/real/x") && !acl.allows("u/spoofed/x"));
+}
+
+#[test]
+fn auth_keys_apply_to_mqtt_listeners_only() {
+    let text = DEFAULT_TOML.replace(
+        "protocol = \"http\"\n",
+        "protocol = \"http\"\nacl = [{ publish = \"#\" }]\n",
+    );
+    let err = Config::parse(&text, None).unwrap_err().to_string();
+    assert!(err.contains("listeners[2].auth"), "{err}");
+}
