@@ -124,18 +124,32 @@ fuzz_dirs() {
         -o -type f -path '*/fuzz/Cargo.toml' -print | sed 's|/Cargo.toml$||' | sort
 }
 
+# cargo-fuzz wants nightly (for AddressSanitizer). Where only stable exists (rustup cannot
+# fetch toolchains on every machine), the same coverage-guided libFuzzer run works on stable
+# with RUSTC_BOOTSTRAP=1 and no sanitizer; panics, hangs and allocation limits are still
+# caught, memory errors in unsafe code are not (the codecs have no unsafe code).
+fuzz_cmd=()
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    fuzz_cmd=(cargo +nightly fuzz)
+    fuzz_run_flags=()
+else
+    fuzz_cmd=(env RUSTC_BOOTSTRAP=1 cargo +stable fuzz)
+    fuzz_run_flags=(-s none)
+fi
+
 fuzz_smoke() {
     local dir crate targets target bad=0
+    echo "fuzzing with: ${fuzz_cmd[*]} ${fuzz_run_flags[*]}"
     for dir in "$@"; do
         crate="$(dirname "$dir")"
-        if ! targets="$(cd "$crate" && cargo +nightly fuzz list --fuzz-dir "$dir")"; then
+        if ! targets="$(cd "$crate" && "${fuzz_cmd[@]}" list --fuzz-dir "$dir")"; then
             echo "test.sh: cargo fuzz list failed in $dir" >&2
             bad=1
             continue
         fi
         for target in $targets; do
             echo "--- fuzz ${dir#"$root"/} $target (10 s)"
-            if ! (cd "$crate" && cargo +nightly fuzz run --fuzz-dir "$dir" "$target" -- \
+            if ! (cd "$crate" && "${fuzz_cmd[@]}" run "${fuzz_run_flags[@]}" --fuzz-dir "$dir" "$target" -- \
                 -max_total_time=10 -print_final_stats=1); then
                 echo "test.sh: fuzz target $target in ${dir#"$root"/} FAILED" >&2
                 bad=1
@@ -171,11 +185,6 @@ step doctests cargo test "${locked[@]}" --workspace --doc
 mapfile -t dirs < <(fuzz_dirs)
 if ((${#dirs[@]} == 0)); then
     skip fuzz "no */fuzz crates"
-elif ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-    echo "test.sh: cargo-fuzz needs the nightly toolchain, which is not installed" \
-        "(rustup toolchain install nightly --profile minimal)" >&2
-    results+=("fuzz FAILED (no nightly toolchain)")
-    failed+=("fuzz")
 else
     step fuzz fuzz_smoke "${dirs[@]}"
 fi
