@@ -215,6 +215,8 @@ pub struct ProducerStats {
     pub failed_batches: u64,
     /// Record bytes held, not yet acknowledged.
     pub buffered_bytes: u64,
+    /// Produce requests sent and not yet answered, over all brokers.
+    pub in_flight_requests: u64,
 }
 
 #[derive(Debug)]
@@ -309,6 +311,7 @@ impl Producer {
         let s = self.inner.state.borrow();
         ProducerStats {
             buffered_bytes: s.buffered_bytes as u64,
+            in_flight_requests: s.broker_in_flight.values().sum::<usize>() as u64,
             ..s.stats
         }
     }

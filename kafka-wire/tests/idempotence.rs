@@ -1,6 +1,10 @@
 //! The idempotent producer under broken connections: every connection to the broker is cut
 //! again and again while Produce requests are in flight. After the retries, an independent
 //! consumer must find every record exactly once, and each partition in send order.
+//!
+//! Each cut happens while the broker is stopped (SIGSTOP) with requests written to it and
+//! unanswered, so every cut forces retries; the broker may still process those requests
+//! when it resumes, which is exactly the duplicate the idempotent producer must prevent.
 
 mod common;
 
@@ -14,6 +18,14 @@ use sluice_tests::{Broker, ChaosProxy};
 const RECORDS: usize = 60_000;
 const CUT_EVERY: usize = 5_000;
 
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
 #[test]
 fn records_survive_cut_connections_exactly_once_and_in_order() {
     let proxy = Arc::new(ChaosProxy::start().expect("relay starts"));
@@ -25,6 +37,7 @@ fn records_survive_cut_connections_exactly_once_and_in_order() {
     kafka.create_topic("idem", 3, &[]).expect("topic created");
 
     let bootstrap = broker.bootstrap();
+    let broker_pid = broker.pid();
     let relay = proxy.clone();
     let (retries, cuts) = on_shard(move || async move {
         let client = common::client(&bootstrap).await;
@@ -45,8 +58,19 @@ fn records_survive_cut_connections_exactly_once_and_in_order() {
             let headers = e.header_refs();
             let record = e.record("idem", &headers);
             pending.push(producer.send(record).await.expect("send accepted"));
+            if i % CUT_EVERY == 0 {
+                // Stop the broker before this chunk goes out, so its requests stay in flight.
+                signal(broker_pid, "-STOP");
+                common::wait_stopped(broker_pid);
+            }
             if i % CUT_EVERY == CUT_EVERY - 1 {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while producer.stats().in_flight_requests == 0 {
+                    assert!(std::time::Instant::now() < deadline, "no request went out");
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
                 cuts += relay.cut();
+                signal(broker_pid, "-CONT");
             }
         }
         for (i, d) in pending.into_iter().enumerate() {

@@ -139,3 +139,27 @@ pub fn assert_exactly(tag: &str, count: usize, got: &[ConsumedRecord]) {
         assert_eq!(r.headers, want.headers, "headers of record {i}");
     }
 }
+
+/// Waits until every thread of process `pid` is stopped (SIGSTOP is asynchronous).
+pub fn wait_stopped(pid: u32) {
+    let stopped = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks.flatten().all(|t| {
+                    std::fs::read_to_string(t.path().join("stat"))
+                        .ok()
+                        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('T')))
+                        .unwrap_or(false)
+                })
+            })
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !stopped() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} did not stop"
+        );
+        std::thread::yield_now();
+    }
+}
