@@ -30,12 +30,13 @@ use codecs::http::{
 };
 use codecs::{Decoder, Encoder};
 use futures::future::{select, Either};
-use futures_lite::{AsyncRead, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use kafka_wire::record::Header;
 use kafka_wire::{DeliveryFuture, KafkaCode, ProducerRecord, RecordMetadata};
-use tracing::{debug, info_span, Instrument};
+use tracing::{debug, info_span};
 
 use crate::config::ListenerConfig;
+use crate::driver::{self, Input};
 use crate::metrics::ErrorKind;
 use crate::runtime::{self, TcpStream};
 use crate::shard::Shard;
@@ -158,27 +159,12 @@ impl Drop for Conn {
 
 /// Serves one client connection until it ends.
 pub async fn serve(stream: TcpStream, shard: Rc<Shard>, listener: Rc<HttpListener>) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "?".into());
-    let span = info_span!("conn", listener = %listener.config.name, %peer);
-    let metrics = shard.metrics.clone();
-    let lm = &metrics.listeners[listener.index];
-    lm.connections_open.fetch_add(1, Ordering::Relaxed);
-    lm.connections_total.fetch_add(1, Ordering::Relaxed);
-    let result = async {
+    let span = info_span!("conn", listener = %listener.config.name, peer = %driver::peer(&stream));
+    let driver = async {
         let mut conn = Conn::new(shard.clone(), listener.clone());
         conn.run(stream).await
-    }
-    .instrument(span.clone())
-    .await;
-    if let Err((kind, e)) = result {
-        metrics.error(kind);
-        let _enter = span.enter();
-        debug!(error = %e, "connection ended");
-    }
-    lm.connections_open.fetch_sub(1, Ordering::Relaxed);
+    };
+    driver::track(&shard, listener.index, span, driver).await;
 }
 
 impl Conn {
@@ -260,8 +246,7 @@ impl Conn {
                 return Poll::Ready(Event::Shutdown);
             }
             if reading {
-                let mut scratch = shard.scratch.borrow_mut();
-                if let Poll::Ready(r) = Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
+                if let Poll::Ready(r) = driver::poll_read(&shard, stream, cx) {
                     return Poll::Ready(Event::Read(r));
                 }
             }
@@ -284,30 +269,9 @@ impl Conn {
     async fn on_data(&mut self, n: usize) -> Result<(), String> {
         let lm = &self.shard.metrics.listeners[self.listener.index];
         lm.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-        let from_arena = self.pending.is_empty();
-        let mut data = {
-            let scratch = self.shard.scratch.borrow();
-            if from_arena {
-                let mut arena = self.shard.arena.borrow_mut();
-                if arena.capacity() < n {
-                    arena.reserve(n.max(64 * 1024));
-                }
-                arena.extend_from_slice(&scratch[..n]);
-                arena.split()
-            } else {
-                let mut p = std::mem::take(&mut self.pending);
-                p.extend_from_slice(&scratch[..n]);
-                p
-            }
-        };
-        let result = self.decode_all(&mut data).await;
-        // An incomplete request's tail gets a buffer of its own, so the arena block is not
-        // pinned by a slow client; a tail already in its own buffer keeps growing there.
-        self.pending = match (data.is_empty(), from_arena) {
-            (true, _) => BytesMut::new(),
-            (false, true) => BytesMut::from(&data[..]),
-            (false, false) => data,
-        };
+        let mut input = Input::take(&self.shard, &mut self.pending, n);
+        let result = self.decode_all(&mut input).await;
+        self.pending = input.into_tail();
         result
     }
 
@@ -483,11 +447,7 @@ impl Conn {
         let drain = async {
             let mut total = 0;
             while total < LINGER_BYTES {
-                let n = futures::future::poll_fn(|cx| {
-                    let mut scratch = shard.scratch.borrow_mut();
-                    Pin::new(&mut *stream).poll_read(cx, &mut scratch[..])
-                })
-                .await;
+                let n = futures::future::poll_fn(|cx| driver::poll_read(&shard, stream, cx)).await;
                 match n {
                     Ok(0) | Err(_) => return,
                     Ok(n) => total += n,

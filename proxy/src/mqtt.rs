@@ -26,13 +26,13 @@ use codecs::mqtt::{
 };
 use codecs::{Decoder, Encoder};
 use futures::future::{select, Either};
-use futures_lite::{AsyncRead, AsyncWriteExt};
-use kafka_wire::record::Header;
+use futures_lite::AsyncWriteExt;
 use kafka_wire::{DeliveryFuture, KafkaCode, ProducerRecord};
-use tracing::{debug, info_span, Instrument};
+use tracing::{debug, info_span};
 
 use crate::auth::{Acl, ShardAuth};
 use crate::config::ListenerConfig;
+use crate::driver::{self, Input};
 use crate::metrics::ErrorKind;
 use crate::route::{self, ConnInfo, Routes};
 use crate::runtime::{self, TcpStream};
@@ -94,7 +94,6 @@ struct Conn {
     out: BytesMut,
     acks: VecDeque<PendingAck>,
     closing: Option<u8>,
-    version: Option<ProtocolVersion>,
     /// Topics this client may publish to (`None`: all).
     acl: Option<Acl>,
     key: Vec<u8>,
@@ -110,27 +109,13 @@ impl Drop for Conn {
 
 /// Serves one client connection until it ends.
 pub async fn serve(stream: TcpStream, shard: Rc<Shard>, listener: Rc<MqttListener>) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "?".into());
+    let peer = driver::peer(&stream);
     let span = info_span!("conn", listener = %listener.config.name, %peer, client_id = tracing::field::Empty);
-    let metrics = shard.metrics.clone();
-    let lm = &metrics.listeners[listener.index];
-    lm.connections_open.fetch_add(1, Ordering::Relaxed);
-    lm.connections_total.fetch_add(1, Ordering::Relaxed);
-    let result = async {
+    let driver = async {
         let mut conn = Conn::new(shard.clone(), listener.clone());
         conn.run(stream).await
-    }
-    .instrument(span.clone())
-    .await;
-    if let Err((kind, e)) = result {
-        metrics.error(kind);
-        let _enter = span.enter();
-        debug!(error = %e, "connection ended");
-    }
-    lm.connections_open.fetch_sub(1, Ordering::Relaxed);
+    };
+    driver::track(&shard, listener.index, span, driver).await;
 }
 
 impl Conn {
@@ -158,7 +143,6 @@ impl Conn {
             out: BytesMut::new(),
             acks: VecDeque::new(),
             closing: None,
-            version: None,
             acl: None,
             key: Vec::new(),
             id: shard.next_conn_id(),
@@ -247,7 +231,7 @@ impl Conn {
             }
             shard.shutdown.register(id, cx);
             if reading {
-                if let Poll::Ready(r) = poll_read_scratch(stream, &shard, cx) {
+                if let Poll::Ready(r) = driver::poll_read(&shard, stream, cx) {
                     return Poll::Ready(Event::Read(r));
                 }
             }
@@ -270,30 +254,10 @@ impl Conn {
         self.shard.metrics.listeners[self.listener.index]
             .bytes_in
             .fetch_add(n as u64, Ordering::Relaxed);
-        let mut data = {
-            let scratch = self.shard.scratch.borrow();
-            if self.pending.is_empty() {
-                // Packets are decoded as slices of one shard-wide arena block.
-                let mut arena = self.shard.arena.borrow_mut();
-                if arena.capacity() < n {
-                    arena.reserve(n.max(64 * 1024));
-                }
-                arena.extend_from_slice(&scratch[..n]);
-                arena.split()
-            } else {
-                let mut p = std::mem::take(&mut self.pending);
-                p.extend_from_slice(&scratch[..n]);
-                p
-            }
-        };
-        let result = self.decode_all(&mut data).await;
-        // Keep only an incomplete packet's tail, in a buffer of its own, so the arena block
-        // is not pinned by an idle connection.
-        self.pending = if data.is_empty() {
-            BytesMut::new()
-        } else {
-            BytesMut::from(&data[..])
-        };
+        // Packets are decoded as slices of the shard's arena block (zero copy).
+        let mut input = Input::take(&self.shard, &mut self.pending, n);
+        let result = self.decode_all(&mut input).await;
+        self.pending = input.into_tail();
         result
     }
 
@@ -331,7 +295,6 @@ impl Conn {
             match effect {
                 Effect::Send(packet) => self.send(&packet),
                 Effect::Authenticate(connect) => {
-                    self.version = Some(connect.protocol);
                     self.info.client_id = connect.client_id.as_str().to_owned();
                     self.info.username = connect.username.as_ref().map(|u| u.as_str().to_owned());
                     let mut accept = Accept::default();
@@ -392,7 +355,7 @@ impl Conn {
 
     /// Ends the session from the server side (a DISCONNECT on MQTT 5).
     fn session_close(&mut self, reason_code: u8) {
-        if self.version == Some(ProtocolVersion::V5) {
+        if self.codec.version() == Some(ProtocolVersion::V5) {
             let disconnect = codecs::mqtt::Disconnect {
                 reason_code,
                 ..Default::default()
@@ -444,15 +407,8 @@ impl Conn {
             &self.key
         };
         let key = (!route.key.is_empty()).then_some(key);
-        let mut pairs = Vec::new();
-        route::headers(route, &publish, &self.info, &mut pairs);
-        let headers: Vec<Header<'_>> = pairs
-            .iter()
-            .map(|(k, v)| Header {
-                key: k,
-                value: Some(v),
-            })
-            .collect();
+        let mut headers = Vec::new();
+        route::headers(route, &publish, &self.info, &mut headers);
         let record = ProducerRecord {
             topic: &route.kafka_topic,
             partition: None,
@@ -550,17 +506,6 @@ fn poll_front(acks: &mut VecDeque<PendingAck>, cx: &mut Context<'_>) -> Poll<Eve
         }
         Poll::Pending => Poll::Pending,
     }
-}
-
-/// Reads whatever the socket has into the shard's scratch buffer. Nothing is held while
-/// the socket has no data.
-fn poll_read_scratch(
-    stream: &mut TcpStream,
-    shard: &Shard,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<usize>> {
-    let mut scratch = shard.scratch.borrow_mut();
-    Pin::new(stream).poll_read(cx, &mut scratch[..])
 }
 
 /// The MQTT 5 reason code for a record Kafka did not take.

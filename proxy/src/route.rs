@@ -5,6 +5,7 @@
 //! topic and the connection, and the requested headers are stamped on the record.
 
 use codecs::mqtt::{Publish, TopicFilter};
+use kafka_wire::record::Header;
 
 use crate::config::{topic_filter, Protocol, RouteConfig};
 
@@ -231,35 +232,44 @@ pub fn headers<'a>(
     route: &Route,
     publish: &'a Publish,
     conn: &'a ConnInfo,
-    out: &mut Vec<(&'a str, &'a [u8])>,
+    out: &mut Vec<Header<'a>>,
 ) {
     out.clear();
     for field in &route.headers {
         match field {
-            HeaderField::ClientId => out.push(("mqtt.client_id", conn.client_id.as_bytes())),
+            HeaderField::ClientId => out.push(header("mqtt.client_id", conn.client_id.as_bytes())),
             HeaderField::Username => {
                 if let Some(u) = &conn.username {
-                    out.push(("mqtt.username", u.as_bytes()));
+                    out.push(header("mqtt.username", u.as_bytes()));
                 }
             }
-            HeaderField::Listener => out.push(("sluice.listener", conn.listener.as_bytes())),
-            HeaderField::MqttTopic => out.push(("mqtt.topic", publish.topic.as_str().as_bytes())),
+            HeaderField::Listener => out.push(header("sluice.listener", conn.listener.as_bytes())),
+            HeaderField::MqttTopic => {
+                out.push(header("mqtt.topic", publish.topic.as_str().as_bytes()))
+            }
             HeaderField::UserProperties => {
                 for (k, v) in &publish.properties.user_properties {
-                    out.push((k.as_str(), v.as_str().as_bytes()));
+                    out.push(header(k.as_str(), v.as_str().as_bytes()));
                 }
             }
             HeaderField::ContentType => {
                 if let Some(ct) = &publish.properties.content_type {
-                    out.push(("content-type", ct.as_str().as_bytes()));
+                    out.push(header("content-type", ct.as_str().as_bytes()));
                 }
             }
             HeaderField::Principal => {
                 if let Some(p) = &conn.principal {
-                    out.push(("sluice.principal", p.as_bytes()));
+                    out.push(header("sluice.principal", p.as_bytes()));
                 }
             }
         }
+    }
+}
+
+fn header<'a>(key: &'a str, value: &'a [u8]) -> Header<'a> {
+    Header {
+        key,
+        value: Some(value),
     }
 }
 

@@ -13,17 +13,18 @@ use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use codecs::registry::{Ack, CodecRegistry, RecordFrame};
-use futures_lite::{AsyncRead, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use kafka_wire::record::Header;
 use kafka_wire::{DeliveryFuture, ProducerRecord};
-use tracing::{debug, info_span, Instrument};
+use tracing::{debug, info_span};
 
 use crate::config::{codec_settings, ListenerConfig};
+use crate::driver::{self, Input};
 use crate::metrics::ErrorKind;
 use crate::route::{ConnInfo, HeaderField, Routes};
 use crate::runtime::TcpStream;
@@ -53,27 +54,17 @@ enum Event {
 
 /// Serves one client connection until it ends.
 pub async fn serve(mut stream: TcpStream, shard: Rc<Shard>, listener: Rc<StreamListener>) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "?".into());
-    let span = info_span!("conn", listener = %listener.config.name, %peer);
-    let metrics = shard.metrics.clone();
-    let lm = &metrics.listeners[listener.index];
-    lm.connections_open.fetch_add(1, Ordering::Relaxed);
-    lm.connections_total.fetch_add(1, Ordering::Relaxed);
+    let span = info_span!("conn", listener = %listener.config.name, peer = %driver::peer(&stream));
     let id = shard.next_conn_id();
-    let result = run(&mut stream, &shard, &listener, id)
-        .instrument(span.clone())
-        .await;
+    driver::track(
+        &shard,
+        listener.index,
+        span,
+        run(&mut stream, &shard, &listener, id),
+    )
+    .await;
     shard.shutdown.unregister(id);
-    if let Err((kind, e)) = result {
-        metrics.error(kind);
-        let _enter = span.enter();
-        debug!(error = %e, "connection ended");
-    }
     let _ = stream.close().await;
-    lm.connections_open.fetch_sub(1, Ordering::Relaxed);
 }
 
 async fn run(
@@ -127,7 +118,7 @@ async fn run(
             }
             shard.shutdown.register(id, cx);
             if reading {
-                return read_scratch(stream, shard, cx).map(Event::Read);
+                return driver::poll_read(shard, stream, cx).map(Event::Read);
             }
             Poll::Pending
         })
@@ -138,7 +129,7 @@ async fn run(
             Event::Read(Err(e)) => return Err((ErrorKind::Io, e.to_string())),
             Event::Read(Ok(n)) => {
                 lm.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                let mut data = take_input(shard, &mut pending, n);
+                let mut data = Input::take(shard, &mut pending, n);
                 let decoded = loop {
                     match codec.decode(&mut data) {
                         Ok(Some(frame)) => {
@@ -162,11 +153,7 @@ async fn run(
                         Err(e) => break Err(e),
                     }
                 };
-                pending = if data.is_empty() {
-                    BytesMut::new()
-                } else {
-                    BytesMut::from(&data[..])
-                };
+                pending = data.into_tail();
                 if let Err(e) = decoded {
                     // Record protocols have no error answer: acknowledge what was accepted
                     // and close.
@@ -198,32 +185,6 @@ async fn run(
             }
         }
     }
-}
-
-/// Moves `n` bytes from the shard's scratch buffer behind any incomplete record.
-fn take_input(shard: &Shard, pending: &mut BytesMut, n: usize) -> BytesMut {
-    let scratch = shard.scratch.borrow();
-    if pending.is_empty() {
-        let mut arena = shard.arena.borrow_mut();
-        if arena.capacity() < n {
-            arena.reserve(n.max(64 * 1024));
-        }
-        arena.extend_from_slice(&scratch[..n]);
-        arena.split()
-    } else {
-        let mut p = std::mem::take(pending);
-        p.extend_from_slice(&scratch[..n]);
-        p
-    }
-}
-
-fn read_scratch(
-    stream: &mut TcpStream,
-    shard: &Shard,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<usize>> {
-    let mut scratch = shard.scratch.borrow_mut();
-    Pin::new(stream).poll_read(cx, &mut scratch[..])
 }
 
 async fn produce(

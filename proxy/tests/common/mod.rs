@@ -128,16 +128,12 @@ impl Sluice {
 
     /// Waits up to 30 s for the process to exit and returns its status.
     pub fn wait_exit(&mut self) -> Result<std::process::ExitStatus> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if std::time::Instant::now() > deadline {
-                bail!("sluice did not exit within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut status = None;
+        sluice_tests::poll_until(Duration::from_secs(30), || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status.ok_or_else(|| anyhow!("sluice did not exit within 30 s"))
     }
 
     /// The process id.

@@ -1,0 +1,116 @@
+//! What every connection driver (MQTT, HTTP, record streams) shares: reading into the
+//! shard's scratch buffer, turning what was read into decodable input without pinning memory
+//! between packets, and the per-connection accounting around the driver.
+
+use std::future::Future;
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use futures_lite::AsyncRead;
+use tracing::{debug, Instrument, Span};
+
+use crate::metrics::ErrorKind;
+use crate::runtime::TcpStream;
+use crate::shard::Shard;
+
+/// Bytes the arena grows by when a read does not fit.
+const ARENA_BLOCK: usize = 64 * 1024;
+
+/// Reads whatever `stream` has into the shard's scratch buffer. glommio's read is
+/// readiness-based, so nothing is held while the socket has no data.
+pub fn poll_read(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let mut scratch = shard.scratch.borrow_mut();
+    Pin::new(stream).poll_read(cx, &mut scratch[..])
+}
+
+/// The bytes a driver decodes after a read: the new bytes behind the tail of an incomplete
+/// frame, or, when there was no tail, a slice of the shard's arena block so decoded payloads
+/// are `Bytes` slices of it.
+#[derive(Debug)]
+pub struct Input {
+    data: BytesMut,
+    from_arena: bool,
+}
+
+impl Input {
+    /// Takes the `n` bytes just read into the shard's scratch buffer, behind `pending`.
+    pub fn take(shard: &Shard, pending: &mut BytesMut, n: usize) -> Input {
+        let scratch = shard.scratch.borrow();
+        if pending.is_empty() {
+            let mut arena = shard.arena.borrow_mut();
+            if arena.capacity() < n {
+                arena.reserve(n.max(ARENA_BLOCK));
+            }
+            arena.extend_from_slice(&scratch[..n]);
+            Input {
+                data: arena.split(),
+                from_arena: true,
+            }
+        } else {
+            let mut data = std::mem::take(pending);
+            data.extend_from_slice(&scratch[..n]);
+            Input {
+                data,
+                from_arena: false,
+            }
+        }
+    }
+
+    /// What the connection keeps after decoding: nothing (no memory) between frames; an
+    /// incomplete frame's tail in a buffer of its own, so the arena block is not pinned by a
+    /// slow client; a tail already in its own buffer keeps growing there (no re-copy per
+    /// read of a large frame).
+    pub fn into_tail(self) -> BytesMut {
+        match (self.data.is_empty(), self.from_arena) {
+            (true, _) => BytesMut::new(),
+            (false, true) => BytesMut::from(&self.data[..]),
+            (false, false) => self.data,
+        }
+    }
+}
+
+impl Deref for Input {
+    type Target = BytesMut;
+    fn deref(&self) -> &BytesMut {
+        &self.data
+    }
+}
+
+impl DerefMut for Input {
+    fn deref_mut(&mut self) -> &mut BytesMut {
+        &mut self.data
+    }
+}
+
+/// The peer's address, for the connection's span.
+pub fn peer(stream: &TcpStream) -> String {
+    stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Runs a connection's driver inside `span`, counting the connection on its listener and
+/// logging the error that ended it once, at this boundary.
+pub async fn track<F>(shard: &Shard, listener: usize, span: Span, driver: F)
+where
+    F: Future<Output = Result<(), (ErrorKind, String)>>,
+{
+    let lm = &shard.metrics.listeners[listener];
+    lm.connections_open.fetch_add(1, Ordering::Relaxed);
+    lm.connections_total.fetch_add(1, Ordering::Relaxed);
+    if let Err((kind, e)) = driver.instrument(span.clone()).await {
+        shard.metrics.error(kind);
+        let _enter = span.enter();
+        debug!(error = %e, "connection ended");
+    }
+    lm.connections_open.fetch_sub(1, Ordering::Relaxed);
+}
