@@ -3,7 +3,9 @@
 //! Turns a [`TlsConfig`] (PEM file paths, as in Kafka's `ssl.*.location` settings) into a rustls
 //! [`ClientConfig`] using the ring provider, and picks the server name to verify and send as SNI.
 //! Certificates are always verified: against the CA bundle if one is given, else the Mozilla roots
-//! from `webpki-roots`. Files are read once, when the config is built.
+//! from `webpki-roots`. Files are read once, when the config is built. The PEM loaders
+//! ([`certificates`], [`private_key`], [`ca_roots_from`]) are public so that the proxy's TLS
+//! listeners read their files the same way and report errors the same way.
 //!
 //! What this module does not do: open sockets or drive the handshake (the connection wraps the
 //! stream with the returned config), reload rotated files, read encrypted private keys, JKS/PKCS#12
@@ -42,6 +44,12 @@ pub enum TlsFile {
     Ca,
     Certificate,
     Key,
+    /// A listener's certificate chain (the proxy's server side).
+    ServerCertificate,
+    /// A listener's private key.
+    ServerKey,
+    /// The CA bundle a listener verifies client certificates against.
+    ClientCa,
 }
 
 impl fmt::Display for TlsFile {
@@ -50,6 +58,9 @@ impl fmt::Display for TlsFile {
             TlsFile::Ca => "CA file",
             TlsFile::Certificate => "client certificate file",
             TlsFile::Key => "client key file",
+            TlsFile::ServerCertificate => "certificate file",
+            TlsFile::ServerKey => "key file",
+            TlsFile::ClientCa => "client CA file",
         })
     }
 }
@@ -74,8 +85,8 @@ pub enum TlsError {
     NoCertificate { file: TlsFile, path: PathBuf },
     #[error("the CA file {} contains a certificate that cannot be trusted as a CA: {error}", path.display())]
     BadCaCertificate { path: PathBuf, error: rustls::Error },
-    #[error("the client key file {} contains no PKCS#8, RSA or SEC1 private key in PEM form", path.display())]
-    NoPrivateKey { path: PathBuf },
+    #[error("the {file} {} contains no PKCS#8, RSA or SEC1 private key in PEM form", path.display())]
+    NoPrivateKey { file: TlsFile, path: PathBuf },
     #[error("the client certificate file {} was given without a client key file; mutual TLS needs both", path.display())]
     CertificateWithoutKey { path: PathBuf },
     #[error("the client key file {} was given without a client certificate file; mutual TLS needs both", path.display())]
@@ -95,7 +106,7 @@ pub enum TlsError {
 /// Builds the rustls client configuration for broker connections.
 pub fn client_config(cfg: &TlsConfig) -> Result<Arc<ClientConfig>, TlsError> {
     let roots = match &cfg.ca_file {
-        Some(path) => ca_roots(path)?,
+        Some(path) => ca_roots_from(TlsFile::Ca, path)?,
         None => RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         },
@@ -118,7 +129,7 @@ pub fn client_config(cfg: &TlsConfig) -> Result<Arc<ClientConfig>, TlsError> {
         None => builder.with_no_client_auth(),
         Some((cert_path, key_path)) => {
             let chain = certificates(TlsFile::Certificate, cert_path)?;
-            let key = private_key(key_path)?;
+            let key = private_key(TlsFile::Key, key_path)?;
             builder.with_client_auth_cert(chain, key).map_err(|error| {
                 TlsError::ClientCertificate {
                     cert: cert_path.clone(),
@@ -155,7 +166,7 @@ fn open(file: TlsFile, path: &Path) -> Result<BufReader<File>, TlsError> {
 }
 
 /// Every certificate in the file, in order; other PEM sections (e.g. a key) are skipped.
-fn certificates(file: TlsFile, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub fn certificates(file: TlsFile, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let mut reader = open(file, path)?;
     let certs = rustls_pemfile::certs(&mut reader)
         .collect::<Result<Vec<_>, _>>()
@@ -169,9 +180,10 @@ fn certificates(file: TlsFile, path: &Path) -> Result<Vec<CertificateDer<'static
     Ok(certs)
 }
 
-fn ca_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+/// The CA certificates in `path` (`file` says which setting named it, for errors).
+pub fn ca_roots_from(file: TlsFile, path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for cert in certificates(TlsFile::Ca, path)? {
+    for cert in certificates(file, path)? {
         // One bad certificate makes the whole bundle suspect; better to refuse than to start
         // with fewer trust anchors than the operator thinks.
         roots
@@ -184,11 +196,13 @@ fn ca_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let mut reader = open(TlsFile::Key, path)?;
+/// The first private key (PKCS#8, RSA or SEC1) in the PEM file at `path`.
+pub fn private_key(file: TlsFile, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let mut reader = open(file, path)?;
     rustls_pemfile::private_key(&mut reader)
-        .map_err(|error| pem_or_read_error(TlsFile::Key, path, error))?
+        .map_err(|error| pem_or_read_error(file, path, error))?
         .ok_or_else(|| TlsError::NoPrivateKey {
+            file,
             path: path.to_owned(),
         })
 }

@@ -17,6 +17,8 @@ use serde::Deserialize;
 
 use crate::auth::{AclRule, AuthMethod, Authenticator, JwtConfig};
 use crate::route::{HeaderField, KeyTemplate};
+use crate::transport::ListenerTls;
+use crate::ws::ListenerWebSocket;
 
 /// The embedded default configuration.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -261,9 +263,19 @@ pub struct ListenerConfig {
     /// MQTT listeners: the topics a client may publish to; absent means every topic.
     #[serde(default)]
     pub acl: Option<Vec<AclRule>>,
+    /// Terminate TLS on this listener.
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+    /// Speak WebSocket: MQTT over WebSocket on `mqtt` listeners (at `websocket.path`), raw
+    /// messages to `/topics/{topic}` on `http` listeners.
+    #[serde(default)]
+    pub websocket: Option<ListenerWebSocket>,
     /// Built from the keys above when the config is loaded (their files read then).
     #[serde(skip)]
     pub authenticator: Option<Arc<Authenticator>>,
+    /// Built from `tls` when the config is loaded.
+    #[serde(skip)]
+    pub tls_config: Option<Arc<rustls::ServerConfig>>,
 }
 
 fn default_max_packet() -> u32 {
@@ -338,6 +350,12 @@ impl Config {
         config.validate()?;
         for (i, l) in config.listeners.iter_mut().enumerate() {
             l.authenticator = Authenticator::load(l, &|k| format!("listeners[{i}].{k}"))?;
+            if let Some(tls) = &l.tls {
+                let config = tls
+                    .server_config()
+                    .map_err(|e| invalid(format!("listeners[{i}].tls"), e))?;
+                l.tls_config = Some(config);
+            }
         }
         Ok(config)
     }
@@ -390,6 +408,7 @@ impl Config {
             if l.protocol == Protocol::Http {
                 self.validate_http(l, &key)?;
             }
+            Self::validate_transport(l, &key)?;
         }
         let registry = codecs::registry::CodecRegistry::with_builtins();
         for (i, l) in self.listeners.iter().enumerate() {
@@ -489,6 +508,51 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    fn validate_transport(
+        l: &ListenerConfig,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<(), ConfigError> {
+        if let Some(tls) = &l.tls {
+            if tls.handshake_timeout_ms == 0 {
+                return Err(invalid(
+                    key("tls.handshake_timeout_ms"),
+                    "must be at least 1",
+                ));
+            }
+            if tls.alpn.iter().any(|p| p.is_empty() || p.len() > 255) {
+                return Err(invalid(
+                    key("tls.alpn"),
+                    "names must be 1 to 255 bytes long",
+                ));
+            }
+        }
+        let Some(ws) = &l.websocket else {
+            return Ok(());
+        };
+        if ws.ping_interval_ms == Some(0) {
+            return Err(invalid(
+                key("websocket.ping_interval_ms"),
+                "must be at least 1",
+            ));
+        }
+        match (l.protocol, &ws.path) {
+            (Protocol::Mqtt, Some(path)) if path.starts_with('/') && !path.contains('?') => Ok(()),
+            (Protocol::Mqtt, _) => Err(invalid(
+                key("websocket.path"),
+                "must be set, starting with \"/\" (e.g. \"/mqtt\")",
+            )),
+            (Protocol::Http, None) => Ok(()),
+            (Protocol::Http, Some(_)) => Err(invalid(
+                key("websocket.path"),
+                "does not apply to http listeners: raw WebSocket producers connect to /topics/{topic}",
+            )),
+            (Protocol::Stream, _) => Err(invalid(
+                key("websocket"),
+                "applies to mqtt and http listeners only",
+            )),
+        }
     }
 
     fn validate_http(

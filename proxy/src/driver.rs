@@ -13,9 +13,11 @@ use bytes::BytesMut;
 use futures_lite::AsyncRead;
 use tracing::{debug, Instrument, Span};
 
+use crate::config::ListenerConfig;
 use crate::metrics::ErrorKind;
 use crate::runtime::TcpStream;
 use crate::shard::Shard;
+use crate::transport::{self, Stream};
 
 /// Bytes the arena grows by when a read does not fit.
 const ARENA_BLOCK: usize = 64 * 1024;
@@ -24,7 +26,7 @@ const ARENA_BLOCK: usize = 64 * 1024;
 /// readiness-based, so nothing is held while the socket has no data.
 pub fn poll_read(
     shard: &Shard,
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
     let mut scratch = shard.scratch.borrow_mut();
@@ -64,6 +66,14 @@ impl Input {
         }
     }
 
+    /// Input already in a buffer of its own (bytes that arrived with a handshake).
+    pub fn owned(data: BytesMut) -> Input {
+        Input {
+            data,
+            from_arena: false,
+        }
+    }
+
     /// What the connection keeps after decoding: nothing (no memory) between frames; an
     /// incomplete frame's tail in a buffer of its own, so the arena block is not pinned by a
     /// slow client; a tail already in its own buffer keeps growing there (no re-copy per
@@ -88,6 +98,41 @@ impl DerefMut for Input {
     fn deref_mut(&mut self) -> &mut BytesMut {
         &mut self.data
     }
+}
+
+/// Runs the listener's transport handshake (TLS) on an accepted socket. Boxed: the
+/// handshake's state is large and would otherwise make every connection's task larger for
+/// its whole life.
+pub async fn secure(
+    listener: &ListenerConfig,
+    tcp: TcpStream,
+) -> Result<Stream, (ErrorKind, String)> {
+    Box::pin(transport::accept(listener, tcp))
+        .await
+        .map_err(|e| (ErrorKind::Tls, e.to_string()))
+}
+
+/// Writes `out` to the client and empties it, counting the bytes on `listener`; a buffer
+/// that grew large is released rather than kept by an idle connection.
+pub async fn flush(
+    shard: &Shard,
+    listener: usize,
+    stream: &mut Stream,
+    out: &mut BytesMut,
+) -> io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    stream.write_flushed(out).await?;
+    shard.metrics.listeners[listener]
+        .bytes_out
+        .fetch_add(out.len() as u64, Ordering::Relaxed);
+    if out.capacity() > 64 * 1024 {
+        *out = BytesMut::new();
+    } else {
+        out.clear();
+    }
+    Ok(())
 }
 
 /// The peer's address, for the connection's span.

@@ -12,6 +12,7 @@
 //! queueing; a connection with many responses outstanding stops reading (TCP backpressure).
 
 mod records;
+mod socket;
 mod topics;
 
 use std::collections::VecDeque;
@@ -40,6 +41,7 @@ use crate::driver::{self, Input};
 use crate::metrics::ErrorKind;
 use crate::runtime::{self, TcpStream};
 use crate::shard::Shard;
+use crate::transport::Stream;
 use records::{parse_batch, BodyFormat, Record};
 pub use topics::TopicPatterns;
 
@@ -80,6 +82,9 @@ impl HttpListener {
 enum Entry {
     /// `100 Continue` for a request announcing `Expect: 100-continue`.
     Continue,
+    /// A WebSocket upgrade to a raw-message producer on this topic: once the responses
+    /// before it are written, the connection becomes a WebSocket.
+    Upgrade(Box<(String, codecs::ws::UpgradeRequest)>),
     Ready(Response),
     Waiting(Waiting),
 }
@@ -149,6 +154,8 @@ struct Conn {
     linger: bool,
     last_read: Instant,
     id: u64,
+    /// An upgrade request was read: nothing more is read as HTTP.
+    upgrading: bool,
 }
 
 impl Drop for Conn {
@@ -158,9 +165,10 @@ impl Drop for Conn {
 }
 
 /// Serves one client connection until it ends.
-pub async fn serve(stream: TcpStream, shard: Rc<Shard>, listener: Rc<HttpListener>) {
-    let span = info_span!("conn", listener = %listener.config.name, peer = %driver::peer(&stream));
+pub async fn serve(tcp: TcpStream, shard: Rc<Shard>, listener: Rc<HttpListener>) {
+    let span = info_span!("conn", listener = %listener.config.name, peer = %driver::peer(&tcp));
     let driver = async {
+        let stream = driver::secure(&listener.config, tcp).await?;
         let mut conn = Conn::new(shard.clone(), listener.clone());
         conn.run(stream).await
     };
@@ -182,16 +190,23 @@ impl Conn {
             linger: false,
             last_read: Instant::now(),
             id: shard.next_conn_id(),
+            upgrading: false,
             shard,
             listener,
         }
     }
 
-    async fn run(&mut self, mut stream: TcpStream) -> Result<(), (ErrorKind, String)> {
+    async fn run(&mut self, mut stream: Stream) -> Result<(), (ErrorKind, String)> {
         let io_err = |e: io::Error| (ErrorKind::Io, e.to_string());
         let mut failure = None;
         loop {
-            self.write_ready();
+            if let Some(upgrade) = self.write_ready() {
+                self.flush(&mut stream).await.map_err(io_err)?;
+                let (topic, request) = *upgrade;
+                let frames = std::mem::take(&mut self.pending);
+                let socket = socket::Socket::new(&self.shard, &self.listener, topic, self.id);
+                return Box::pin(socket.run(&mut stream, &request, frames)).await;
+            }
             self.flush(&mut stream).await.map_err(io_err)?;
             if self.closing && self.entries.is_empty() {
                 if self.linger {
@@ -200,7 +215,7 @@ impl Conn {
                 let _ = stream.close().await;
                 return failure.map_or(Ok(()), Err);
             }
-            let reading = !self.closing && self.entries.len() < MAX_PIPELINED;
+            let reading = !self.closing && !self.upgrading && self.entries.len() < MAX_PIPELINED;
             match self.next_event(&mut stream, reading).await {
                 Event::Read(Ok(0)) => self.closing = true,
                 Event::Read(Ok(n)) => {
@@ -229,7 +244,7 @@ impl Conn {
 
     /// Waits for data from the client, Kafka's answer for the oldest response, the idle
     /// timeout (only while nothing is outstanding), or shutdown.
-    async fn next_event(&mut self, stream: &mut TcpStream, reading: bool) -> Event {
+    async fn next_event(&mut self, stream: &mut Stream, reading: bool) -> Event {
         let shard = self.shard.clone();
         let id = self.id;
         let idle = self.entries.is_empty() && !self.closing;
@@ -282,6 +297,17 @@ impl Conn {
                     self.shard.metrics.listeners[self.listener.index]
                         .frames_in
                         .fetch_add(1, Ordering::Relaxed);
+                    if is_upgrade(&req) {
+                        let entry = self.upgrade(&req);
+                        // What follows an accepted upgrade is WebSocket frames: leave them.
+                        self.upgrading = matches!(entry, Entry::Upgrade(_));
+                        self.closing |= !self.upgrading;
+                        self.entries.push_back(entry);
+                        if self.upgrading {
+                            return Ok(());
+                        }
+                        continue;
+                    }
                     if !req.keep_alive() {
                         self.closing = true;
                     }
@@ -306,6 +332,27 @@ impl Conn {
         }
         data.clear();
         Ok(())
+    }
+
+    /// Checks a WebSocket upgrade to `/topics/{topic}` (a raw-message producer).
+    fn upgrade(&mut self, req: &Request) -> Entry {
+        let refuse = |status, message: &str| Entry::Ready(Response::error(status, message, false));
+        if self.listener.config.websocket.is_none() {
+            return refuse(404, "This listener does not accept WebSocket connections.");
+        }
+        let request = match crate::ws::check_upgrade(req.head(), codecs::ws::Subprotocol::Raw) {
+            Ok(r) => r,
+            Err(e) => return refuse(e.status(), &e.to_string()),
+        };
+        let topic = match req.path().strip_prefix(PATH_PREFIX) {
+            Some(t) if !t.is_empty() && !t.contains('/') => t.to_owned(),
+            _ => return refuse(404, "WebSocket producers connect to /topics/{topic}."),
+        };
+        if !self.listener.topics.allows(&topic) {
+            let msg = format!("Topic {topic} may not be written on this listener.");
+            return refuse(403, &msg);
+        }
+        Entry::Upgrade(Box::new((topic, request)))
     }
 
     /// Answers one request: at once when it is refused, else once Kafka answered.
@@ -399,17 +446,22 @@ impl Conn {
         Entry::Waiting(waiting)
     }
 
-    /// Moves finished responses at the front of the queue into the write buffer.
-    fn write_ready(&mut self) {
+    /// Moves finished responses at the front of the queue into the write buffer; returns
+    /// the upgrade once everything before it is written.
+    fn write_ready(&mut self) -> Option<Box<(String, codecs::ws::UpgradeRequest)>> {
         while let Some(front) = self.entries.front_mut() {
             match front {
+                Entry::Upgrade(_) => match self.entries.pop_front() {
+                    Some(Entry::Upgrade(u)) => return Some(u),
+                    _ => unreachable!("the front is an upgrade"),
+                },
                 Entry::Continue => self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n"),
                 Entry::Ready(r) => {
                     let _ = ResponseEncoder.encode(&*r, &mut self.out);
                 }
                 Entry::Waiting(w) => {
                     if !w.advance() {
-                        return;
+                        return None;
                     }
                     let shutting_down = self.shard.shutdown.is_set();
                     let r = finish(w, &self.shard, !shutting_down);
@@ -418,29 +470,18 @@ impl Conn {
             }
             self.entries.pop_front();
         }
+        None
     }
 
-    async fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        stream.write_all(&self.out).await?;
-        self.shard.metrics.listeners[self.listener.index]
-            .bytes_out
-            .fetch_add(self.out.len() as u64, Ordering::Relaxed);
-        if self.out.capacity() > 64 * 1024 {
-            self.out = BytesMut::new();
-        } else {
-            self.out.clear();
-        }
-        Ok(())
+    async fn flush(&mut self, stream: &mut Stream) -> io::Result<()> {
+        driver::flush(&self.shard, self.listener.index, stream, &mut self.out).await
     }
 
     /// Half-closes, then reads and discards what the client still sends (a refused body)
     /// for a while, so that closing does not reset the connection before the client has read
     /// the answer.
-    async fn linger(&mut self, stream: &mut TcpStream) {
-        if stream.shutdown(std::net::Shutdown::Write).await.is_err() {
+    async fn linger(&mut self, stream: &mut Stream) {
+        if stream.shutdown_write().await.is_err() {
             return;
         }
         let shard = self.shard.clone();
@@ -458,6 +499,12 @@ impl Conn {
         let timer = std::pin::pin!(runtime::sleep(LINGER));
         select(drain, timer).await;
     }
+}
+
+/// Whether a request asks to switch to WebSocket (`Upgrade: websocket`).
+fn is_upgrade(req: &Request) -> bool {
+    req.header("upgrade")
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"websocket"))
 }
 
 /// The bytes kafka-wire counts against `buffer.memory` for a record (its `approx_size`).

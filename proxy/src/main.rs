@@ -27,6 +27,8 @@ mod route;
 mod runtime;
 mod shard;
 mod stream;
+mod transport;
+mod ws;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

@@ -23,14 +23,17 @@ pub enum ErrorKind {
     Timeout,
     /// Kafka refused a record.
     Kafka,
+    /// The TLS handshake failed or timed out.
+    Tls,
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 4] = [
+    const ALL: [ErrorKind; 5] = [
         ErrorKind::Protocol,
         ErrorKind::Io,
         ErrorKind::Timeout,
         ErrorKind::Kafka,
+        ErrorKind::Tls,
     ];
 
     fn label(self) -> &'static str {
@@ -39,6 +42,7 @@ impl ErrorKind {
             ErrorKind::Io => "io",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Kafka => "kafka",
+            ErrorKind::Tls => "tls",
         }
     }
 }
@@ -59,7 +63,7 @@ pub struct ShardMetrics {
     pub listeners: Vec<ListenerMetrics>,
     pub records_produced: AtomicU64,
     pub records_failed: AtomicU64,
-    errors: [AtomicU64; 4],
+    errors: [AtomicU64; ErrorKind::ALL.len()],
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
     latency_sum_us: AtomicU64,
     /// Record bytes waiting for Kafka (the producer's buffer).

@@ -37,6 +37,8 @@ use crate::metrics::ErrorKind;
 use crate::route::{self, ConnInfo, Routes};
 use crate::runtime::{self, TcpStream};
 use crate::shard::Shard;
+use crate::transport::Stream;
+use crate::ws::{self, MqttOverWs};
 
 /// MQTT 5 reason codes the driver itself decides.
 mod reason {
@@ -47,6 +49,7 @@ mod reason {
     pub const BAD_AUTHENTICATION_METHOD: u8 = 0x8C;
     pub const PACKET_TOO_LARGE: u8 = 0x95;
     pub const QUOTA_EXCEEDED: u8 = 0x97;
+    pub const MALFORMED_PACKET: u8 = 0x81;
     pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
 }
 
@@ -99,6 +102,8 @@ struct Conn {
     key: Vec<u8>,
     /// This connection's number on the shard (for the shutdown signal).
     id: u64,
+    /// The WebSocket layer, on an MQTT-over-WebSocket listener.
+    ws: Option<Box<MqttOverWs>>,
 }
 
 impl Drop for Conn {
@@ -108,11 +113,15 @@ impl Drop for Conn {
 }
 
 /// Serves one client connection until it ends.
-pub async fn serve(stream: TcpStream, shard: Rc<Shard>, listener: Rc<MqttListener>) {
-    let peer = driver::peer(&stream);
+pub async fn serve(tcp: TcpStream, shard: Rc<Shard>, listener: Rc<MqttListener>) {
+    let peer = driver::peer(&tcp);
     let span = info_span!("conn", listener = %listener.config.name, %peer, client_id = tracing::field::Empty);
     let driver = async {
+        let mut stream = driver::secure(&listener.config, tcp).await?;
         let mut conn = Conn::new(shard.clone(), listener.clone());
+        if let Some(config) = &listener.config.websocket {
+            Box::pin(conn.upgrade(&mut stream, config)).await?;
+        }
         conn.run(stream).await
     };
     driver::track(&shard, listener.index, span, driver).await;
@@ -146,12 +155,45 @@ impl Conn {
             acl: None,
             key: Vec::new(),
             id: shard.next_conn_id(),
+            ws: None,
             shard,
             listener,
         }
     }
 
-    async fn run(&mut self, mut stream: TcpStream) -> Result<(), (ErrorKind, String)> {
+    /// MQTT over WebSocket: answers the upgrade request; what follows it is frames.
+    async fn upgrade(
+        &mut self,
+        stream: &mut Stream,
+        config: &ws::ListenerWebSocket,
+    ) -> Result<(), (ErrorKind, String)> {
+        let path = config
+            .path
+            .as_deref()
+            .expect("validated: MQTT WebSocket path");
+        let timeout = Duration::from_millis(self.listener.config.connect_timeout_ms);
+        ws::handshake(
+            stream,
+            &self.shard,
+            codecs::ws::Subprotocol::Mqtt,
+            path,
+            timeout,
+            &mut self.pending,
+        )
+        .await?;
+        let max_packet = self.listener.config.max_packet_size as usize;
+        self.ws = Some(Box::new(MqttOverWs::new(config, max_packet)));
+        if !self.pending.is_empty() {
+            // Frames that came with the upgrade request.
+            let first = std::mem::take(&mut self.pending);
+            self.on_input(first)
+                .await
+                .map_err(|e| (ErrorKind::Protocol, e))?;
+        }
+        Ok(())
+    }
+
+    async fn run(&mut self, mut stream: Stream) -> Result<(), (ErrorKind, String)> {
         let io_err = |e: io::Error| (ErrorKind::Io, e.to_string());
         let mut reading = true;
         let mut shutdown_seen = false;
@@ -194,6 +236,10 @@ impl Conn {
                 }
                 Event::Acked(ack, result) => Box::pin(self.on_ack(ack, result)).await,
                 Event::Deadline => {
+                    if let Some(ws) = &mut self.ws {
+                        // A ping due, or a close the client never answered.
+                        ws.layer.on_timeout();
+                    }
                     let now = self.shard.now_ms();
                     self.session.on_timeout(now, &mut self.effects);
                     Box::pin(self.execute()).await;
@@ -215,10 +261,10 @@ impl Conn {
 
     /// Waits for the next thing to do: data from the client, Kafka's answer for the oldest
     /// pending PUBLISH, the session's deadline, or shutdown.
-    async fn next_event(&mut self, stream: &mut TcpStream, reading: bool) -> Event {
+    async fn next_event(&mut self, stream: &mut Stream, reading: bool) -> Event {
         let shard = self.shard.clone();
         let id = self.id;
-        let deadline = self.session.deadline();
+        let deadline = self.deadline();
         let acks = &mut self.acks;
         let io = futures::future::poll_fn(|cx| {
             if let Poll::Ready(ack) = poll_front(acks, cx) {
@@ -237,10 +283,9 @@ impl Conn {
             }
             Poll::Pending
         });
-        let Some(deadline) = deadline else {
+        let Some(wait) = deadline else {
             return io.await;
         };
-        let wait = Duration::from_millis(deadline.saturating_sub(self.shard.now_ms()));
         let timer = std::pin::pin!(runtime::sleep(wait));
         let io = std::pin::pin!(io);
         match select(io, timer).await {
@@ -249,16 +294,77 @@ impl Conn {
         }
     }
 
+    /// How long until the MQTT session (keepalive, CONNECT) or the WebSocket session (ping,
+    /// close) needs attention.
+    fn deadline(&self) -> Option<Duration> {
+        let mqtt = self
+            .session
+            .deadline()
+            .map(|at| Duration::from_millis(at.saturating_sub(self.shard.now_ms())));
+        let ws = self
+            .ws
+            .as_ref()
+            .and_then(|w| w.layer.deadline())
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        match (mqtt, ws) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Decodes and handles every whole packet among `n` new bytes in the shard's scratch.
     async fn on_data(&mut self, n: usize) -> Result<(), MqttError> {
         self.shard.metrics.listeners[self.listener.index]
             .bytes_in
             .fetch_add(n as u64, Ordering::Relaxed);
+        if self.ws.is_some() {
+            let input = Input::take(&self.shard, &mut self.pending, n);
+            return self.on_frames(input).await;
+        }
         // Packets are decoded as slices of the shard's arena block (zero copy).
         let mut input = Input::take(&self.shard, &mut self.pending, n);
         let result = self.decode_all(&mut input).await;
         self.pending = input.into_tail();
         result
+    }
+
+    /// MQTT over WebSocket: unwraps the frames in `input`, then decodes the packets in the
+    /// byte stream they carry. A WebSocket protocol error closes with its close code (the
+    /// MQTT session is lost like a dropped connection).
+    async fn on_frames(&mut self, mut input: Input) -> Result<(), MqttError> {
+        let mut ws = self.ws.take().expect("on a WebSocket connection");
+        let decoded = ws.decode(&mut input);
+        self.pending = input.into_tail();
+        let result = match decoded {
+            Ok(d) => {
+                let result = self.decode_all(ws.stream.buffer_mut()).await;
+                ws.settle();
+                if d.close_transport && self.closing.is_none() {
+                    self.session
+                        .connection_lost(reason::UNSPECIFIED_ERROR, &mut self.effects);
+                    self.execute().await;
+                    self.closing = Some(0);
+                }
+                result
+            }
+            Err(e) => {
+                debug!(error = %e, "WebSocket protocol error");
+                self.shard.metrics.error(ErrorKind::Protocol);
+                self.session
+                    .connection_lost(reason::MALFORMED_PACKET, &mut self.effects);
+                self.execute().await;
+                self.closing = Some(reason::MALFORMED_PACKET);
+                Ok(())
+            }
+        };
+        self.ws = Some(ws);
+        result
+    }
+
+    /// Frames that arrived with the upgrade request.
+    async fn on_input(&mut self, data: BytesMut) -> Result<(), String> {
+        let input = Input::owned(data);
+        self.on_frames(input).await.map_err(|e| e.to_string())
     }
 
     async fn decode_all(&mut self, data: &mut BytesMut) -> Result<(), MqttError> {
@@ -477,20 +583,35 @@ impl Conn {
         }
     }
 
-    async fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        stream.write_all(&self.out).await?;
-        self.shard.metrics.listeners[self.listener.index]
-            .bytes_out
-            .fetch_add(self.out.len() as u64, Ordering::Relaxed);
-        if self.out.capacity() > 64 * 1024 {
+    /// Writes what the session queued; on a WebSocket connection, as one binary frame, and
+    /// followed by a close frame when the connection is ending.
+    async fn flush(&mut self, stream: &mut Stream) -> io::Result<()> {
+        let Some(ws) = &mut self.ws else {
+            return driver::flush(&self.shard, self.listener.index, stream, &mut self.out).await;
+        };
+        let mut framed = BytesMut::new();
+        if !self.out.is_empty() {
+            ws.layer.binary(&self.out, &mut framed);
             self.out = BytesMut::new();
-        } else {
-            self.out.clear();
         }
-        Ok(())
+        if let Some(reason_code) = self.closing {
+            ws.layer.close(ws_close_code(reason_code), "");
+        }
+        if ws.layer.drain(&mut framed) && self.closing.is_none() {
+            self.closing = Some(0);
+        }
+        driver::flush(&self.shard, self.listener.index, stream, &mut framed).await
+    }
+}
+
+/// The WebSocket close code for ending an MQTT session with `reason_code`.
+fn ws_close_code(reason_code: u8) -> u16 {
+    use codecs::ws::close_code;
+    match reason_code {
+        0..=0x7F => close_code::NORMAL,
+        reason::MALFORMED_PACKET | 0x82 => close_code::PROTOCOL_ERROR,
+        reason::SERVER_SHUTTING_DOWN => close_code::GOING_AWAY,
+        _ => close_code::POLICY_VIOLATION,
     }
 }
 

@@ -29,6 +29,7 @@ use crate::metrics::ErrorKind;
 use crate::route::{ConnInfo, HeaderField, Routes};
 use crate::runtime::TcpStream;
 use crate::shard::Shard;
+use crate::transport::Stream;
 
 /// One stream listener of a shard.
 #[derive(Debug)]
@@ -53,22 +54,21 @@ enum Event {
 }
 
 /// Serves one client connection until it ends.
-pub async fn serve(mut stream: TcpStream, shard: Rc<Shard>, listener: Rc<StreamListener>) {
-    let span = info_span!("conn", listener = %listener.config.name, peer = %driver::peer(&stream));
+pub async fn serve(tcp: TcpStream, shard: Rc<Shard>, listener: Rc<StreamListener>) {
+    let span = info_span!("conn", listener = %listener.config.name, peer = %driver::peer(&tcp));
     let id = shard.next_conn_id();
-    driver::track(
-        &shard,
-        listener.index,
-        span,
-        run(&mut stream, &shard, &listener, id),
-    )
-    .await;
+    let driver = async {
+        let mut stream = driver::secure(&listener.config, tcp).await?;
+        let result = run(&mut stream, &shard, &listener, id).await;
+        let _ = stream.close().await;
+        result
+    };
+    driver::track(&shard, listener.index, span, driver).await;
     shard.shutdown.unregister(id);
-    let _ = stream.close().await;
 }
 
 async fn run(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     shard: &Rc<Shard>,
     listener: &StreamListener,
     id: u64,
@@ -94,14 +94,9 @@ async fn run(
     let mut key = Vec::new();
     let mut reading = true;
     loop {
-        if !out.is_empty() {
-            stream
-                .write_all(&out)
-                .await
-                .map_err(|e| (ErrorKind::Io, e.to_string()))?;
-            lm.bytes_out.fetch_add(out.len() as u64, Ordering::Relaxed);
-            out = BytesMut::new();
-        }
+        driver::flush(shard, listener.index, stream, &mut out)
+            .await
+            .map_err(|e| (ErrorKind::Io, e.to_string()))?;
         if !reading && acks.is_empty() {
             return Ok(());
         }

@@ -3,54 +3,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::Sluice;
+use common::{header, node_modules, run, script, Sluice};
 use sluice_tests::{python, Broker, ConsumedRecord};
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/clients")
-        .join(name)
-}
-
-fn run(mut cmd: Command, what: &str) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn header<'a>(r: &'a ConsumedRecord, name: &str) -> Option<&'a [u8]> {
-    r.headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .and_then(|(_, v)| v.as_deref())
-}
-
-/// Where tools/install-deps.sh puts MQTT.js.
-fn node_modules() -> PathBuf {
-    let cache = std::env::var_os("SLUICE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/sluice")
-        });
-    let dir = cache.join("node/node_modules");
-    assert!(
-        dir.join("mqtt").is_dir(),
-        "MQTT.js is not installed in {}; run tools/install-deps.sh",
-        dir.display()
-    );
-    dir
-}
 
 #[test]
 fn paho_and_mqttjs_publishes_reach_kafka_exactly_once() {

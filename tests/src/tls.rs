@@ -51,6 +51,15 @@ impl TlsFiles {
     }
 }
 
+impl TlsFiles {
+    /// A throwaway CA and certificates in `dir`: a server certificate for 127.0.0.1 and
+    /// localhost, and with [`ClientAuth::Required`] a client certificate (CN
+    /// `sluice-test-client`), for tests of servers that terminate TLS themselves.
+    pub fn generate(dir: &Path, client_auth: ClientAuth) -> Result<TlsFiles> {
+        write_files(dir, client_auth)
+    }
+}
+
 /// Generates the CA and certificates into `dir`.
 pub(crate) fn write_files(dir: &Path, client_auth: ClientAuth) -> Result<TlsFiles> {
     let ca_key = KeyPair::generate()?;

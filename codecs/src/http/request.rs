@@ -53,6 +53,12 @@ pub struct Request {
 pub type Header<'a> = (&'a str, &'a [u8]);
 
 impl Request {
+    /// The request line and headers as received, up to and including the blank line (for
+    /// handing an upgrade request to the WebSocket handshake).
+    pub fn head(&self) -> &Bytes {
+        &self.head
+    }
+
     /// The method, e.g. `POST`.
     pub fn method(&self) -> &str {
         self.str_at(&self.method)

@@ -92,7 +92,7 @@ fn bad_password_files_fail_naming_the_key_and_file() {
         ))
         .unwrap_err()
         .to_string();
-        assert!(err.contains("listeners[3].password_file"), "{err}");
+        assert!(err.contains("listeners[4].password_file"), "{err}");
         assert!(
             err.contains(&path.display().to_string()) && err.contains(what),
             "{err}"
@@ -215,7 +215,7 @@ fn asymmetric_tokens_need_the_configured_algorithm_and_key() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("listeners[3].jwt.public_key_file"), "{err}");
+    assert!(err.contains("listeners[4].jwt.public_key_file"), "{err}");
     let err = jwt_listener(
         dir.path(),
         "{ algorithm = \"none\", secret_file = \"SECRET\" }",
@@ -326,7 +326,7 @@ fn acl_placeholders_fill_per_connection_and_cannot_widen() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("listeners[3].acl[0].publish") && err.contains("{who}"),
+        err.contains("listeners[4].acl[0].publish") && err.contains("{who}"),
         "{err}"
     );
     let err = listener("acl = [{ publish = \"a/#/b\" }]")
@@ -359,5 +359,5 @@ fn auth_keys_apply_to_mqtt_listeners_only() {
         "protocol = \"http\"\nacl = [{ publish = \"#\" }]\n",
     );
     let err = Config::parse(&text, None).unwrap_err().to_string();
-    assert!(err.contains("listeners[2].auth"), "{err}");
+    assert!(err.contains("listeners[3].auth"), "{err}");
 }

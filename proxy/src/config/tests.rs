@@ -132,7 +132,7 @@ fn the_configuration_doc_lists_every_key_of_the_default() {
 fn stream_listeners_need_a_codec_and_one_route_without_a_filter() {
     let no_codec = DEFAULT_TOML.replace("codec = \"framed\"\n", "");
     let err = Config::parse(&no_codec, None).unwrap_err();
-    assert!(err.to_string().contains("listeners[1].codec"), "{err}");
+    assert!(err.to_string().contains("listeners[2].codec"), "{err}");
     let with_filter = DEFAULT_TOML.replace(
         "listener = \"framed\"\n",
         "listener = \"framed\"\nmqtt_topic = \"#\"\n",
@@ -141,7 +141,7 @@ fn stream_listeners_need_a_codec_and_one_route_without_a_filter() {
     assert!(err.to_string().contains("mqtt_topic"), "{err}");
     let mqtt_key = DEFAULT_TOML.replace("key = \"{key}\"", "key = \"{topic}\"");
     let err = Config::parse(&mqtt_key, None).unwrap_err();
-    assert!(err.to_string().contains("routes[1].key"), "{err}");
+    assert!(err.to_string().contains("routes[2].key"), "{err}");
 }
 
 #[test]

@@ -1,13 +1,19 @@
 // Publishes through an MQTT broker with MQTT.js (npm `mqtt`), waiting for every
-// acknowledgement. usage: node mqttjs_publish.js HOST PORT PREFIX
+// acknowledgement. usage: node mqttjs_publish.js HOST PORT PREFIX [TRANSPORT]
+// TRANSPORT is mqtt (default), mqtts, ws or wss (WebSocket at path /mqtt); with TLS the CA
+// file is taken from the SLUICE_CA environment variable.
 // Sends with MQTT 5: QoS 1 and QoS 2 messages with a user property and a content type, and
 // with MQTT 3.1.1: one QoS 1 message. Exits non-zero on any failure.
+const fs = require("fs");
 const mqtt = require("mqtt");
-const [host, port, prefix] = process.argv.slice(2);
+const [host, port, prefix, transport = "mqtt"] = process.argv.slice(2);
+const path = transport.startsWith("ws") ? "/mqtt" : "";
+const url = `${transport}://${host}:${port}${path}`;
+const tls = process.env.SLUICE_CA ? { ca: fs.readFileSync(process.env.SLUICE_CA) } : {};
 
 function run(protocolVersion, messages) {
   return new Promise((resolve, reject) => {
-    const client = mqtt.connect({ host, port: Number(port), protocolVersion, clientId: `mqttjs-v${protocolVersion}`, reconnectPeriod: 0 });
+    const client = mqtt.connect(url, { protocolVersion, clientId: `mqttjs-v${protocolVersion}`, reconnectPeriod: 0, ...tls });
     client.on("error", reject);
     client.on("connect", async () => {
       try {

@@ -1,9 +1,12 @@
 """Publishes through an MQTT broker with paho-mqtt 2.x, waiting for every acknowledgement.
 
-usage: paho_publish.py HOST PORT PREFIX   (prints nothing; exits non-zero on any failure)
+usage: paho_publish.py HOST PORT PREFIX [TRANSPORT]   (exits non-zero on any failure)
+TRANSPORT is tcp (default), tls, ws or wss (WebSocket at path /mqtt); with TLS the CA file
+is taken from the SLUICE_CA environment variable.
 Sends, for MQTT 3.1.1 and 5: one message per QoS 0, 1, 2 to PREFIX/<version>/q<qos>, payload
 "<version>-q<qos>", and on MQTT 5 a user property and a content type.
 """
+import os
 import sys
 
 import paho.mqtt.client as mqtt
@@ -11,9 +14,19 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 host, port, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+transport = sys.argv[4] if len(sys.argv) > 4 else "tcp"
 
 for name, version in (("v311", mqtt.MQTTv311), ("v5", mqtt.MQTTv5)):
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"paho-{name}", protocol=version)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=f"paho-{name}",
+        protocol=version,
+        transport="websockets" if transport.startswith("ws") else "tcp",
+    )
+    if transport.startswith("ws"):
+        client.ws_set_options(path="/mqtt")
+    if transport in ("tls", "wss"):
+        client.tls_set(ca_certs=os.environ["SLUICE_CA"])
     if version == mqtt.MQTTv5:
         client.connect(host, port, keepalive=30, clean_start=True)
     else:

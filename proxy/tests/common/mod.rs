@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use sluice_tests::ConsumedRecord;
 
 /// A running sluice process, killed on drop.
 #[derive(Debug)]
@@ -222,4 +223,50 @@ pub fn publish(addr: SocketAddr, args: &[&str], stdin: Option<&str>) -> Result<(
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A client script in tests/clients.
+pub fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(name)
+}
+
+/// Runs a client to completion, failing with its output unless it succeeded.
+pub fn run(mut cmd: Command, what: &str) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A record header's value.
+pub fn header<'a>(r: &'a ConsumedRecord, name: &str) -> Option<&'a [u8]> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.as_deref())
+}
+
+/// Where tools/install-deps.sh puts MQTT.js.
+pub fn node_modules() -> PathBuf {
+    let cache = std::env::var_os("SLUICE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/sluice")
+        });
+    let dir = cache.join("node/node_modules");
+    assert!(
+        dir.join("mqtt").is_dir(),
+        "MQTT.js is not installed in {}; run tools/install-deps.sh",
+        dir.display()
+    );
+    dir
 }
