@@ -11,12 +11,14 @@
 //!   the inbound QoS 1/2 flows tied to Kafka acknowledgements, receive maximum, topic
 //!   aliases, SUBSCRIBE/UNSUBSCRIBE and DISCONNECT. It takes packets and `now` and emits
 //!   [`Effect`]s for the connection driver; it never does I/O or reads a clock.
+//! - [`SubscriptionIndex`] finds the subscriptions whose topic filters match a topic, for
+//!   delivery: a trie of filter levels, with shared subscriptions kept per group.
 //!
 //! # Files
 //!
 //! `types` (version, QoS, [`MqttString`]), `wire` (readers and writers), `properties`,
 //! `topic`, one file per packet family (`connect`, `publish`, `subscribe`, `disconnect`),
-//! `packet` (the enum), `codec`, `error`, `reason`, `session`.
+//! `packet` (the enum), `codec`, `error`, `reason`, `session`, `subscriptions` (the index).
 
 pub mod codec;
 pub mod connect;
@@ -28,6 +30,7 @@ pub mod publish;
 pub mod reason;
 pub mod session;
 pub mod subscribe;
+pub mod subscriptions;
 pub mod topic;
 pub mod types;
 mod wire;
@@ -44,5 +47,6 @@ pub use subscribe::{
     RetainHandling, SubAck, Subscribe, SubscribeProperties, Subscription, SubscriptionOptions,
     UnsubAck, Unsubscribe, UnsubscribeProperties,
 };
+pub use subscriptions::{SharedGroup, SubscriptionIndex};
 pub use topic::{check_topic_filter, check_topic_name, TopicFilter};
 pub use types::{InvalidString, MqttString, ProtocolVersion, QoS, UserProperty};

@@ -1,12 +1,13 @@
 //! Decoding a PUBLISH must not allocate: the topic, payload and property strings are slices
-//! of the read buffer. A counting global allocator checks it.
+//! of the read buffer. Neither must finding its subscribers in a `SubscriptionIndex`. A
+//! counting global allocator checks it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{BufMut, BytesMut};
-use codecs::mqtt::{MqttCodec, Packet, ProtocolVersion, QoS};
+use codecs::mqtt::{MqttCodec, Packet, ProtocolVersion, QoS, SubscriptionIndex};
 use codecs::Decoder;
 
 struct Counting;
@@ -138,4 +139,35 @@ fn publish_decode_allocates_nothing() {
             codec.decode(&mut buf).expect("decodes");
         }) > 0
     );
+}
+
+#[test]
+fn subscription_matching_allocates_nothing() {
+    let mut index = SubscriptionIndex::new();
+    for device in 0..1000_u64 {
+        index.insert(&format!("sensors/room{device}/temp"), device, 0_u8);
+        index.insert(&format!("sensors/room{device}/#"), device, 1);
+        index.insert(&format!("$share/g{}/sensors/+/temp", device % 4), device, 1);
+    }
+    index.insert("sensors/+/temp", 5000, 0);
+    index.insert("#", 5001, 0);
+    let topics = [
+        "sensors/room1/temp",
+        "sensors/room999/temp/x/y",
+        "sensors/nowhere",
+        "$SYS/broker/load",
+        "a/b/c/d/e/f/g/h/i/j/k/l",
+    ];
+    let mut calls = 0;
+    let allocations = count(|| {
+        for topic in topics {
+            index.matches(topic, |_, _, _| calls += 1);
+            index.matches_shared(topic, |group| {
+                let (_member, qos) = group.pick(calls);
+                calls += 1 + usize::from(*qos);
+            });
+        }
+    });
+    assert_eq!(allocations, 0);
+    assert!(calls > 10, "the topics matched something ({calls} calls)");
 }

@@ -29,6 +29,12 @@ pub fn check_topic_name(topic: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Splits a shared subscription `$share/{ShareName}/{filter}` into `(ShareName, filter)`;
+/// `None` for any other filter.
+pub(crate) fn split_shared(filter: &str) -> Option<(&str, &str)> {
+    filter.strip_prefix(SHARE_PREFIX)?.split_once('/')
+}
+
 /// Checks a topic filter, including the shared subscription syntax.
 pub fn check_topic_filter(filter: &str) -> Result<(), &'static str> {
     match filter.strip_prefix(SHARE_PREFIX) {
@@ -87,7 +93,7 @@ impl TopicFilter {
 
     /// `Some((share_name, filter))` when this is a shared subscription.
     pub fn shared(&self) -> Option<(&str, &str)> {
-        self.0.strip_prefix(SHARE_PREFIX)?.split_once('/')
+        split_shared(self.as_str())
     }
 
     /// The filter without any `$share/{group}/` prefix: what topics are matched against.
