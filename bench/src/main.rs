@@ -5,12 +5,16 @@
 //! - `loadgen`: the MQTT load generator (idle or publishing connections, many per process).
 //! - `idle`: memory per idle MQTT connection, sluice against mosquitto.
 //! - `publish`: MQTT QoS 0/1 publishing through sluice into Kafka: rate, PUBACK latency, CPU.
+//! - `discard-sink`: a measurement tool, not a broker: a Kafka-wire endpoint that acknowledges
+//!   Produce and discards the records, so `produce` and `publish` (`--sink discard`) can
+//!   measure a producer's own ceiling when the real broker would be the bottleneck.
 //!
 //! Results are printed as Markdown tables and written as JSON (`--out`). docs/benchmarks.md
 //! explains the method and holds the latest numbers.
 
 mod alloc;
 mod cpu;
+mod discard_sink;
 mod loadgen;
 mod micro;
 mod micro_codecs;
@@ -18,6 +22,7 @@ mod procs;
 mod produce;
 mod scenario_idle;
 mod scenario_publish;
+mod sink;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -55,8 +60,12 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         runs: usize,
         /// An existing broker; by default a tansu broker is started for the run.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "sink")]
         bootstrap: Option<String>,
+        /// What to start for the run: tansu, or the discard sink (a measurement tool that
+        /// acknowledges Produce without storing: the clients' own ceiling).
+        #[arg(long, value_enum, default_value = "tansu")]
+        sink: sink::SinkKind,
         #[command(flatten)]
         workload: produce::Workload,
         /// Write the comparison as JSON to this file.
@@ -86,6 +95,15 @@ enum Cmd {
         /// Write the results as JSON to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// MEASUREMENT TOOL, not a broker: a Kafka-wire endpoint that acknowledges Produce and
+    /// discards the records (ApiVersions, Metadata, InitProducerId, Produce, FindCoordinator,
+    /// CreateTopics, and Fetch with no records). Prints `{"event":"listening","addr":...}`
+    /// on stdout, and a summary of what it discarded at SIGTERM or Ctrl-C. Never use it to
+    /// check correctness.
+    DiscardSink {
+        #[command(flatten)]
+        args: discard_sink::DiscardSinkArgs,
     },
     /// One producer run in a child process (used by `produce`).
     #[command(hide = true)]
@@ -133,33 +151,67 @@ fn main() -> Result<()> {
         Cmd::Produce {
             runs,
             bootstrap,
+            sink: sink_kind,
             workload,
             out,
         } => {
-            let broker = match &bootstrap {
+            let started = match &bootstrap {
                 Some(_) => None,
-                None => Some(sluice_tests::Broker::start().context("starting tansu for the run")?),
+                None => Some(
+                    sink::Sink::start(sink_kind, workload.partitions)
+                        .context("starting the sink for the run")?,
+                ),
             };
-            let (addr, pid) = match (&bootstrap, &broker) {
+            let (addr, pid) = match (&bootstrap, &started) {
                 (Some(b), _) => (b.clone(), None),
-                (None, Some(b)) => (b.bootstrap(), Some(b.pid())),
-                (None, None) => unreachable!("a broker was started"),
+                (None, Some(s)) => (s.bootstrap(), Some(s.pid())),
+                (None, None) => unreachable!("a sink was started"),
             };
-            let comparison = produce::compare(&workload, runs, &addr, pid)?;
-            println!("| client | records/s (median) | CPU ns/record (median) |");
-            println!("| --- | ---: | ---: |");
+            let mut comparison = produce::compare(&workload, runs, &addr, pid)?;
+            comparison.sink = bootstrap.is_none().then_some(sink_kind);
+            if let Some(started) = started {
+                comparison.discard_sink = started.finish()?;
+            }
+            let broker = match comparison.sink {
+                Some(sink::SinkKind::Discard) => "discard sink",
+                _ => "broker",
+            };
             println!(
-                "| kafka-wire | {:.0} | {:.0} |",
-                comparison.kafka_wire_records_per_sec, comparison.kafka_wire_cpu_ns_per_record
+                "| client | records/s (median) | CPU ns/record (median) | {broker} CPU ns/record (median) |"
+            );
+            println!("| --- | ---: | ---: | ---: |");
+            println!(
+                "| kafka-wire | {:.0} | {:.0} | {:.0} |",
+                comparison.kafka_wire_records_per_sec,
+                comparison.kafka_wire_cpu_ns_per_record,
+                comparison.kafka_wire_broker_cpu_ns_per_record
             );
             println!(
-                "| rdkafka | {:.0} | {:.0} |",
-                comparison.rdkafka_records_per_sec, comparison.rdkafka_cpu_ns_per_record
+                "| rdkafka | {:.0} | {:.0} | {:.0} |",
+                comparison.rdkafka_records_per_sec,
+                comparison.rdkafka_cpu_ns_per_record,
+                comparison.rdkafka_broker_cpu_ns_per_record
             );
             println!(
                 "\nthroughput kafka-wire/rdkafka = {:.2}x, CPU per record kafka-wire/rdkafka = {:.2}x",
                 comparison.throughput_ratio, comparison.cpu_ratio
             );
+            if let Some(s) = &comparison.discard_sink {
+                // Each child run also sends one warm-up record.
+                let expected = runs as u64 * 2 * (workload.records + 1);
+                println!(
+                    "discard sink (measurement tool): {} records received, {} expected ({}); \
+                     {:.0} ns of the sink's CPU per record",
+                    s.counts.records,
+                    expected,
+                    if s.counts.records == expected {
+                        "match"
+                    } else {
+                        "MISMATCH"
+                    },
+                    s.cpu_ns_per_record
+                );
+            }
             write_json(&out, &comparison)?;
         }
         Cmd::Loadgen { args, out } => {
@@ -179,6 +231,7 @@ fn main() -> Result<()> {
             scenario_publish::print(&output);
             write_json(&out, &output)?;
         }
+        Cmd::DiscardSink { args } => discard_sink::run(&args)?,
         Cmd::ProduceRun {
             client,
             bootstrap,

@@ -141,8 +141,16 @@ pub fn kernel_memory() -> KernelMemory {
     }
 }
 
-/// The release `sluice` binary: beside this binary, or under $CARGO_TARGET_DIR/release.
+/// The `sluice` binary: $SLUICE_BIN if set, else the release binary beside this one or
+/// under $CARGO_TARGET_DIR/release.
 pub fn sluice_bin() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("SLUICE_BIN") {
+        let bin = PathBuf::from(bin);
+        if !bin.is_file() {
+            bail!("SLUICE_BIN={} is not a file", bin.display());
+        }
+        return Ok(bin);
+    }
     let mut candidates = Vec::new();
     if let Ok(exe) = std::env::current_exe() {
         if let Some(dir) = exe.parent() {
@@ -152,10 +160,9 @@ pub fn sluice_bin() -> Result<PathBuf> {
     if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
         candidates.push(PathBuf::from(dir).join("release").join("sluice"));
     }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .ok_or_else(|| anyhow!("no sluice binary: run `cargo build --release -p sluice` first"))
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        anyhow!("no sluice binary: run `cargo build --release -p sluice` or set SLUICE_BIN")
+    })
 }
 
 /// Settings of a sluice process started by a scenario.
@@ -193,7 +200,7 @@ listener = "mqtt"
 mqtt_topic = "#"
 kafka_topic = "mqtt-messages"
 key = "{{topic}}"
-headers = ["client_id", "user_properties", "content_type"]
+headers = ["client_id", "user_properties", "content_type", "qos"]
 "##,
         shards = s.shards,
         bootstrap = s.bootstrap,

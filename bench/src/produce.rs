@@ -15,6 +15,8 @@ use kafka_wire::{Acks, Client, ClientConfig, NewTopic, Producer, ProducerConfig,
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::{pid_cpu, process_cpu};
+use crate::discard_sink::SinkSummary;
+use crate::sink::SinkKind;
 
 /// Which producer a child process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -68,6 +70,9 @@ impl RunResult {
     fn cpu_ns_per_record(&self) -> f64 {
         self.cpu_s * 1e9 / self.records as f64
     }
+    fn broker_cpu_ns_per_record(&self) -> f64 {
+        self.broker_cpu_s * 1e9 / self.records as f64
+    }
 }
 
 /// The comparison's summary.
@@ -81,6 +86,13 @@ pub struct Comparison {
     pub rdkafka_cpu_ns_per_record: f64,
     pub throughput_ratio: f64,
     pub cpu_ratio: f64,
+    /// The broker's (or discard sink's) CPU per record during each client's runs.
+    pub kafka_wire_broker_cpu_ns_per_record: f64,
+    pub rdkafka_broker_cpu_ns_per_record: f64,
+    /// What the bench started (`None`: an existing broker, `--bootstrap`).
+    pub sink: Option<SinkKind>,
+    /// What the discard sink counted over all runs, warm-up records included.
+    pub discard_sink: Option<SinkSummary>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -166,6 +178,8 @@ pub fn compare(
     let rd_tput = of(ClientKind::Rdkafka, RunResult::records_per_sec);
     let kw_cpu = of(ClientKind::KafkaWire, RunResult::cpu_ns_per_record);
     let rd_cpu = of(ClientKind::Rdkafka, RunResult::cpu_ns_per_record);
+    let kw_broker = of(ClientKind::KafkaWire, RunResult::broker_cpu_ns_per_record);
+    let rd_broker = of(ClientKind::Rdkafka, RunResult::broker_cpu_ns_per_record);
     Ok(Comparison {
         workload: workload.clone(),
         runs: results,
@@ -175,6 +189,10 @@ pub fn compare(
         rdkafka_cpu_ns_per_record: rd_cpu,
         throughput_ratio: kw_tput / rd_tput,
         cpu_ratio: kw_cpu / rd_cpu,
+        kafka_wire_broker_cpu_ns_per_record: kw_broker,
+        rdkafka_broker_cpu_ns_per_record: rd_broker,
+        sink: None,
+        discard_sink: None,
     })
 }
 

@@ -3,8 +3,13 @@
 //! latency percentiles measured from each PUBLISH's scheduled send time, sluice's CPU time
 //! per message, and checks the count against sluice's own `sluice_records_produced_total`.
 //!
+//! With `--sink discard`, sluice writes to the discard sink instead of tansu: a measurement
+//! tool that acknowledges Produce without storing, so the figure is sluice's own cost when
+//! the broker is not the bottleneck. The sink's record count is checked against sluice's
+//! metric too.
+//!
 //! The load generator runs in child processes, so sluice's CPU (from /proc/PID/stat) is its
-//! own; it shares the machine's cores with sluice and tansu, which the report states.
+//! own; it shares the machine's cores with sluice and the broker, which the report states.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +20,7 @@ use serde::Serialize;
 use crate::cpu::pid_cpu;
 use crate::loadgen::{LatencySummary, LoadgenArgs, LoadgenChild, Mode, MqttVersion, Rate, Report};
 use crate::procs::{self, SluiceProc, SluiceSettings};
+use crate::sink::{Sink, SinkKind};
 
 /// The `publish` scenario's arguments.
 #[derive(Debug, Clone, Args, Serialize)]
@@ -49,6 +55,10 @@ pub struct PublishArgs {
     /// Most clients per load-generator process.
     #[arg(long, default_value_t = 18_000)]
     pub per_process: u64,
+    /// Where sluice writes: tansu, or the discard sink (a measurement tool that acknowledges
+    /// Produce without storing: sluice's own ceiling).
+    #[arg(long, value_enum, default_value = "tansu")]
+    pub sink: SinkKind,
 }
 
 /// The scenario's output.
@@ -67,6 +77,7 @@ pub struct PublishOutput {
     pub puback_latency: LatencySummary,
     pub sluice_cpu_seconds: f64,
     pub sluice_cpu_us_per_msg: f64,
+    /// CPU of the sink (tansu or the discard sink, see `args.sink`).
     pub broker_cpu_seconds: f64,
     pub broker_cpu_us_per_msg: f64,
     pub loadgen_cpu_seconds: f64,
@@ -77,6 +88,8 @@ pub struct PublishOutput {
     /// records_produced equals the messages sluice was expected to write (acked for QoS 1,
     /// sent for QoS 0).
     pub kafka_count_matches: bool,
+    /// Records the discard sink acknowledged (`--sink discard` only).
+    pub sink_records: Option<u64>,
 }
 
 /// Runs the scenario.
@@ -87,7 +100,9 @@ pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
     if a.qos > 1 {
         bail!("--qos must be 0 or 1");
     }
-    let broker = sluice_tests::Broker::start().context("starting tansu")?;
+    // sluice creates its topic itself (CreateTopics), so the discard sink's default
+    // partition count is never used here.
+    let broker = Sink::start(a.sink, 3)?;
     let sluice = SluiceProc::start(&SluiceSettings {
         bootstrap: broker.bootstrap(),
         listen: "127.0.0.1:0".parse().expect("an address"),
@@ -168,6 +183,7 @@ pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
         produced = sluice.metric("sluice_records_produced_total")? - produced0;
     }
     let failed = sluice.metric("sluice_records_failed_total")? - failed0;
+    let sink_records = broker.finish()?.map(|s| s.counts.records);
     let messages = expected.max(1) as f64;
     let span = total.publish_seconds.max(1e-9);
     Ok(PublishOutput {
@@ -189,6 +205,7 @@ pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
         records_produced: produced,
         records_failed: failed,
         kafka_count_matches: produced == expected,
+        sink_records,
     })
 }
 
@@ -214,7 +231,11 @@ pub fn print(o: &PublishOutput) {
         l.max_us / 1000.0,
     );
     println!();
-    println!("| sent | acked | unacked | dropped | sluice CPU µs/msg | tansu CPU µs/msg | loadgen CPU s | records produced (sluice metric) | matches |");
+    let broker = match o.args.sink {
+        SinkKind::Tansu => "tansu",
+        SinkKind::Discard => "discard sink",
+    };
+    println!("| sent | acked | unacked | dropped | sluice CPU µs/msg | {broker} CPU µs/msg | loadgen CPU s | records produced (sluice metric) | matches |");
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
     println!(
         "| {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {} |",
@@ -228,4 +249,15 @@ pub fn print(o: &PublishOutput) {
         o.records_produced,
         if o.kafka_count_matches { "yes" } else { "NO" },
     );
+    if let Some(records) = o.sink_records {
+        println!(
+            "\nsluice wrote to the discard sink (a measurement tool: records acknowledged, not \
+             stored); it counted {records} records ({})",
+            if records == o.records_produced {
+                "= sluice's metric"
+            } else {
+                "NOT sluice's metric"
+            }
+        );
+    }
 }
