@@ -19,6 +19,7 @@
 mod admin;
 mod auth;
 mod config;
+mod delivery;
 mod driver;
 mod http;
 mod metrics;

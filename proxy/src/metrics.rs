@@ -63,6 +63,9 @@ pub struct ShardMetrics {
     pub listeners: Vec<ListenerMetrics>,
     pub records_produced: AtomicU64,
     pub records_failed: AtomicU64,
+    /// Messages handed to subscribers' mailboxes, and subscribers dropped as too slow.
+    pub deliveries: AtomicU64,
+    pub slow_consumers: AtomicU64,
     errors: [AtomicU64; ErrorKind::ALL.len()],
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
     latency_sum_us: AtomicU64,
@@ -84,6 +87,8 @@ impl ShardMetrics {
             listeners: (0..listeners).map(|_| ListenerMetrics::default()).collect(),
             records_produced: AtomicU64::new(0),
             records_failed: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+            slow_consumers: AtomicU64::new(0),
             errors: Default::default(),
             latency_buckets: Default::default(),
             latency_sum_us: AtomicU64::new(0),
@@ -199,7 +204,19 @@ impl Metrics {
             }
         }
         type ShardField = fn(&ShardMetrics) -> u64;
-        let per_shard: [(&str, &str, &str, ShardField); 8] = [
+        let per_shard: [(&str, &str, &str, ShardField); 10] = [
+            (
+                "sluice_deliveries_total",
+                "counter",
+                "Messages from Kafka queued for MQTT subscribers (one per subscriber).",
+                |s| s.deliveries.load(Ordering::Relaxed),
+            ),
+            (
+                "sluice_slow_consumers_total",
+                "counter",
+                "Subscribers disconnected because their queue of deliveries was full.",
+                |s| s.slow_consumers.load(Ordering::Relaxed),
+            ),
             (
                 "sluice_records_produced_total",
                 "counter",

@@ -32,6 +32,7 @@ use tracing::{debug, info_span};
 
 use crate::auth::{Acl, ShardAuth};
 use crate::config::ListenerConfig;
+use crate::delivery::Mailbox;
 use crate::driver::{self, Input};
 use crate::metrics::ErrorKind;
 use crate::route::{self, ConnInfo, Routes};
@@ -50,6 +51,7 @@ mod reason {
     pub const PACKET_TOO_LARGE: u8 = 0x95;
     pub const QUOTA_EXCEEDED: u8 = 0x97;
     pub const MALFORMED_PACKET: u8 = 0x81;
+    pub const SHARED_SUBSCRIPTIONS_NOT_SUPPORTED: u8 = 0x9E;
     pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
 }
 
@@ -65,6 +67,10 @@ pub struct MqttListener {
     /// Authentication and publish ACL, when the listener has them.
     pub auth: Option<ShardAuth>,
 }
+
+/// Deliveries in flight per subscriber when the client does not announce its Receive
+/// Maximum (MQTT 3.1.1 has none).
+const DEFAULT_DELIVERY_WINDOW: u16 = 64;
 
 /// A PUBLISH whose record is with Kafka.
 struct PendingAck {
@@ -83,6 +89,29 @@ enum Event {
     ),
     Deadline,
     Shutdown,
+    /// Messages from Kafka are waiting in the connection's mailbox.
+    Deliver,
+}
+
+/// A subscriber's delivery state (boxed: most connections never subscribe).
+struct Subscriber {
+    mailbox: Rc<Mailbox>,
+    /// QoS 1 PUBLISHes sent and not yet acknowledged, by packet identifier.
+    in_flight: Vec<u16>,
+    /// At most this many in flight: the client's Receive Maximum (MQTT 5), else 64.
+    window: usize,
+    next_packet_id: u16,
+}
+
+impl Subscriber {
+    fn packet_id(&mut self) -> u16 {
+        loop {
+            self.next_packet_id = self.next_packet_id.wrapping_add(1).max(1);
+            if !self.in_flight.contains(&self.next_packet_id) {
+                return self.next_packet_id;
+            }
+        }
+    }
 }
 
 struct Conn {
@@ -104,11 +133,18 @@ struct Conn {
     id: u64,
     /// The WebSocket layer, on an MQTT-over-WebSocket listener.
     ws: Option<Box<MqttOverWs>>,
+    /// Delivery state, once the client subscribed.
+    subscriber: Option<Box<Subscriber>>,
+    /// The client's Receive Maximum (MQTT 5 CONNECT), for deliveries.
+    client_receive_maximum: u16,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         self.shard.shutdown.unregister(self.id);
+        if self.subscriber.is_some() {
+            self.shard.delivery.disconnect(self.id);
+        }
     }
 }
 
@@ -156,6 +192,8 @@ impl Conn {
             key: Vec::new(),
             id: shard.next_conn_id(),
             ws: None,
+            subscriber: None,
+            client_receive_maximum: DEFAULT_DELIVERY_WINDOW,
             shard,
             listener,
         }
@@ -235,6 +273,7 @@ impl Conn {
                     return Err(io_err(e));
                 }
                 Event::Acked(ack, result) => Box::pin(self.on_ack(ack, result)).await,
+                Event::Deliver => self.deliver(),
                 Event::Deadline => {
                     if let Some(ws) = &mut self.ws {
                         // A ping due, or a close the client never answered.
@@ -266,9 +305,19 @@ impl Conn {
         let id = self.id;
         let deadline = self.deadline();
         let acks = &mut self.acks;
+        let deliveries = self
+            .subscriber
+            .as_ref()
+            .filter(|s| s.in_flight.len() < s.window && self.closing.is_none())
+            .map(|s| s.mailbox.clone());
         let io = futures::future::poll_fn(|cx| {
             if let Poll::Ready(ack) = poll_front(acks, cx) {
                 return Poll::Ready(ack);
+            }
+            if let Some(mailbox) = &deliveries {
+                if mailbox.poll_ready(cx).is_ready() {
+                    return Poll::Ready(Event::Deliver);
+                }
             }
             // Reported once: after it the driver stops reading and only waits for acks, so
             // reporting it again would spin without yielding to the tasks that bring them.
@@ -413,6 +462,9 @@ impl Conn {
                         self.info.client_id = id;
                     }
                     tracing::Span::current().record("client_id", self.info.client_id.as_str());
+                    if let Some(max) = connect.properties.receive_maximum {
+                        self.client_receive_maximum = max;
+                    }
                     if let Some(auth) = &self.listener.auth {
                         match auth.connect(&connect, &self.info.client_id) {
                             Ok(authorized) => {
@@ -440,23 +492,113 @@ impl Conn {
                     };
                     self.publish(publish).await;
                 }
-                Effect::Subscribe(sub) => {
-                    // Delivery from Kafka to subscribers is not part of this build: refuse
-                    // each subscription rather than accept one that never delivers.
-                    let codes = vec![reason::UNSPECIFIED_ERROR; sub.subscriptions.len()];
-                    self.session.suback(sub.packet_id, codes, &mut self.effects);
-                }
+                Effect::Subscribe(sub) => Box::pin(self.subscribe(sub)).await,
                 Effect::Unsubscribe(unsub) => {
-                    let codes = vec![reason::NO_SUBSCRIPTION_EXISTED; unsub.filters.len()];
+                    let delivery = &self.shard.delivery;
+                    let codes = unsub
+                        .filters
+                        .iter()
+                        .map(|f| match delivery.unsubscribe(self.id, f.as_str()) {
+                            true => 0,
+                            false => reason::NO_SUBSCRIPTION_EXISTED,
+                        })
+                        .collect();
                     self.session
                         .unsuback(unsub.packet_id, codes, &mut self.effects);
                 }
                 Effect::Auth(_) => self.session_close(reason::BAD_AUTHENTICATION_METHOD),
-                Effect::Delivered { .. } => {}
+                Effect::Delivered { packet_id, .. } => {
+                    if let Some(s) = &mut self.subscriber {
+                        s.in_flight.retain(|&id| id != packet_id);
+                    }
+                }
                 Effect::Close { reason_code } => self.closing = Some(reason_code),
             }
         }
         self.effects.clear();
+    }
+
+    /// Adds the subscriptions at the QoS asked for (shared subscriptions are refused) and
+    /// answers with SUBACK once the shard's readers are tailing Kafka.
+    async fn subscribe(&mut self, sub: codecs::mqtt::Subscribe) {
+        let v5 = self.codec.version() == Some(ProtocolVersion::V5);
+        let delivery = self.shard.delivery.clone();
+        let mut codes = Vec::with_capacity(sub.subscriptions.len());
+        for s in &sub.subscriptions {
+            let refused = if !delivery.available() {
+                Some(reason::UNSPECIFIED_ERROR)
+            } else if s.filter.shared().is_some() {
+                Some(reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
+            } else {
+                None
+            };
+            if let Some(code) = refused {
+                codes.push(if v5 { code } else { reason::UNSPECIFIED_ERROR });
+                continue;
+            }
+            let qos = s.options.qos;
+            let mailbox = delivery.subscribe(self.id, s.filter.as_str(), qos).await;
+            if self.subscriber.is_none() {
+                let window = usize::from(self.client_receive_maximum);
+                self.subscriber = Some(Box::new(Subscriber {
+                    mailbox,
+                    in_flight: Vec::new(),
+                    window,
+                    next_packet_id: 0,
+                }));
+            }
+            codes.push(qos as u8);
+        }
+        self.session.suback(sub.packet_id, codes, &mut self.effects);
+    }
+
+    /// Writes waiting deliveries, as many as the in-flight window allows. A subscriber
+    /// whose mailbox overflowed is too slow: it is disconnected (Quota exceeded).
+    fn deliver(&mut self) {
+        let Some(s) = self.subscriber.as_mut() else {
+            return;
+        };
+        if s.mailbox.overflowed() {
+            self.shard
+                .metrics
+                .slow_consumers
+                .fetch_add(1, Ordering::Relaxed);
+            debug!("subscriber too slow: its delivery queue is full");
+            self.session_close(reason::QUOTA_EXCEEDED);
+            return;
+        }
+        let v5 = self.codec.version() == Some(ProtocolVersion::V5);
+        while s.in_flight.len() < s.window {
+            let Some(m) = s.mailbox.pop() else { break };
+            let Ok(topic) = MqttString::from_bytes(m.topic) else {
+                continue;
+            };
+            let packet_id = match m.qos {
+                QoS::AtMostOnce => 0,
+                _ => s.packet_id(),
+            };
+            let packet = Packet::Publish(Publish {
+                qos: m.qos,
+                retain: m.retain,
+                topic,
+                packet_id,
+                payload: m.payload,
+                // MQTT 3.1.1 has no properties.
+                properties: if v5 {
+                    (*m.properties).clone()
+                } else {
+                    Default::default()
+                },
+                ..Publish::default()
+            });
+            match self.codec.encode(&packet, &mut self.out) {
+                Ok(()) if packet_id != 0 => s.in_flight.push(packet_id),
+                Ok(()) => {}
+                // Larger than the client's Maximum Packet Size: discarded as if sent
+                // (MQTT 5 §3.1.2.25).
+                Err(e) => debug!(error = %e, "delivery not encodable; discarded"),
+            }
+        }
     }
 
     /// Ends the session from the server side (a DISCONNECT on MQTT 5).

@@ -137,6 +137,8 @@ pub enum HeaderField {
     ContentType,
     /// `sluice.principal`: who the client authenticated as (username or JWT claim).
     Principal,
+    /// `mqtt.qos`: the PUBLISH's QoS (`0`, `1` or `2`); delivery never exceeds it.
+    Qos,
 }
 
 impl HeaderField {
@@ -150,9 +152,10 @@ impl HeaderField {
             "user_properties" => HeaderField::UserProperties,
             "content_type" => HeaderField::ContentType,
             "principal" => HeaderField::Principal,
+            "qos" => HeaderField::Qos,
             other => {
                 return Err(format!(
-                    "names an unknown header {other:?}; known are client_id, username, listener, mqtt_topic, user_properties, content_type, principal"
+                    "names an unknown header {other:?}; known are client_id, username, listener, mqtt_topic, user_properties, content_type, principal, qos"
                 ))
             }
         })
@@ -261,6 +264,10 @@ pub fn headers<'a>(
                 if let Some(p) = &conn.principal {
                     out.push(header("sluice.principal", p.as_bytes()));
                 }
+            }
+            HeaderField::Qos => {
+                const QOS: [&[u8]; 3] = [b"0", b"1", b"2"];
+                out.push(header("mqtt.qos", QOS[publish.qos as usize]));
             }
         }
     }

@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 
 use crate::auth::ShardAuth;
 use crate::config::{Config, Protocol};
+use crate::delivery::Delivery;
 use crate::http;
 use crate::metrics::{Metrics, ShardMetrics};
 use crate::mqtt::{self, MqttListener, ShutdownSignal};
@@ -40,6 +41,8 @@ pub struct Shard {
     pub arena: RefCell<BytesMut>,
     /// Set when the process is shutting down.
     pub shutdown: ShutdownSignal,
+    /// Subscriptions and the Kafka readers that feed them.
+    pub delivery: Rc<Delivery>,
     started: Instant,
     next_conn: Cell<u64>,
 }
@@ -112,6 +115,11 @@ pub async fn run(index: usize, setup: ShardSetup) {
         scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
         arena: RefCell::new(BytesMut::new()),
         shutdown: ShutdownSignal::default(),
+        delivery: Rc::new(Delivery::new(
+            client.clone(),
+            delivery_topics(config),
+            metrics.clone(),
+        )),
         started: Instant::now(),
         next_conn: Cell::new(0),
     });
@@ -251,6 +259,26 @@ async fn connect_kafka(config: &Config, stop: &AtomicBool) -> Option<Client> {
         }
         runtime::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// The Kafka topics MQTT routes write with the MQTT topic as key: what subscriptions read.
+fn delivery_topics(config: &Config) -> Vec<String> {
+    let mqtt: Vec<&str> = config
+        .listeners
+        .iter()
+        .filter(|l| l.protocol == Protocol::Mqtt)
+        .map(|l| l.name.as_str())
+        .collect();
+    let mut topics: Vec<String> = config
+        .routes
+        .iter()
+        .filter(|r| mqtt.contains(&r.listener.as_str()))
+        .filter(|r| r.key_template(Protocol::Mqtt) == "{topic}")
+        .map(|r| r.kafka_topic.clone())
+        .collect();
+    topics.sort();
+    topics.dedup();
+    topics
 }
 
 fn route_topics(config: &Config) -> Vec<String> {

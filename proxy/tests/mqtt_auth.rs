@@ -66,7 +66,7 @@ fn passwords_jwts_and_acls_decide_what_reaches_kafka() {
             ),
         )
         .replace(
-            "headers = [\"client_id\", \"user_properties\", \"content_type\"]",
+            "headers = [\"client_id\", \"user_properties\", \"content_type\", \"qos\"]",
             "headers = [\"client_id\", \"principal\"]",
         )
         + &format!(

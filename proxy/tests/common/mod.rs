@@ -54,7 +54,7 @@ listener = "mqtt"
 mqtt_topic = "#"
 kafka_topic = "mqtt-messages"
 key = "{{topic}}"
-headers = ["client_id", "user_properties", "content_type"]
+headers = ["client_id", "user_properties", "content_type", "qos"]
 "##
     )
 }

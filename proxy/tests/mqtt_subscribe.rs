@@ -1,0 +1,160 @@
+//! Kafka → MQTT delivery: mosquitto_sub subscribers with wildcards, on two sluice processes,
+//! receive what mosquitto_pub published through either process and what confluent-kafka
+//! wrote straight into `mqtt-messages`, at the QoS they were granted.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::Sluice;
+use sluice_tests::{Broker, ProduceRecord};
+
+/// A mosquitto_sub that exits after `count` messages, printing
+/// `topic|payload|qos|retain|content type|user properties` lines.
+struct Subscriber {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Subscriber {
+    /// Subscribes and waits for the SUBACK (sluice sends it once its Kafka readers are
+    /// tailing, so everything produced afterwards is delivered).
+    fn start(sluice: &Sluice, filter: &str, qos: u8, version: &str, count: usize) -> Subscriber {
+        // Line-buffered, so the SUBACK line arrives when it is printed.
+        let mut child = Command::new("stdbuf")
+            .args(["-oL", "mosquitto_sub"])
+            .args(["-h", &sluice.mqtt.ip().to_string()])
+            .args(["-p", &sluice.mqtt.port().to_string()])
+            .args(["-t", filter, "-q", &qos.to_string(), "-V", version])
+            .args(["-C", &count.to_string(), "-F", "%t|%p|%q|%r|%C|%P", "-d"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub runs");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx.recv_timeout(left).expect("a SUBACK within 30 s");
+            if line.contains("received SUBACK") {
+                break;
+            }
+        }
+        Subscriber { child, lines: rx }
+    }
+
+    /// The messages, once mosquitto_sub received its count and exited.
+    fn messages(mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            // Debug lines start with "Client " or "Subscribed "; messages are
+            // topic|payload|qos.
+            if !line.starts_with("Client ") && !line.starts_with("Subscribed ") {
+                out.push(line);
+            }
+        }
+        let exited = self.child.try_wait().unwrap();
+        let _ = self.child.kill();
+        let status = exited.unwrap_or_else(|| panic!("mosquitto_sub still waiting; got {out:?}"));
+        assert!(
+            status.success(),
+            "mosquitto_sub exited with {status}: got {out:?}"
+        );
+        out.sort();
+        out
+    }
+}
+
+#[test]
+fn subscribers_get_matching_messages_from_mqtt_clients_other_processes_and_kafka() {
+    let broker = Broker::start().expect("broker");
+    let config = common::config(&broker.bootstrap(), "");
+    let one = Sluice::start(&config).expect("first sluice");
+    let two = Sluice::start(&config).expect("second sluice");
+
+    // Wildcards on process one (QoS 1 and 0, 3.1.1 and 5), and one on process two.
+    let temps = Subscriber::start(&one, "sensors/+/temp", 1, "mqttv311", 3);
+    let all = Subscriber::start(&one, "sensors/#", 0, "mqttv5", 4);
+    let remote = Subscriber::start(&two, "sensors/+/temp", 2, "mqttv5", 3);
+    let other = Subscriber::start(&two, "other/#", 1, "mqttv5", 1);
+
+    common::publish(
+        one.mqtt,
+        &["-t", "sensors/1/temp", "-m", "21.5", "-q", "1"],
+        None,
+    )
+    .unwrap();
+    common::publish(
+        two.mqtt,
+        &["-t", "sensors/2/temp", "-m", "19.0", "-q", "1"],
+        None,
+    )
+    .unwrap();
+    common::publish(
+        one.mqtt,
+        &["-t", "sensors/1/humidity", "-m", "40", "-q", "0"],
+        None,
+    )
+    .unwrap();
+    broker
+        .kafka()
+        .produce(
+            "mqtt-messages",
+            &[ProduceRecord {
+                key: Some(b"sensors/kafka/temp".to_vec()),
+                value: Some(b"from kafka".to_vec()),
+                headers: vec![
+                    ("content-type".into(), Some(b"text/plain".to_vec())),
+                    ("origin".into(), Some(b"kafka".to_vec())),
+                ],
+                ..ProduceRecord::default()
+            }],
+        )
+        .expect("confluent-kafka produces");
+    common::publish(two.mqtt, &["-t", "other/x", "-m", "last", "-q", "1"], None).unwrap();
+
+    // Delivered at the lower of the subscription's QoS and the publisher's (`mqtt.qos`;
+    // a record without it counts as QoS 2). MQTT 5 subscribers get the record's
+    // content-type and other headers as properties; 3.1.1 has no properties.
+    let temps_v311 = [
+        "sensors/1/temp|21.5|1|0||",
+        "sensors/2/temp|19.0|1|0||",
+        "sensors/kafka/temp|from kafka|1|0||",
+    ];
+    assert_eq!(temps.messages(), temps_v311, "sensors/+/temp at QoS 1");
+    let remote_v5 = [
+        "sensors/1/temp|21.5|1|0||",
+        "sensors/2/temp|19.0|1|0||",
+        "sensors/kafka/temp|from kafka|2|0|text/plain|origin:kafka",
+    ];
+    assert_eq!(remote.messages(), remote_v5, "QoS 2 on the second process");
+    let all_v5 = [
+        "sensors/1/humidity|40|0|0||",
+        "sensors/1/temp|21.5|0|0||",
+        "sensors/2/temp|19.0|0|0||",
+        "sensors/kafka/temp|from kafka|0|0|text/plain|origin:kafka",
+    ];
+    assert_eq!(all.messages(), all_v5, "sensors/# at QoS 0");
+    assert_eq!(other.messages(), ["other/x|last|1|0||"]);
+
+    // Each process counted exactly the deliveries its subscribers were owed.
+    sluice_tests::wait_until(Duration::from_secs(10), "deliveries counted", || {
+        one.metric("sluice_deliveries_total").unwrap_or(0) == 7
+            && two.metric("sluice_deliveries_total").unwrap_or(0) == 4
+    });
+}
