@@ -307,6 +307,11 @@ impl PartitionReader {
         self
     }
 
+    /// The partition it reads.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
     /// The offset of the next record to read.
     pub fn position(&self) -> i64 {
         self.position

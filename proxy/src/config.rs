@@ -78,6 +78,26 @@ pub struct Config {
     /// Routes from listeners to Kafka topics.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// MQTT state kept in Kafka.
+    #[serde(default)]
+    pub mqtt: MqttStateConfig,
+}
+
+/// `[mqtt]`: the Kafka topics that hold MQTT state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttStateConfig {
+    /// Compacted topic of retained messages: key = MQTT topic, value = payload, a null
+    /// value deletes. Created (cleanup.policy=compact) when missing.
+    pub retained_topic: String,
+}
+
+impl Default for MqttStateConfig {
+    fn default() -> Self {
+        MqttStateConfig {
+            retained_topic: "mqtt-retained".into(),
+        }
+    }
 }
 
 /// `[server]`.
@@ -380,6 +400,9 @@ impl Config {
         self.producer_config()?;
         if self.server.topic_partitions < 1 {
             return Err(invalid("server.topic_partitions", "must be at least 1"));
+        }
+        if self.mqtt.retained_topic.trim().is_empty() {
+            return Err(invalid("mqtt.retained_topic", "is empty"));
         }
         if self.kafka.bootstrap_servers.trim().is_empty() {
             return Err(invalid("kafka.bootstrap.servers", "is empty"));

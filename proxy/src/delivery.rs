@@ -12,10 +12,14 @@
 //! the shard's readers know their start offsets, so everything produced after the SUBACK
 //! is delivered.
 //!
+//! Retained messages live in a compacted topic (`mqtt.retained_topic`; key = MQTT topic, a
+//! null or empty value deletes). A shard with subscribers reads it from the beginning
+//! before its first SUBACK and keeps tailing it, so its map holds the last value per key
+//! (which is also right on a broker that does not compact).
+//!
 //! What this slice does not do yet (docs/architecture.md, "Delivery"): sessions that
-//! outlive their connection (cursors in Kafka), retained messages, shared subscriptions,
-//! QoS 2 delivery (granted as QoS 1), and one fetch per process: every shard with
-//! subscribers fetches the partitions itself.
+//! outlive their connection (cursors in Kafka), shared subscriptions, and one fetch per
+//! process: every shard with subscribers fetches the partitions itself.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -25,8 +29,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use codecs::mqtt::{MqttString, PublishProperties, QoS, SubscriptionIndex};
+use codecs::mqtt::{MqttString, PublishProperties, QoS, SubscriptionIndex, TopicFilter};
 use kafka_wire::fetch::OffsetReset;
+use kafka_wire::record::Record;
 use kafka_wire::{Client, FetchOptions, OffsetSpec, PartitionReader};
 use tracing::{debug, warn};
 
@@ -138,6 +143,14 @@ impl Mailbox {
     }
 }
 
+/// The last retained message of an MQTT topic.
+#[derive(Debug, Clone)]
+struct Retained {
+    payload: Bytes,
+    qos: QoS,
+    properties: Rc<PublishProperties>,
+}
+
 /// A subscription as the index keeps it.
 #[derive(Debug, Clone, Copy)]
 struct Granted {
@@ -161,6 +174,9 @@ pub struct Delivery {
     index: RefCell<SubscriptionIndex<u64, Granted>>,
     mailboxes: RefCell<HashMap<u64, Rc<Mailbox>>>,
     readers: RefCell<Readers>,
+    retained_topic: String,
+    /// Retained messages by MQTT topic.
+    retained: RefCell<HashMap<Bytes, Retained>>,
     /// Scratch for [`Delivery::fan_out`].
     matched: RefCell<Vec<(u64, QoS)>>,
 }
@@ -170,11 +186,14 @@ impl Delivery {
     pub fn new(
         client: Client,
         topics: Vec<String>,
+        retained_topic: String,
         metrics: std::sync::Arc<ShardMetrics>,
     ) -> Delivery {
         Delivery {
             client,
             topics,
+            retained_topic,
+            retained: RefCell::new(HashMap::new()),
             metrics,
             index: RefCell::new(SubscriptionIndex::new()),
             mailboxes: RefCell::new(HashMap::new()),
@@ -183,21 +202,53 @@ impl Delivery {
         }
     }
 
+    /// The compacted topic of retained messages.
+    pub fn retained_topic(&self) -> &str {
+        &self.retained_topic
+    }
+
     /// Whether any Kafka topic backs subscriptions.
     pub fn available(&self) -> bool {
         !self.topics.is_empty()
     }
 
     /// Adds (or replaces) connection `conn`'s subscription to `filter`, and returns its
-    /// mailbox. Waits until the readers are tailing, so that what is produced after this
-    /// returns is delivered.
-    pub async fn subscribe(self: &Rc<Self>, conn: u64, filter: &str, qos: QoS) -> Rc<Mailbox> {
-        self.index
+    /// mailbox and whether the subscription is new. Waits until the readers are tailing
+    /// (and the retained messages loaded), so that what is produced after this returns is
+    /// delivered.
+    pub async fn subscribe(
+        self: &Rc<Self>,
+        conn: u64,
+        filter: &str,
+        qos: QoS,
+    ) -> (Rc<Mailbox>, bool) {
+        let new = self
+            .index
             .borrow_mut()
-            .insert(filter, conn, Granted { qos });
+            .insert(filter, conn, Granted { qos })
+            .is_none();
         let mailbox = self.mailboxes.borrow_mut().entry(conn).or_default().clone();
         self.start_readers().await;
-        mailbox
+        (mailbox, new)
+    }
+
+    /// Queues the retained messages whose topics `filter` matches, flagged retained, at
+    /// most at `qos`.
+    pub fn send_retained(&self, filter: &TopicFilter, qos: QoS, mailbox: &Mailbox) {
+        for (topic, r) in self.retained.borrow().iter() {
+            let Ok(name) = std::str::from_utf8(topic) else {
+                continue;
+            };
+            if filter.matches(name) {
+                mailbox.push(Outgoing {
+                    topic: topic.clone(),
+                    payload: r.payload.clone(),
+                    qos: qos.min(r.qos),
+                    properties: r.properties.clone(),
+                    retain: true,
+                });
+            }
+        }
     }
 
     /// Removes a subscription; true when it existed.
@@ -222,9 +273,13 @@ impl Delivery {
         };
         if start {
             let readers = self.open_readers().await;
+            let retained = self.load_retained().await;
             let waiting = std::mem::replace(&mut *self.readers.borrow_mut(), Readers::Running);
             for reader in readers {
-                runtime::spawn(tail(self.clone(), reader));
+                runtime::spawn(tail(self.clone(), reader, Kind::Messages));
+            }
+            for reader in retained {
+                runtime::spawn(tail(self.clone(), reader, Kind::Retained));
             }
             if let Readers::Starting(wakers) = waiting {
                 wakers.into_iter().for_each(Waker::wake);
@@ -241,15 +296,84 @@ impl Delivery {
         .await;
     }
 
-    /// One reader per partition of every delivery topic, at the partition's end. A
-    /// partition that cannot be opened is retried until it can.
+    /// One reader per partition of every delivery topic, at the partition's end.
     async fn open_readers(&self) -> Vec<PartitionReader> {
+        let mut readers = Vec::new();
+        for topic in &self.topics {
+            readers.extend(self.open_topic(topic, OffsetSpec::Latest).await);
+        }
+        readers
+    }
+
+    /// Reads the retained topic from its beginning up to its end as of now, and returns its
+    /// readers, positioned there, for tailing.
+    async fn load_retained(&self) -> Vec<PartitionReader> {
+        let mut readers = self
+            .open_topic(&self.retained_topic, OffsetSpec::Earliest)
+            .await;
+        for reader in &mut readers {
+            let end = loop {
+                let (topic, partition) = (&self.retained_topic, reader.partition());
+                match self
+                    .client
+                    .list_offset(topic, partition, OffsetSpec::Latest)
+                    .await
+                {
+                    Ok(end) => break end,
+                    Err(e) => {
+                        warn!(%topic, partition, error = %e, "cannot read the retained topic's end; retrying");
+                        runtime::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            };
+            while reader.position() < end {
+                match reader.poll().await {
+                    Ok(fetched) => {
+                        for record in &fetched.records {
+                            self.apply_retained(record);
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot read retained messages; retrying");
+                        runtime::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+        readers
+    }
+
+    /// Stores (or, for a null or empty value, deletes) a retained message.
+    fn apply_retained(&self, record: &Record) {
+        let Some(topic) = &record.key else { return };
+        let mut retained = self.retained.borrow_mut();
+        match &record.value {
+            Some(payload) if !payload.is_empty() => {
+                let meta = from_headers(&record.headers);
+                retained.insert(
+                    topic.clone(),
+                    Retained {
+                        payload: payload.clone(),
+                        qos: meta.qos,
+                        properties: Rc::new(meta.properties),
+                    },
+                );
+            }
+            _ => {
+                retained.remove(topic);
+            }
+        }
+    }
+
+    /// One reader per partition of `topic`, starting at `start`. Metadata and offsets are
+    /// retried until Kafka answers.
+    async fn open_topic(&self, topic: &str, start: OffsetSpec) -> Vec<PartitionReader> {
         let options = FetchOptions {
             max_wait: Duration::from_millis(100),
             ..FetchOptions::default()
         };
         let mut readers = Vec::new();
-        for topic in &self.topics {
+        {
             let partitions = loop {
                 match self.client.topic(topic).await {
                     Ok(info) => break info.partitions.len() as i32,
@@ -265,9 +389,14 @@ impl Delivery {
                         self.client.clone(),
                         topic,
                         partition,
-                        OffsetSpec::Latest,
+                        start,
                         options.clone(),
-                        OffsetReset::Latest,
+                        // Retained messages restart from the beginning if the position was
+                        // deleted; messages for subscribers from the end.
+                        match start {
+                            OffsetSpec::Earliest => OffsetReset::Earliest,
+                            _ => OffsetReset::Latest,
+                        },
                     )
                     .await;
                     match opened {
@@ -322,13 +451,25 @@ impl Delivery {
     }
 }
 
-/// Tails one partition, fanning each keyed record out to the shard's subscribers.
-async fn tail(delivery: Rc<Delivery>, mut reader: PartitionReader) {
+/// What a tailed partition holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Messages for subscribers.
+    Messages,
+    /// Retained messages.
+    Retained,
+}
+
+/// Tails one partition: fans each keyed record out to the shard's subscribers, or keeps
+/// the retained map current.
+async fn tail(delivery: Rc<Delivery>, mut reader: PartitionReader, kind: Kind) {
     loop {
         match reader.poll().await {
             Ok(fetched) => {
                 for record in fetched.records {
-                    if let Some(key) = &record.key {
+                    if kind == Kind::Retained {
+                        delivery.apply_retained(&record);
+                    } else if let Some(key) = &record.key {
                         let payload = record.value.clone().unwrap_or_default();
                         let meta = from_headers(&record.headers);
                         let properties = Rc::new(meta.properties);

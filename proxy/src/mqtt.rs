@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use codecs::mqtt::{
     Accept, Effect, KafkaAck, MqttCodec, MqttError, MqttString, Packet, ProtocolVersion, Publish,
-    QoS, Session, SessionConfig,
+    QoS, RetainHandling, Session, SessionConfig,
 };
 use codecs::{Decoder, Encoder};
 use futures::future::{select, Either};
@@ -79,6 +79,9 @@ struct PendingAck {
     qos: QoS,
     received: Instant,
     delivery: DeliveryFuture,
+    /// A retained PUBLISH's write to the retained topic: acknowledged only once both
+    /// records are in Kafka.
+    retained: Option<DeliveryFuture>,
 }
 
 enum Event {
@@ -537,7 +540,17 @@ impl Conn {
                 continue;
             }
             let qos = s.options.qos;
-            let mailbox = delivery.subscribe(self.id, s.filter.as_str(), qos).await;
+            let (mailbox, new) = delivery.subscribe(self.id, s.filter.as_str(), qos).await;
+            // Retained messages go out after the SUBACK (they are written on a later
+            // event), as retain handling asks (MQTT 5 §3.3.1.3; 3.1.1 always sends them).
+            let send_retained = match s.options.retain_handling {
+                RetainHandling::OnSubscribe => true,
+                RetainHandling::OnNewSubscribe => new,
+                RetainHandling::Never => false,
+            };
+            if send_retained {
+                delivery.send_retained(&s.filter, qos, &mailbox);
+            }
             if self.subscriber.is_none() {
                 let window = usize::from(self.client_receive_maximum);
                 self.subscriber = Some(Box::new(Subscriber {
@@ -657,6 +670,18 @@ impl Conn {
         let key = (!route.key.is_empty()).then_some(key);
         let mut headers = Vec::new();
         route::headers(route, &publish, &self.info, &mut headers);
+        let retained = if publish.retain {
+            match self.retain(&publish, &headers).await {
+                Ok(delivery) => Some(delivery),
+                Err(e) => {
+                    debug!(error = %e, "retained message refused before sending");
+                    self.refuse(&publish, reason_for(&e));
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let record = ProducerRecord {
             topic: &route.kafka_topic,
             partition: None,
@@ -667,6 +692,7 @@ impl Conn {
         };
         match self.shard.producer.send(record).await {
             Ok(delivery) => self.acks.push_back(PendingAck {
+                retained,
                 packet_id: if publish.qos == QoS::AtMostOnce {
                     0
                 } else {
@@ -685,6 +711,24 @@ impl Conn {
                 self.refuse(&publish, reason_for(&e));
             }
         }
+    }
+
+    /// Writes a retained PUBLISH to the retained topic (key = MQTT topic; an empty payload
+    /// becomes a null value, which deletes it).
+    async fn retain(
+        &self,
+        publish: &Publish,
+        headers: &[kafka_wire::record::Header<'_>],
+    ) -> Result<DeliveryFuture, kafka_wire::Error> {
+        let record = ProducerRecord {
+            topic: self.shard.delivery.retained_topic(),
+            partition: None,
+            key: Some(publish.topic.as_str().as_bytes()),
+            value: (!publish.payload.is_empty()).then_some(&publish.payload[..]),
+            headers,
+            timestamp: None,
+        };
+        self.shard.producer.send(record).await
     }
 
     fn refuse(&mut self, publish: &Publish, reason_code: u8) {
@@ -762,6 +806,19 @@ fn poll_front(acks: &mut VecDeque<PendingAck>, cx: &mut Context<'_>) -> Poll<Eve
     let Some(front) = acks.front_mut() else {
         return Poll::Pending;
     };
+    if let Some(retained) = &mut front.retained {
+        match Pin::new(retained).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(_)) => front.retained = None,
+            Poll::Ready(Err(e)) => {
+                // The PUBLISH is refused even if its message record got in: the client may
+                // send it again (a duplicate, which QoS 1 allows), but never believes a
+                // retained message was stored that was not.
+                let ack = acks.pop_front().expect("front exists");
+                return Poll::Ready(Event::Acked(ack, Err(e)));
+            }
+        }
+    }
     match Pin::new(&mut front.delivery).poll(cx) {
         Poll::Ready(result) => {
             let ack = acks.pop_front().expect("front exists");

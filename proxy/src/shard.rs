@@ -118,6 +118,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
         delivery: Rc::new(Delivery::new(
             client.clone(),
             delivery_topics(config),
+            config.mqtt.retained_topic.clone(),
             metrics.clone(),
         )),
         started: Instant::now(),
@@ -246,10 +247,14 @@ async fn connect_kafka(config: &Config, stop: &AtomicBool) -> Option<Client> {
         }
         match Client::connect(client_config.clone()).await {
             Ok(client) => {
-                let topics: Vec<NewTopic> = route_topics(config)
+                let mut topics: Vec<NewTopic> = route_topics(config)
                     .into_iter()
                     .map(|t| NewTopic::new(t, config.server.topic_partitions))
                     .collect();
+                topics.push(
+                    NewTopic::new(&config.mqtt.retained_topic, config.server.topic_partitions)
+                        .config("cleanup.policy", "compact"),
+                );
                 match client.create_topics(&topics).await {
                     Ok(()) => return Some(client),
                     Err(e) => warn!(error = %e, "cannot create the routes' topics; retrying"),

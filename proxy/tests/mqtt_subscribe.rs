@@ -23,6 +23,18 @@ impl Subscriber {
     /// Subscribes and waits for the SUBACK (sluice sends it once its Kafka readers are
     /// tailing, so everything produced afterwards is delivered).
     fn start(sluice: &Sluice, filter: &str, qos: u8, version: &str, count: usize) -> Subscriber {
+        Subscriber::with_args(sluice, filter, qos, version, count, &[])
+    }
+
+    /// [`Subscriber::start`] with more mosquitto_sub arguments.
+    fn with_args(
+        sluice: &Sluice,
+        filter: &str,
+        qos: u8,
+        version: &str,
+        count: usize,
+        extra: &[&str],
+    ) -> Subscriber {
         // Line-buffered, so the SUBACK line arrives when it is printed.
         let mut child = Command::new("stdbuf")
             .args(["-oL", "mosquitto_sub"])
@@ -30,6 +42,7 @@ impl Subscriber {
             .args(["-p", &sluice.mqtt.port().to_string()])
             .args(["-t", filter, "-q", &qos.to_string(), "-V", version])
             .args(["-C", &count.to_string(), "-F", "%t|%p|%q|%r|%C|%P", "-d"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -55,7 +68,17 @@ impl Subscriber {
     }
 
     /// The messages, once mosquitto_sub received its count and exited.
-    fn messages(mut self) -> Vec<String> {
+    fn messages(self) -> Vec<String> {
+        let (out, status) = self.finish();
+        assert!(
+            status.success(),
+            "mosquitto_sub exited with {status}: got {out:?}"
+        );
+        out
+    }
+
+    /// The messages and how mosquitto_sub exited (27: its `-W` timeout passed).
+    fn finish(mut self) -> (Vec<String>, std::process::ExitStatus) {
         let mut out = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while let Ok(line) = self
@@ -68,15 +91,16 @@ impl Subscriber {
                 out.push(line);
             }
         }
-        let exited = self.child.try_wait().unwrap();
+        // Its stdout closed: it is exiting (or the deadline passed and it is killed below).
+        let mut exited = None;
+        sluice_tests::poll_until(Duration::from_secs(5), || {
+            exited = self.child.try_wait().unwrap();
+            exited.is_some()
+        });
         let _ = self.child.kill();
         let status = exited.unwrap_or_else(|| panic!("mosquitto_sub still waiting; got {out:?}"));
-        assert!(
-            status.success(),
-            "mosquitto_sub exited with {status}: got {out:?}"
-        );
         out.sort();
-        out
+        (out, status)
     }
 }
 
@@ -157,4 +181,61 @@ fn subscribers_get_matching_messages_from_mqtt_clients_other_processes_and_kafka
         one.metric("sluice_deliveries_total").unwrap_or(0) == 7
             && two.metric("sluice_deliveries_total").unwrap_or(0) == 4
     });
+}
+
+#[test]
+fn retained_messages_live_in_kafka_across_restarts() {
+    let broker = Broker::start().expect("broker");
+    let config = common::config(&broker.bootstrap(), "");
+    let first = Sluice::start(&config).expect("sluice");
+    let retain = |sluice: &Sluice, topic: &str, message: Option<&str>| {
+        let mut args = vec!["-r", "-q", "1", "-t", topic];
+        match message {
+            Some(m) => args.extend(["-m", m]),
+            None => args.push("-n"),
+        }
+        common::publish(sluice.mqtt, &args, None).unwrap();
+    };
+    retain(&first, "status/dev1", Some("online"));
+    retain(&first, "status/dev2", Some("offline"));
+    broker
+        .kafka()
+        .produce(
+            "mqtt-retained",
+            &[ProduceRecord::value("from kafka").key("status/dev3")],
+        )
+        .expect("confluent-kafka writes a retained message");
+    drop(first);
+
+    // A new process serves them: retained flag set, QoS at most the subscription's.
+    let second = Sluice::start(&config).expect("sluice again");
+    let sub = Subscriber::start(&second, "status/#", 1, "mqttv5", 3);
+    let expected = [
+        "status/dev1|online|1|1||",
+        "status/dev2|offline|1|1||",
+        "status/dev3|from kafka|1|1||",
+    ];
+    assert_eq!(sub.messages(), expected);
+
+    // An empty retained PUBLISH deletes; a process started afterwards no longer has it.
+    // mosquitto_sub waits for a fourth message that must not come (-W: its deadline).
+    retain(&second, "status/dev2", None);
+    retain(&second, "status/dev4", Some("new"));
+    drop(second);
+    let third = Sluice::start(&config).expect("sluice a third time");
+    let sub = Subscriber::with_args(&third, "status/#", 0, "mqttv311", 4, &["-W", "3"]);
+    let (messages, status) = sub.finish();
+    assert_eq!(
+        messages,
+        [
+            "status/dev1|online|0|1||",
+            "status/dev3|from kafka|0|1||",
+            "status/dev4|new|0|1||",
+        ]
+    );
+    assert_eq!(
+        status.code(),
+        Some(27),
+        "mosquitto_sub's -W timeout, not a fourth message"
+    );
 }
