@@ -1,4 +1,4 @@
-//! The HTTP produce driver: the only code that touches an HTTP client's socket.
+//! The HTTP driver: the only code that touches an HTTP client's socket.
 //!
 //! `POST /topics/{topic}` writes the body as one record (key from `Sluice-Key`, headers from
 //! `Sluice-Header-*`), or a batch: `application/json` (an array of `{"key", "value",
@@ -10,9 +10,19 @@
 //! (an idle connection holds no read buffer). A request that would make the shard's
 //! producer wait for `buffer.memory` is refused with `503` and `Retry-After` instead of
 //! queueing; a connection with many responses outstanding stops reading (TCP backpressure).
+//!
+//! Some requests take the connection over once the responses before them are written: a
+//! WebSocket upgrade to `/topics/{topic}` (a raw-message producer, [`socket`]), and the
+//! subscribers ([`subscribe`]): `GET /topics/{topic}/events` (Server-Sent Events, [`sse`])
+//! and a WebSocket upgrade to `/topics/{topic}/ws` ([`socket_subscriber`]).
 
+mod feed;
+mod position;
 mod records;
 mod socket;
+mod socket_subscriber;
+mod sse;
+mod subscribe;
 mod topics;
 
 use std::collections::VecDeque;
@@ -43,6 +53,7 @@ use crate::runtime::{self, TcpStream};
 use crate::shard::Shard;
 use crate::transport::Stream;
 use records::{parse_batch, BodyFormat, Record};
+use subscribe::{Endpoint, Subscribe, Subscriber};
 pub use topics::TopicPatterns;
 
 /// Produce endpoints are `{PATH_PREFIX}{topic}`.
@@ -82,11 +93,20 @@ impl HttpListener {
 enum Entry {
     /// `100 Continue` for a request announcing `Expect: 100-continue`.
     Continue,
-    /// A WebSocket upgrade to a raw-message producer on this topic: once the responses
-    /// before it are written, the connection becomes a WebSocket.
-    Upgrade(Box<(String, codecs::ws::UpgradeRequest)>),
+    /// A request that takes the connection over once the responses before it are written.
+    Takeover(Box<Takeover>),
     Ready(Response),
     Waiting(Waiting),
+}
+
+/// What a connection becomes after a [`Entry::Takeover`].
+enum Takeover {
+    /// A raw-message WebSocket producer on this topic.
+    Producer(String, codecs::ws::UpgradeRequest),
+    /// A Server-Sent Events stream.
+    Events(Subscribe),
+    /// A WebSocket subscriber.
+    Subscriber(Subscribe, codecs::ws::UpgradeRequest),
 }
 
 /// A request whose records are with Kafka.
@@ -154,7 +174,7 @@ struct Conn {
     linger: bool,
     last_read: Instant,
     id: u64,
-    /// An upgrade request was read: nothing more is read as HTTP.
+    /// A request that takes the connection over was read: nothing more is read as HTTP.
     upgrading: bool,
 }
 
@@ -200,12 +220,9 @@ impl Conn {
         let io_err = |e: io::Error| (ErrorKind::Io, e.to_string());
         let mut failure = None;
         loop {
-            if let Some(upgrade) = self.write_ready() {
+            if let Some(takeover) = self.write_ready() {
                 self.flush(&mut stream).await.map_err(io_err)?;
-                let (topic, request) = *upgrade;
-                let frames = std::mem::take(&mut self.pending);
-                let socket = socket::Socket::new(&self.shard, &self.listener, topic, self.id);
-                return Box::pin(socket.run(&mut stream, &request, frames)).await;
+                return self.take_over(*takeover, &mut stream).await;
             }
             self.flush(&mut stream).await.map_err(io_err)?;
             if self.closing && self.entries.is_empty() {
@@ -297,10 +314,25 @@ impl Conn {
                     self.shard.metrics.listeners[self.listener.index]
                         .frames_in
                         .fetch_add(1, Ordering::Relaxed);
+                    let subscribe = match is_upgrade(&req) {
+                        false => subscribe::endpoint(req.path()),
+                        true => None,
+                    };
+                    if let Some((endpoint, topic)) = subscribe {
+                        let entry = self.subscribe(&req, endpoint, topic);
+                        // The stream is the last response on this connection.
+                        self.upgrading = matches!(entry, Entry::Takeover(_));
+                        self.closing |= !req.keep_alive();
+                        self.entries.push_back(entry);
+                        if self.upgrading {
+                            return Ok(());
+                        }
+                        continue;
+                    }
                     if is_upgrade(&req) {
                         let entry = self.upgrade(&req);
                         // What follows an accepted upgrade is WebSocket frames: leave them.
-                        self.upgrading = matches!(entry, Entry::Upgrade(_));
+                        self.upgrading = matches!(entry, Entry::Takeover(_));
                         self.closing |= !self.upgrading;
                         self.entries.push_back(entry);
                         if self.upgrading {
@@ -334,7 +366,25 @@ impl Conn {
         Ok(())
     }
 
-    /// Checks a WebSocket upgrade to `/topics/{topic}` (a raw-message producer).
+    /// Checks a request to `/topics/{topic}/events` or (not upgrading) `/ws`.
+    fn subscribe(&self, req: &Request, endpoint: Endpoint, topic: &str) -> Entry {
+        let keep_alive = req.keep_alive() && !self.shard.shutdown.is_set();
+        let refuse =
+            |status, message: &str| Entry::Ready(Response::error(status, message, keep_alive));
+        if endpoint == Endpoint::Socket {
+            return match self.listener.config.websocket {
+                None => refuse(404, "This listener does not accept WebSocket connections."),
+                Some(_) => refuse(426, "WebSocket subscribers must ask to upgrade."),
+            };
+        }
+        match Subscribe::from_request(req, endpoint, topic, &self.listener) {
+            Ok(sub) => Entry::Takeover(Box::new(Takeover::Events(sub))),
+            Err((status, message)) => refuse(status, &message),
+        }
+    }
+
+    /// Checks a WebSocket upgrade to `/topics/{topic}` (a raw-message producer) or
+    /// `/topics/{topic}/ws` (a subscriber).
     fn upgrade(&mut self, req: &Request) -> Entry {
         let refuse = |status, message: &str| Entry::Ready(Response::error(status, message, false));
         if self.listener.config.websocket.is_none() {
@@ -344,15 +394,55 @@ impl Conn {
             Ok(r) => r,
             Err(e) => return refuse(e.status(), &e.to_string()),
         };
+        if let Some((Endpoint::Socket, topic)) = subscribe::endpoint(req.path()) {
+            return match Subscribe::from_request(req, Endpoint::Socket, topic, &self.listener) {
+                Ok(sub) => Entry::Takeover(Box::new(Takeover::Subscriber(sub, request))),
+                Err((status, message)) => refuse(status, &message),
+            };
+        }
         let topic = match req.path().strip_prefix(PATH_PREFIX) {
             Some(t) if !t.is_empty() && !t.contains('/') => t.to_owned(),
-            _ => return refuse(404, "WebSocket producers connect to /topics/{topic}."),
+            _ => {
+                let msg = "WebSocket producers connect to /topics/{topic}, subscribers to /topics/{topic}/ws.";
+                return refuse(404, msg);
+            }
         };
         if !self.listener.topics.allows(&topic) {
             let msg = format!("Topic {topic} may not be written on this listener.");
             return refuse(403, &msg);
         }
-        Entry::Upgrade(Box::new((topic, request)))
+        Entry::Takeover(Box::new(Takeover::Producer(topic, request)))
+    }
+
+    /// Hands the connection to what `takeover` asked for, once every response before it
+    /// was written. Boxed: those drivers' state would otherwise make every connection's task
+    /// larger for its whole life.
+    async fn take_over(
+        &mut self,
+        takeover: Takeover,
+        stream: &mut Stream,
+    ) -> Result<(), (ErrorKind, String)> {
+        // Bytes behind an upgrade request are its first frames; behind an event stream
+        // request, requests that will not be answered.
+        let frames = std::mem::take(&mut self.pending);
+        let sub = Subscriber {
+            shard: &self.shard,
+            listener: &self.listener,
+            id: self.id,
+        };
+        match takeover {
+            Takeover::Producer(topic, request) => {
+                let socket = socket::Socket::new(&self.shard, &self.listener, topic, self.id);
+                Box::pin(socket.run(stream, &request, frames)).await
+            }
+            Takeover::Events(request) => Box::pin(sse::run(sub, stream, request)).await,
+            Takeover::Subscriber(request, upgrade) => {
+                Box::pin(socket_subscriber::run(
+                    sub, stream, request, &upgrade, frames,
+                ))
+                .await
+            }
+        }
     }
 
     /// Answers one request: at once when it is refused, else once Kafka answered.
@@ -447,13 +537,13 @@ impl Conn {
     }
 
     /// Moves finished responses at the front of the queue into the write buffer; returns
-    /// the upgrade once everything before it is written.
-    fn write_ready(&mut self) -> Option<Box<(String, codecs::ws::UpgradeRequest)>> {
+    /// the takeover once everything before it is written.
+    fn write_ready(&mut self) -> Option<Box<Takeover>> {
         while let Some(front) = self.entries.front_mut() {
             match front {
-                Entry::Upgrade(_) => match self.entries.pop_front() {
-                    Some(Entry::Upgrade(u)) => return Some(u),
-                    _ => unreachable!("the front is an upgrade"),
+                Entry::Takeover(_) => match self.entries.pop_front() {
+                    Some(Entry::Takeover(t)) => return Some(t),
+                    _ => unreachable!("the front is a takeover"),
                 },
                 Entry::Continue => self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n"),
                 Entry::Ready(r) => {

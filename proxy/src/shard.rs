@@ -31,6 +31,8 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 pub struct Shard {
     /// This shard's number.
     pub index: usize,
+    /// The shard's Kafka client (metadata, fetches).
+    pub client: Client,
     /// The shard's Kafka producer.
     pub producer: Producer,
     /// The shard's counters.
@@ -111,6 +113,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
     let shard = Rc::new(Shard {
         index,
         producer: producer.clone(),
+        client: client.clone(),
         metrics: metrics.clone(),
         scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
         arena: RefCell::new(BytesMut::new()),
