@@ -307,6 +307,11 @@ impl PartitionReader {
         self
     }
 
+    /// The topic it reads.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
     /// The partition it reads.
     pub fn partition(&self) -> i32 {
         self.partition
@@ -332,8 +337,19 @@ impl PartitionReader {
                 .fetch(&self.topic, self.partition, self.position, &self.options)
                 .await
             {
-                Ok(fetched) => {
-                    self.position = fetched.next_offset;
+                Ok(mut fetched) => {
+                    // A fetch from inside a batch returns the whole batch (Kafka's rule), and
+                    // a broker may repeat a batch in one response (tansu 0.6 does): hand out
+                    // each offset at or after the position once, in order.
+                    let mut next = self.position;
+                    fetched.records.retain(|r| {
+                        let keep = r.offset >= next;
+                        if keep {
+                            next = r.offset + 1;
+                        }
+                        keep
+                    });
+                    self.position = fetched.next_offset.max(next);
                     return Ok(fetched);
                 }
                 Err(e) if e.kafka_code() == Some(KafkaCode::OffsetOutOfRange) => {

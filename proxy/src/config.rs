@@ -90,12 +90,16 @@ pub struct MqttStateConfig {
     /// Compacted topic of retained messages: key = MQTT topic, value = payload, a null
     /// value deletes. Created (cleanup.policy=compact) when missing.
     pub retained_topic: String,
+    /// Compacted topic of MQTT sessions: key = client identifier, value = the session's
+    /// state (JSON), a null value ends it. Created (cleanup.policy=compact) when missing.
+    pub sessions_topic: String,
 }
 
 impl Default for MqttStateConfig {
     fn default() -> Self {
         MqttStateConfig {
             retained_topic: "mqtt-retained".into(),
+            sessions_topic: "mqtt-sessions".into(),
         }
     }
 }
@@ -403,6 +407,15 @@ impl Config {
         }
         if self.mqtt.retained_topic.trim().is_empty() {
             return Err(invalid("mqtt.retained_topic", "is empty"));
+        }
+        if self.mqtt.sessions_topic.trim().is_empty() {
+            return Err(invalid("mqtt.sessions_topic", "is empty"));
+        }
+        if self.mqtt.sessions_topic == self.mqtt.retained_topic {
+            return Err(invalid(
+                "mqtt.sessions_topic",
+                "must differ from mqtt.retained_topic",
+            ));
         }
         if self.kafka.bootstrap_servers.trim().is_empty() {
             return Err(invalid("kafka.bootstrap.servers", "is empty"));

@@ -22,7 +22,7 @@
 //! process: every shard with subscribers fetches the partitions itself.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
@@ -54,6 +54,32 @@ pub struct Outgoing {
     pub properties: Rc<PublishProperties>,
     /// A retained message sent because of a new subscription.
     pub retain: bool,
+    /// Where it came from (`None` for retained messages): the session cursor moves past
+    /// it once it was delivered and acknowledged.
+    pub source: Option<Source>,
+}
+
+/// A record's place in Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// Topic and partition.
+    pub partition: TopicPartition,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// A Kafka topic and partition.
+pub type TopicPartition = (Rc<str>, i32);
+
+/// A persistent session's delivery bookkeeping: what is queued or unacknowledged per
+/// partition, and how far its catch-up has read.
+#[derive(Debug, Default)]
+struct Tracking {
+    pending: HashMap<TopicPartition, BTreeSet<i64>>,
+    /// While catching up: the next offset the catch-up reader will look at.
+    catch_up: HashMap<TopicPartition, i64>,
+    /// Live messages held back until the catch-up finished (keeps per-partition order).
+    held: VecDeque<Outgoing>,
 }
 
 /// What a record's headers say about its MQTT delivery.
@@ -108,11 +134,43 @@ pub struct Mailbox {
     waker: RefCell<Option<Waker>>,
     /// Set when the queue hit [`MAILBOX_LIMIT`]: the connection cannot keep up.
     overflowed: Cell<bool>,
+    /// Persistent sessions only.
+    tracking: Option<RefCell<Tracking>>,
+    catching_up: Cell<bool>,
+    /// Woken when the queue drains below half its limit (the catch-up waits on it).
+    room: RefCell<Option<Waker>>,
 }
 
 impl Mailbox {
+    /// A mailbox for a persistent session, which tracks what it still owes the client.
+    pub fn persistent() -> Mailbox {
+        Mailbox {
+            tracking: Some(RefCell::new(Tracking::default())),
+            ..Mailbox::default()
+        }
+    }
+
     fn push(&self, message: Outgoing) {
+        if self.catching_up.get() {
+            if let Some(t) = &self.tracking {
+                let mut t = t.borrow_mut();
+                if t.held.len() < MAILBOX_LIMIT {
+                    t.held.push_back(message);
+                    return;
+                }
+            }
+        }
+        self.enqueue(message);
+    }
+
+    fn enqueue(&self, message: Outgoing) {
         let mut queue = self.queue.borrow_mut();
+        if let (Some(t), Some(source)) = (&self.tracking, &message.source) {
+            // A dropped message stays pending, so the cursor never moves past it.
+            let mut t = t.borrow_mut();
+            let pending = t.pending.entry(source.partition.clone()).or_default();
+            pending.insert(source.offset);
+        }
         if queue.len() >= MAILBOX_LIMIT {
             self.overflowed.set(true);
         } else {
@@ -120,6 +178,67 @@ impl Mailbox {
         }
         if let Some(w) = self.waker.borrow_mut().take() {
             w.wake();
+        }
+    }
+
+    /// The message from `source` was delivered (QoS 0) or acknowledged (QoS 1/2).
+    pub fn done(&self, source: &Source) {
+        if let Some(t) = &self.tracking {
+            if let Some(p) = t.borrow_mut().pending.get_mut(&source.partition) {
+                p.remove(&source.offset);
+            }
+        }
+    }
+
+    /// The session cursor: per partition, the oldest offset still owed to the client
+    /// (queued, in flight or not yet read by the catch-up), else the live readers'
+    /// position.
+    pub fn cursor(
+        &self,
+        live: &HashMap<TopicPartition, i64>,
+    ) -> BTreeMap<String, BTreeMap<i32, i64>> {
+        let mut cursor: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
+        let Some(t) = &self.tracking else {
+            return cursor;
+        };
+        let t = t.borrow();
+        for ((topic, partition), position) in live {
+            let tp = (topic.clone(), *partition);
+            let mut at = *position;
+            if let Some(c) = t.catch_up.get(&tp) {
+                at = at.min(*c);
+            }
+            if let Some(first) = t.pending.get(&tp).and_then(|p| p.first()) {
+                at = at.min(*first);
+            }
+            cursor
+                .entry(topic.to_string())
+                .or_default()
+                .insert(*partition, at);
+        }
+        cursor
+    }
+
+    async fn wait_room(&self) {
+        futures::future::poll_fn(|cx| {
+            if self.queue.borrow().len() < MAILBOX_LIMIT / 2 {
+                return Poll::Ready(());
+            }
+            *self.room.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+    }
+
+    /// Ends the catch-up: the live messages held meanwhile join the queue.
+    fn caught_up(&self) {
+        self.catching_up.set(false);
+        if let Some(t) = &self.tracking {
+            let held = std::mem::take(&mut t.borrow_mut().held);
+            t.borrow_mut().catch_up.clear();
+            for m in held {
+                self.enqueue(m);
+            }
         }
     }
 
@@ -134,7 +253,14 @@ impl Mailbox {
 
     /// Takes the next message.
     pub fn pop(&self) -> Option<Outgoing> {
-        self.queue.borrow_mut().pop_front()
+        let mut queue = self.queue.borrow_mut();
+        let m = queue.pop_front();
+        if queue.len() < MAILBOX_LIMIT / 2 {
+            if let Some(w) = self.room.borrow_mut().take() {
+                w.wake();
+            }
+        }
+        m
     }
 
     /// Whether messages were dropped because the queue was full.
@@ -179,6 +305,8 @@ pub struct Delivery {
     retained: RefCell<HashMap<Bytes, Retained>>,
     /// Scratch for [`Delivery::fan_out`].
     matched: RefCell<Vec<(u64, QoS)>>,
+    /// Per message partition: everything before this offset has been fanned out.
+    positions: RefCell<HashMap<TopicPartition, i64>>,
 }
 
 impl Delivery {
@@ -199,6 +327,7 @@ impl Delivery {
             mailboxes: RefCell::new(HashMap::new()),
             readers: RefCell::new(Readers::Idle),
             matched: RefCell::new(Vec::new()),
+            positions: RefCell::new(HashMap::new()),
         }
     }
 
@@ -246,9 +375,74 @@ impl Delivery {
                     qos: qos.min(r.qos),
                     properties: r.properties.clone(),
                     retain: true,
+                    source: None,
                 });
             }
         }
+    }
+
+    /// The live readers' positions (for session cursors).
+    pub fn positions(&self) -> HashMap<TopicPartition, i64> {
+        self.positions.borrow().clone()
+    }
+
+    /// Resumes a persistent session on connection `conn`: registers its subscriptions
+    /// with `mailbox`, and delivers what was published while it was away, from `cursor`
+    /// up to where the live readers are, before (in order) what they fan out from then on.
+    pub async fn resume(
+        self: &Rc<Self>,
+        conn: u64,
+        mailbox: &Rc<Mailbox>,
+        subs: &[(String, QoS)],
+        cursor: &BTreeMap<String, BTreeMap<i32, i64>>,
+    ) {
+        self.start_readers().await;
+        // From here to the spawn nothing awaits: the snapshot of the live positions and the
+        // registration are one step, so the catch-up and the live fan-out neither overlap
+        // nor leave a gap.
+        let live = self.positions.borrow().clone();
+        self.mailboxes.borrow_mut().insert(conn, mailbox.clone());
+        let mut filters = Vec::new();
+        for (filter, qos) in subs {
+            self.index
+                .borrow_mut()
+                .insert(filter, conn, Granted { qos: *qos });
+            if let Some(f) = MqttString::try_from(filter.as_str())
+                .ok()
+                .and_then(|f| TopicFilter::new(f).ok())
+            {
+                filters.push((f, *qos));
+            }
+        }
+        let mut plan = Vec::new();
+        for (tp, to) in live {
+            let from = cursor.get(&*tp.0).and_then(|c| c.get(&tp.1)).copied();
+            if let Some(from) = from.filter(|f| f < &to) {
+                plan.push((tp, from, to));
+            }
+        }
+        if plan.is_empty() || filters.is_empty() {
+            return;
+        }
+        mailbox.catching_up.set(true);
+        if let Some(t) = &mailbox.tracking {
+            let mut t = t.borrow_mut();
+            for (tp, from, _) in &plan {
+                t.catch_up.insert(tp.clone(), *from);
+            }
+        }
+        runtime::spawn(catch_up(
+            self.client.clone(),
+            Rc::downgrade(mailbox),
+            filters,
+            plan,
+        ));
+    }
+
+    /// Registers `mailbox` as connection `conn`'s before it subscribes (persistent
+    /// sessions track what they owe).
+    pub fn attach(&self, conn: u64, mailbox: Rc<Mailbox>) {
+        self.mailboxes.borrow_mut().insert(conn, mailbox);
     }
 
     /// Removes a subscription; true when it existed.
@@ -420,6 +614,7 @@ impl Delivery {
         payload: &Bytes,
         max_qos: QoS,
         properties: &Rc<PublishProperties>,
+        source: &Source,
     ) {
         let Ok(name) = std::str::from_utf8(topic) else {
             return;
@@ -442,6 +637,7 @@ impl Delivery {
                     qos: (*qos).min(max_qos),
                     properties: properties.clone(),
                     retain: false,
+                    source: Some(source.clone()),
                 });
             }
         }
@@ -463,6 +659,13 @@ enum Kind {
 /// Tails one partition: fans each keyed record out to the shard's subscribers, or keeps
 /// the retained map current.
 async fn tail(delivery: Rc<Delivery>, mut reader: PartitionReader, kind: Kind) {
+    let tp: TopicPartition = (Rc::from(reader.topic()), reader.partition());
+    if kind == Kind::Messages {
+        delivery
+            .positions
+            .borrow_mut()
+            .insert(tp.clone(), reader.position());
+    }
     loop {
         match reader.poll().await {
             Ok(fetched) => {
@@ -473,8 +676,19 @@ async fn tail(delivery: Rc<Delivery>, mut reader: PartitionReader, kind: Kind) {
                         let payload = record.value.clone().unwrap_or_default();
                         let meta = from_headers(&record.headers);
                         let properties = Rc::new(meta.properties);
-                        delivery.fan_out(key, &payload, meta.qos, &properties);
+                        let source = Source {
+                            partition: tp.clone(),
+                            offset: record.offset,
+                        };
+                        delivery.fan_out(key, &payload, meta.qos, &properties, &source);
                     }
+                }
+                if kind == Kind::Messages {
+                    // Synchronously with the fan-out above: `resume` relies on it.
+                    delivery
+                        .positions
+                        .borrow_mut()
+                        .insert(tp.clone(), reader.position());
                 }
             }
             Err(e) => {
@@ -482,5 +696,84 @@ async fn tail(delivery: Rc<Delivery>, mut reader: PartitionReader, kind: Kind) {
                 runtime::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// Delivers a resumed session's backlog: for each partition, the records in `[from, to)`
+/// whose keys match its filters, waiting for room in the mailbox; then lets the live
+/// messages held meanwhile through. Stops when the connection is gone.
+async fn catch_up(
+    client: Client,
+    mailbox: std::rc::Weak<Mailbox>,
+    filters: Vec<(TopicFilter, QoS)>,
+    plan: Vec<(TopicPartition, i64, i64)>,
+) {
+    let options = FetchOptions {
+        max_wait: Duration::from_millis(100),
+        ..FetchOptions::default()
+    };
+    for ((topic, partition), from, to) in plan {
+        let tp = (topic.clone(), partition);
+        let mut reader = PartitionReader::at(
+            client.clone(),
+            &topic,
+            partition,
+            from,
+            options.clone(),
+            OffsetReset::Earliest,
+        );
+        while reader.position() < to {
+            let Some(m) = mailbox.upgrade() else { return };
+            m.wait_room().await;
+            drop(m);
+            let fetched = match reader.poll().await {
+                Ok(f) => f,
+                Err(e) => {
+                    debug!(error = %e, "catch-up fetch failed; retrying");
+                    runtime::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let Some(m) = mailbox.upgrade() else { return };
+            for record in fetched.records.iter().filter(|r| r.offset < to) {
+                let Some(key) = &record.key else { continue };
+                let Ok(name) = std::str::from_utf8(key) else {
+                    continue;
+                };
+                let Some(qos) = filters
+                    .iter()
+                    .filter(|(f, _)| f.matches(name))
+                    .map(|(_, q)| *q)
+                    .max()
+                else {
+                    continue;
+                };
+                let meta = from_headers(&record.headers);
+                m.enqueue(Outgoing {
+                    topic: key.clone(),
+                    payload: record.value.clone().unwrap_or_default(),
+                    qos: qos.min(meta.qos),
+                    properties: Rc::new(meta.properties),
+                    retain: false,
+                    source: Some(Source {
+                        partition: tp.clone(),
+                        offset: record.offset,
+                    }),
+                });
+            }
+            if let Some(t) = &m.tracking {
+                t.borrow_mut()
+                    .catch_up
+                    .insert(tp.clone(), reader.position().min(to));
+            }
+        }
+        if let Some(m) = mailbox.upgrade() {
+            if let Some(t) = &m.tracking {
+                t.borrow_mut().catch_up.remove(&tp);
+            }
+        }
+    }
+    if let Some(m) = mailbox.upgrade() {
+        m.caught_up();
     }
 }

@@ -26,6 +26,7 @@ mod metrics;
 mod mqtt;
 mod route;
 mod runtime;
+mod sessions;
 mod shard;
 mod stream;
 mod transport;

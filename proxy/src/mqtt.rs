@@ -28,21 +28,24 @@ use codecs::{Decoder, Encoder};
 use futures::future::{select, Either};
 use futures_lite::AsyncWriteExt;
 use kafka_wire::{DeliveryFuture, KafkaCode, ProducerRecord};
-use tracing::{debug, info_span};
+use tracing::{debug, info_span, warn};
 
 use crate::auth::{Acl, ShardAuth};
 use crate::config::ListenerConfig;
-use crate::delivery::Mailbox;
+use crate::delivery::{Mailbox, Source};
 use crate::driver::{self, Input};
 use crate::metrics::ErrorKind;
 use crate::route::{self, ConnInfo, Routes};
 use crate::runtime::{self, TcpStream};
+use crate::sessions::TakeoverSignal;
 use crate::shard::Shard;
 use crate::transport::Stream;
 use crate::ws::{self, MqttOverWs};
 
 /// MQTT 5 reason codes the driver itself decides.
 mod reason {
+    pub const SERVER_UNAVAILABLE: u8 = 0x88;
+    pub const SESSION_TAKEN_OVER: u8 = 0x8E;
     pub const UNSPECIFIED_ERROR: u8 = 0x80;
     pub const IMPLEMENTATION_SPECIFIC: u8 = 0x83;
     pub const NOT_AUTHORIZED: u8 = 0x87;
@@ -94,13 +97,32 @@ enum Event {
     Shutdown,
     /// Messages from Kafka are waiting in the connection's mailbox.
     Deliver,
+    /// Another connection claimed this client's session.
+    TakenOver,
 }
+
+/// The Kafka-kept session this connection serves.
+struct Owned {
+    client_id: String,
+    gen: u64,
+    owner: String,
+    /// Seconds the session outlives the connection; 0: it ends with it.
+    expiry_s: u32,
+    takeover: TakeoverSignal,
+    /// Subscriptions, as stored.
+    subs: Vec<(String, u8)>,
+    /// Deliveries completed since the state was last saved.
+    since_save: u32,
+}
+
+/// Completed deliveries between saves of a persistent session's cursor.
+const SAVE_EVERY: u32 = 256;
 
 /// A subscriber's delivery state (boxed: most connections never subscribe).
 struct Subscriber {
     mailbox: Rc<Mailbox>,
-    /// QoS 1 PUBLISHes sent and not yet acknowledged, by packet identifier.
-    in_flight: Vec<u16>,
+    /// QoS 1/2 PUBLISHes sent and not yet acknowledged: packet identifier and source.
+    in_flight: Vec<(u16, Option<Source>)>,
     /// At most this many in flight: the client's Receive Maximum (MQTT 5), else 64.
     window: usize,
     next_packet_id: u16,
@@ -110,7 +132,11 @@ impl Subscriber {
     fn packet_id(&mut self) -> u16 {
         loop {
             self.next_packet_id = self.next_packet_id.wrapping_add(1).max(1);
-            if !self.in_flight.contains(&self.next_packet_id) {
+            if !self
+                .in_flight
+                .iter()
+                .any(|(id, _)| *id == self.next_packet_id)
+            {
                 return self.next_packet_id;
             }
         }
@@ -140,6 +166,8 @@ struct Conn {
     subscriber: Option<Box<Subscriber>>,
     /// The client's Receive Maximum (MQTT 5 CONNECT), for deliveries.
     client_receive_maximum: u16,
+    /// The session this connection claimed in Kafka (after CONNECT).
+    owned: Option<Box<Owned>>,
 }
 
 impl Drop for Conn {
@@ -147,6 +175,9 @@ impl Drop for Conn {
         self.shard.shutdown.unregister(self.id);
         if self.subscriber.is_some() {
             self.shard.delivery.disconnect(self.id);
+        }
+        if let Some(owned) = self.owned.take() {
+            self.release(*owned);
         }
     }
 }
@@ -197,6 +228,7 @@ impl Conn {
             ws: None,
             subscriber: None,
             client_receive_maximum: DEFAULT_DELIVERY_WINDOW,
+            owned: None,
             shard,
             listener,
         }
@@ -244,6 +276,13 @@ impl Conn {
                 let _ = stream.close().await;
                 return Ok(());
             }
+            if self
+                .owned
+                .as_ref()
+                .is_some_and(|o| o.since_save >= SAVE_EVERY)
+            {
+                Box::pin(self.save_session()).await;
+            }
             if shutdown_seen && self.acks.is_empty() {
                 // Everything accepted is acknowledged: say goodbye (MQTT 5) and close.
                 self.session_close(reason::SERVER_SHUTTING_DOWN);
@@ -277,6 +316,25 @@ impl Conn {
                 }
                 Event::Acked(ack, result) => Box::pin(self.on_ack(ack, result)).await,
                 Event::Deliver => self.deliver(),
+                Event::TakenOver => {
+                    debug!("session taken over by another connection");
+                    // Hand the new owner this connection's final cursor (it waits for it
+                    // briefly); every other reader ignores it as stale. Then never write
+                    // the session again.
+                    if let Some(state) = self.stored(false).filter(|s| s.expiry_s > 0) {
+                        let client_id = self.info.client_id.clone();
+                        let sessions = self.shard.sessions.clone();
+                        let save =
+                            Box::pin(async move { sessions.save(&client_id, Some(&state)).await });
+                        if let Err(e) = save.await {
+                            debug!(error = %e, "cannot hand over the session state");
+                        }
+                    }
+                    if let Some(o) = self.owned.take() {
+                        self.shard.sessions.release(&o.client_id, &o.owner);
+                    }
+                    self.session_close(reason::SESSION_TAKEN_OVER);
+                }
                 Event::Deadline => {
                     if let Some(ws) = &mut self.ws {
                         // A ping due, or a close the client never answered.
@@ -307,6 +365,7 @@ impl Conn {
         let shard = self.shard.clone();
         let id = self.id;
         let deadline = self.deadline();
+        let takeover = self.owned.as_ref().map(|o| o.takeover.clone());
         let acks = &mut self.acks;
         let deliveries = self
             .subscriber
@@ -320,6 +379,11 @@ impl Conn {
             if let Some(mailbox) = &deliveries {
                 if mailbox.poll_ready(cx).is_ready() {
                     return Poll::Ready(Event::Deliver);
+                }
+            }
+            if let Some(t) = &takeover {
+                if t.poll(cx).is_ready() {
+                    return Poll::Ready(Event::TakenOver);
                 }
             }
             // Reported once: after it the driver stops reading and only waits for acks, so
@@ -481,8 +545,21 @@ impl Conn {
                             }
                         }
                     }
+                    let resumed = match Box::pin(self.claim(&connect)).await {
+                        Ok(resumed) => resumed,
+                        Err(e) => {
+                            warn!(error = %e, "cannot claim the session");
+                            self.session
+                                .refuse(reason::SERVER_UNAVAILABLE, &mut self.effects);
+                            continue;
+                        }
+                    };
+                    accept.session_present = resumed.is_some();
                     let now = self.shard.now_ms();
                     self.session.accept(now, accept, &mut self.effects);
+                    if let Some(state) = resumed {
+                        Box::pin(self.resume(state)).await;
+                    }
                 }
                 Effect::Publish(publish) => self.publish(publish).await,
                 Effect::PublishWill(will) => {
@@ -497,6 +574,11 @@ impl Conn {
                 }
                 Effect::Subscribe(sub) => Box::pin(self.subscribe(sub)).await,
                 Effect::Unsubscribe(unsub) => {
+                    if let Some(o) = &mut self.owned {
+                        o.subs
+                            .retain(|(f, _)| !unsub.filters.iter().any(|u| u.as_str() == f));
+                    }
+                    Box::pin(self.save_session()).await;
                     let delivery = &self.shard.delivery;
                     let codes = unsub
                         .filters
@@ -512,13 +594,159 @@ impl Conn {
                 Effect::Auth(_) => self.session_close(reason::BAD_AUTHENTICATION_METHOD),
                 Effect::Delivered { packet_id, .. } => {
                     if let Some(s) = &mut self.subscriber {
-                        s.in_flight.retain(|&id| id != packet_id);
+                        if let Some(i) = s.in_flight.iter().position(|(id, _)| *id == packet_id) {
+                            if let (_, Some(source)) = s.in_flight.swap_remove(i) {
+                                s.mailbox.done(&source);
+                            }
+                            if let Some(o) = &mut self.owned {
+                                o.since_save += 1;
+                            }
+                        }
                     }
                 }
                 Effect::Close { reason_code } => self.closing = Some(reason_code),
             }
         }
         self.effects.clear();
+    }
+
+    /// Claims the client's session in Kafka (every CONNECT does: that is how a second
+    /// connection with the same client identifier, anywhere, takes over). Returns the
+    /// stored state when a persistent session is resumed.
+    async fn claim(
+        &mut self,
+        connect: &codecs::mqtt::Connect,
+    ) -> Result<Option<crate::sessions::Stored>, crate::sessions::ClaimError> {
+        let expiry_s = match connect.protocol {
+            ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+            // 3.1.1: clean session 0 keeps the session until a clean session 1 ends it.
+            _ if connect.clean_start => 0,
+            _ => u32::MAX,
+        };
+        let client_id = self.info.client_id.clone();
+        if connect.clean_start && expiry_s == 0 {
+            let (owner, takeover) = self.shard.sessions.claim_clean(&client_id, self.id);
+            self.owned = Some(Box::new(Owned {
+                client_id,
+                gen: 0,
+                owner,
+                expiry_s,
+                takeover,
+                subs: Vec::new(),
+                since_save: 0,
+            }));
+            return Ok(None);
+        }
+        let (claim, takeover) = self
+            .shard
+            .sessions
+            .claim(&client_id, self.id, connect.clean_start, expiry_s)
+            .await?;
+        let subs = claim
+            .resumed
+            .as_ref()
+            .map(|s| s.subs.clone())
+            .unwrap_or_default();
+        self.owned = Some(Box::new(Owned {
+            client_id,
+            gen: claim.gen,
+            owner: claim.owner,
+            expiry_s,
+            takeover,
+            subs,
+            since_save: 0,
+        }));
+        Ok(claim.resumed)
+    }
+
+    /// Resumes a persistent session's subscriptions and delivers what it missed.
+    async fn resume(&mut self, state: crate::sessions::Stored) {
+        if state.subs.is_empty() {
+            self.save_session().await;
+            return;
+        }
+        let mailbox = Rc::new(Mailbox::persistent());
+        let subs: Vec<(String, QoS)> = state
+            .subs
+            .iter()
+            .filter_map(|(f, q)| Some((f.clone(), QoS::from_bits(*q)?)))
+            .collect();
+        self.shard
+            .delivery
+            .resume(self.id, &mailbox, &subs, &state.cursor)
+            .await;
+        self.subscriber = Some(Box::new(Subscriber {
+            mailbox,
+            in_flight: Vec::new(),
+            window: usize::from(self.client_receive_maximum),
+            next_packet_id: 0,
+        }));
+        // The claim record carried no subscriptions: store the resumed state now.
+        self.save_session().await;
+    }
+
+    /// The session's state as it stands, for saving.
+    fn stored(&self, connected: bool) -> Option<crate::sessions::Stored> {
+        let o = self.owned.as_ref()?;
+        let positions = self.shard.delivery.positions();
+        let cursor = self
+            .subscriber
+            .as_ref()
+            .map(|s| s.mailbox.cursor(&positions))
+            .unwrap_or_default();
+        Some(crate::sessions::Stored {
+            gen: o.gen,
+            owner: o.owner.clone(),
+            subs: o.subs.clone(),
+            cursor,
+            expiry_s: o.expiry_s,
+            connected,
+            at_ms: crate::sessions::now_ms(),
+        })
+    }
+
+    /// Writes a persistent session's state (subscriptions, cursor) to Kafka and waits for
+    /// it. A failure is logged: the previous state stands, and what was delivered since
+    /// may be delivered again.
+    async fn save_session(&mut self) {
+        let Some(state) = self.stored(true) else {
+            return;
+        };
+        if state.expiry_s == 0 {
+            return;
+        }
+        let client_id = self
+            .owned
+            .as_ref()
+            .map(|o| o.client_id.clone())
+            .unwrap_or_default();
+        if let Err(e) = self.shard.sessions.save(&client_id, Some(&state)).await {
+            warn!(error = %e, "cannot save the session state");
+        }
+        if let Some(o) = &mut self.owned {
+            o.since_save = 0;
+        }
+    }
+
+    /// The connection ended: a persistent session is saved as disconnected (from when its
+    /// expiry counts); any other ends (a null record).
+    fn release(&mut self, owned: Owned) {
+        self.owned = Some(Box::new(owned));
+        let state = self.stored(false);
+        let owned = self.owned.take().expect("just set");
+        let sessions = self.shard.sessions.clone();
+        sessions.release(&owned.client_id, &owned.owner);
+        let state = state.filter(|s| s.expiry_s > 0);
+        if state.is_none() && !sessions.is_current(&owned.client_id, &owned.owner) {
+            // A clean session whose claim never got in, or was already superseded: ending
+            // it would delete the newer owner's state.
+            return;
+        }
+        runtime::spawn(async move {
+            if let Err(e) = sessions.save(&owned.client_id, state.as_ref()).await {
+                warn!(error = %e, client_id = %owned.client_id, "cannot save the session at disconnect");
+            }
+        });
     }
 
     /// Adds the subscriptions at the QoS asked for (shared subscriptions are refused) and
@@ -540,6 +768,9 @@ impl Conn {
                 continue;
             }
             let qos = s.options.qos;
+            if self.subscriber.is_none() && self.owned.as_ref().is_some_and(|o| o.expiry_s > 0) {
+                delivery.attach(self.id, Rc::new(Mailbox::persistent()));
+            }
             let (mailbox, new) = delivery.subscribe(self.id, s.filter.as_str(), qos).await;
             // Retained messages go out after the SUBACK (they are written on a later
             // event), as retain handling asks (MQTT 5 §3.3.1.3; 3.1.1 always sends them).
@@ -561,7 +792,13 @@ impl Conn {
                 }));
             }
             codes.push(qos as u8);
+            if let Some(o) = &mut self.owned {
+                o.subs.retain(|(f, _)| f != s.filter.as_str());
+                o.subs.push((s.filter.as_str().to_owned(), qos as u8));
+            }
         }
+        // A persistent session's subscriptions are in Kafka before the SUBACK.
+        self.save_session().await;
         self.session.suback(sub.packet_id, codes, &mut self.effects);
     }
 
@@ -605,11 +842,17 @@ impl Conn {
                 ..Publish::default()
             });
             match self.codec.encode(&packet, &mut self.out) {
-                Ok(()) if packet_id != 0 => s.in_flight.push(packet_id),
-                Ok(()) => {}
-                // Larger than the client's Maximum Packet Size: discarded as if sent
-                // (MQTT 5 §3.1.2.25).
-                Err(e) => debug!(error = %e, "delivery not encodable; discarded"),
+                Ok(()) if packet_id != 0 => s.in_flight.push((packet_id, m.source)),
+                result => {
+                    // QoS 0 is done once written; a packet larger than the client's
+                    // Maximum Packet Size is discarded as if sent (MQTT 5 §3.1.2.25).
+                    if let Err(e) = result {
+                        debug!(error = %e, "delivery not encodable; discarded");
+                    }
+                    if let Some(source) = &m.source {
+                        s.mailbox.done(source);
+                    }
+                }
             }
         }
     }

@@ -21,6 +21,7 @@ use crate::metrics::{Metrics, ShardMetrics};
 use crate::mqtt::{self, MqttListener, ShutdownSignal};
 use crate::route::Routes;
 use crate::runtime::{self, ListenOptions, TcpListener};
+use crate::sessions::SessionStore;
 use crate::stream::{self, StreamListener};
 
 /// Bytes read from a socket at a time, into the shard's scratch buffer.
@@ -45,6 +46,8 @@ pub struct Shard {
     pub shutdown: ShutdownSignal,
     /// Subscriptions and the Kafka readers that feed them.
     pub delivery: Rc<Delivery>,
+    /// MQTT sessions kept in Kafka.
+    pub sessions: Rc<SessionStore>,
     started: Instant,
     next_conn: Cell<u64>,
 }
@@ -123,6 +126,12 @@ pub async fn run(index: usize, setup: ShardSetup) {
             delivery_topics(config),
             config.mqtt.retained_topic.clone(),
             metrics.clone(),
+        )),
+        sessions: Rc::new(SessionStore::new(
+            client.clone(),
+            producer.clone(),
+            config.mqtt.sessions_topic.clone(),
+            index,
         )),
         started: Instant::now(),
         next_conn: Cell::new(0),
@@ -254,10 +263,12 @@ async fn connect_kafka(config: &Config, stop: &AtomicBool) -> Option<Client> {
                     .into_iter()
                     .map(|t| NewTopic::new(t, config.server.topic_partitions))
                     .collect();
-                topics.push(
-                    NewTopic::new(&config.mqtt.retained_topic, config.server.topic_partitions)
-                        .config("cleanup.policy", "compact"),
-                );
+                for state in [&config.mqtt.retained_topic, &config.mqtt.sessions_topic] {
+                    topics.push(
+                        NewTopic::new(state, config.server.topic_partitions)
+                            .config("cleanup.policy", "compact"),
+                    );
+                }
                 match client.create_topics(&topics).await {
                     Ok(()) => return Some(client),
                     Err(e) => warn!(error = %e, "cannot create the routes' topics; retrying"),

@@ -239,3 +239,148 @@ fn retained_messages_live_in_kafka_across_restarts() {
         "mosquitto_sub's -W timeout, not a fourth message"
     );
 }
+
+/// proxy/tests/clients/session_client.py, running: its JSON events line by line.
+struct SessionClient {
+    child: Child,
+    events: mpsc::Receiver<serde_json::Value>,
+}
+
+impl SessionClient {
+    fn start(sluice: &Sluice, client_id: &str, args: &[&str]) -> SessionClient {
+        let mut child = Command::new(sluice_tests::python())
+            .arg(common::script("session_client.py"))
+            .args([
+                &sluice.mqtt.ip().to_string(),
+                &sluice.mqtt.port().to_string(),
+                client_id,
+            ])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python runs");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let event = serde_json::from_str(&line).expect("a JSON event");
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        });
+        SessionClient { child, events: rx }
+    }
+
+    /// Waits for the next event named `name`, returning it.
+    fn wait(&self, name: &str) -> serde_json::Value {
+        loop {
+            let event = self
+                .events
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no {name} event within 30 s"));
+            if event["event"] == name {
+                return event;
+            }
+        }
+    }
+
+    /// Every event until the client exits; it must exit 0.
+    fn finish(mut self) -> Vec<serde_json::Value> {
+        let events: Vec<_> =
+            std::iter::from_fn(|| self.events.recv_timeout(Duration::from_secs(60)).ok()).collect();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "session client failed: {events:?}");
+        events
+    }
+}
+
+fn payloads(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "message")
+        .map(|e| e["payload"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn persistent_sessions_resume_on_another_process_with_what_they_missed() {
+    let broker = Broker::start().expect("broker");
+    let config = common::config(&broker.bootstrap(), "");
+    let one = Sluice::start(&config).expect("first sluice");
+    let two = Sluice::start(&config).expect("second sluice");
+    let send = |sluice: &Sluice, message: &str| {
+        common::publish(
+            sluice.mqtt,
+            &["-q", "1", "-t", "cmd/dev-a/run", "-m", message],
+            None,
+        )
+        .unwrap()
+    };
+
+    // A persistent session subscribes on process one and gets a live message.
+    let client = SessionClient::start(&one, "dev-a", &["subscribe", "cmd/dev-a/#", "1"]);
+    assert_eq!(client.wait("connected")["session_present"], false);
+    client.wait("subscribed");
+    send(&two, "live-1");
+    assert_eq!(payloads(&client.finish()), ["live-1"]);
+
+    // While it is away, messages arrive through process two and straight into Kafka.
+    for i in 1..=5 {
+        send(&two, &format!("offline-{i}"));
+    }
+    broker
+        .kafka()
+        .produce(
+            "mqtt-messages",
+            &[ProduceRecord::value("offline-6").key("cmd/dev-a/run")],
+        )
+        .unwrap();
+
+    // It reconnects to process two: the session is there, with exactly what it missed, in
+    // order, and nothing it had already acknowledged.
+    let client = SessionClient::start(&two, "dev-a", &["resume", "6"]);
+    assert_eq!(client.wait("connected")["session_present"], true);
+    let got = payloads(&client.finish());
+    // confluent-kafka's partitioner (CRC32) may put offline-6 on another partition than
+    // sluice's (murmur2, Java's) puts offline-1..5, and Kafka orders only within one.
+    let mut sorted = got.clone();
+    sorted.sort();
+    let expected: Vec<String> = (1..=6).map(|i| format!("offline-{i}")).collect();
+    assert_eq!(sorted, expected, "exactly the missed messages");
+    let through_sluice: Vec<&String> = got.iter().filter(|p| *p != "offline-6").collect();
+    assert_eq!(
+        through_sluice,
+        expected[..5].iter().collect::<Vec<_>>(),
+        "in order"
+    );
+
+    // Back on process one: only what is new.
+    let client = SessionClient::start(&one, "dev-a", &["resume", "1"]);
+    assert_eq!(client.wait("connected")["session_present"], true);
+    send(&two, "live-2");
+    assert_eq!(payloads(&client.finish()), ["live-2"]);
+}
+
+#[test]
+fn a_second_connection_takes_the_session_over_across_processes() {
+    let broker = Broker::start().expect("broker");
+    let config = common::config(&broker.bootstrap(), "");
+    let one = Sluice::start(&config).expect("first sluice");
+    let two = Sluice::start(&config).expect("second sluice");
+
+    let first = SessionClient::start(&one, "dev-b", &["subscribe", "cmd/dev-b/#", "1"]);
+    first.wait("subscribed");
+    let second = SessionClient::start(&two, "dev-b", &["resume", "1"]);
+    assert_eq!(second.wait("connected")["session_present"], true);
+    // The first connection is closed with "session taken over" (0x8E).
+    assert_eq!(first.wait("disconnected")["reason"], 0x8E);
+    // The subscription moved with the session: the second connection gets the message.
+    common::publish(
+        one.mqtt,
+        &["-q", "1", "-t", "cmd/dev-b/x", "-m", "to the new owner"],
+        None,
+    )
+    .unwrap();
+    assert_eq!(payloads(&second.finish()), ["to the new owner"]);
+}

@@ -1,0 +1,565 @@
+//! MQTT sessions kept in Kafka, so that any sluice process can serve any client.
+//!
+//! The session topic (`mqtt.sessions_topic`, compacted) holds one record per client
+//! identifier: its [`Stored`] state as JSON: generation, owner, subscriptions, the cursor
+//! of what it has been delivered and acknowledged, its expiry. A null value ends it.
+//!
+//! **Ownership and fencing.** Every CONNECT claims its client identifier by writing the
+//! state with the next generation and itself as owner, then reads the topic until its claim
+//! (or a later one) has been applied. Every process applies the topic in the same (log)
+//! order with one rule: a record with a higher generation than the current one replaces it
+//! (a new owner); a record with the same generation counts only if it comes from the
+//! current owner (a state save); anything else is stale and ignored. So of two processes
+//! that claim the same generation at once, the one whose record comes first wins, the same
+//! everywhere; the other refuses its CONNECT. A process serving a client whose session is
+//! claimed by a higher generation closes that connection ("session taken over", 0x8E), and
+//! its later saves are stale, so two processes never both serve or write the session.
+//!
+//! Each shard that serves an MQTT client reads the whole topic once (from the beginning)
+//! and keeps tailing it; the cache holds every live session's state.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kafka_wire::fetch::OffsetReset;
+use kafka_wire::record::Record;
+use kafka_wire::{Client, FetchOptions, OffsetSpec, PartitionReader, Producer, ProducerRecord};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
+
+use crate::runtime;
+
+/// How long a CONNECT waits to see its claim applied before giving up.
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a claim waits for the final state of the connection it supersedes, when that
+/// connection was still marked connected (it may have just ended, its last save still on
+/// its way; or it is being taken over and writes it now). Past it, the claim resumes the
+/// last state it saw: the previous owner died, and what it delivered since is delivered
+/// again.
+const FINAL_STATE_GRACE: Duration = Duration::from_secs(2);
+
+/// A session's state as stored in Kafka.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    /// Incremented by every CONNECT that claims the session.
+    pub gen: u64,
+    /// Which connection serves it: `{process}/{shard}/{connection}`.
+    pub owner: String,
+    /// Subscriptions: topic filter and granted QoS.
+    #[serde(default)]
+    pub subs: Vec<(String, u8)>,
+    /// Per Kafka topic, per partition: the offset from which the session still needs
+    /// records (everything before it was delivered and, for QoS 1/2, acknowledged).
+    #[serde(default)]
+    pub cursor: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// Seconds the session outlives its connection (MQTT 5 session expiry; 3.1.1 with
+    /// clean session 0: `u32::MAX`, never).
+    #[serde(default)]
+    pub expiry_s: u32,
+    /// Whether a connection serves it now.
+    #[serde(default)]
+    pub connected: bool,
+    /// When it was written, in milliseconds since the epoch.
+    #[serde(default)]
+    pub at_ms: u64,
+}
+
+impl Stored {
+    /// Whether a disconnected session has outlived its expiry at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        !self.connected
+            && self.expiry_s != u32::MAX
+            && self.at_ms.saturating_add(u64::from(self.expiry_s) * 1000) <= now_ms
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Why a CONNECT could not claim its session.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    /// Kafka did not take the claim.
+    #[error("cannot write the session claim: {0}")]
+    Kafka(#[from] kafka_wire::Error),
+    /// Another connection claimed the same generation first.
+    #[error("another connection claimed the session at the same time")]
+    Lost,
+    /// The claim was not seen in the session topic in time.
+    #[error("the session claim was not read back in time")]
+    Timeout,
+}
+
+/// A won claim.
+#[derive(Debug)]
+pub struct Claim {
+    /// The generation this connection serves.
+    pub gen: u64,
+    /// Its owner string.
+    pub owner: String,
+    /// The state it resumes (`None`: a new session).
+    pub resumed: Option<Stored>,
+}
+
+/// What one of this shard's claims superseded.
+#[derive(Debug, Default)]
+struct Superseded {
+    /// The state before the claim in log order.
+    previous: Option<Stored>,
+    /// The previous owner's final state (disconnected), written after the claim.
+    last: Option<Stored>,
+}
+
+/// A connection serving a session on this shard, to be told when it is taken over.
+#[derive(Debug)]
+struct Serving {
+    gen: u64,
+    owner: String,
+    taken_over: Rc<Cell<bool>>,
+    waker: Rc<RefCell<Option<Waker>>>,
+}
+
+/// A handle a connection polls to learn that its session was taken over.
+#[derive(Debug, Clone, Default)]
+pub struct TakeoverSignal {
+    taken_over: Rc<Cell<bool>>,
+    waker: Rc<RefCell<Option<Waker>>>,
+}
+
+impl TakeoverSignal {
+    /// Ready once another connection claimed the session.
+    pub fn poll(&self, cx: &std::task::Context<'_>) -> Poll<()> {
+        if self.taken_over.get() {
+            return Poll::Ready(());
+        }
+        *self.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+#[derive(Debug)]
+enum Load {
+    Idle,
+    Loading(Vec<Waker>),
+    Loaded,
+}
+
+/// One shard's view of the session topic.
+#[derive(Debug)]
+pub struct SessionStore {
+    client: Client,
+    producer: Producer,
+    topic: String,
+    /// `{process}/{shard}`: the prefix of this shard's owner strings.
+    owner_prefix: String,
+    cache: RefCell<HashMap<String, Stored>>,
+    serving: RefCell<HashMap<String, Serving>>,
+    load: RefCell<Load>,
+    /// Woken whenever records were applied (claims wait on it).
+    applied: RefCell<Vec<Waker>>,
+    /// For a claim of this shard's, by owner: the state it superseded in log order, and
+    /// that owner's final state when it arrives after the claim.
+    superseded: RefCell<HashMap<String, Superseded>>,
+}
+
+impl SessionStore {
+    /// The store of shard `shard`, reading and writing `topic`.
+    pub fn new(client: Client, producer: Producer, topic: String, shard: usize) -> SessionStore {
+        let process = format!("{}-{}", std::process::id(), now_ms());
+        SessionStore {
+            client,
+            producer,
+            topic,
+            owner_prefix: format!("{process}/{shard}"),
+            cache: RefCell::new(HashMap::new()),
+            serving: RefCell::new(HashMap::new()),
+            load: RefCell::new(Load::Idle),
+            applied: RefCell::new(Vec::new()),
+            superseded: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Claims `client_id` for connection `conn`: the next generation, resuming the state it
+    /// supersedes in log order (unless `clean_start`, or it expired). Returns once the
+    /// claim is applied.
+    pub async fn claim(
+        self: &Rc<Self>,
+        client_id: &str,
+        conn: u64,
+        clean_start: bool,
+        expiry_s: u32,
+    ) -> Result<(Claim, TakeoverSignal), ClaimError> {
+        self.ensure_loaded().await;
+        let now = now_ms();
+        let gen = self.cache.borrow().get(client_id).map_or(0, |s| s.gen) + 1;
+        let owner = format!("{}/{conn}", self.owner_prefix);
+        // The claim itself carries no subscriptions: the state it supersedes is only known
+        // once it is applied; the connection saves the resumed state right after.
+        let state = Stored {
+            gen,
+            owner: owner.clone(),
+            expiry_s,
+            connected: true,
+            at_ms: now,
+            ..Stored::default()
+        };
+        self.superseded
+            .borrow_mut()
+            .insert(owner.clone(), Superseded::default());
+        self.write(client_id, Some(&state)).await?.await?;
+        // Wait until the claim, or a later one, has been applied in log order.
+        let deadline = std::pin::pin!(runtime::sleep(CLAIM_TIMEOUT));
+        let applied = futures::future::poll_fn(|cx| {
+            match self.cache.borrow().get(client_id) {
+                Some(s) if s.gen > gen || (s.gen == gen && s.owner != owner) => {
+                    return Poll::Ready(Err(ClaimError::Lost))
+                }
+                Some(s) if s.gen == gen => return Poll::Ready(Ok(())),
+                _ => {}
+            }
+            self.applied.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        });
+        let outcome = match futures::future::select(std::pin::pin!(applied), deadline).await {
+            futures::future::Either::Left((result, _)) => result,
+            futures::future::Either::Right(_) => Err(ClaimError::Timeout),
+        };
+        if let Err(e) = outcome {
+            self.superseded.borrow_mut().remove(&owner);
+            return Err(e);
+        }
+        let waiting_final = self.superseded.borrow()[&owner]
+            .previous
+            .as_ref()
+            .is_some_and(|p| p.connected);
+        if waiting_final {
+            let grace = std::pin::pin!(runtime::sleep(FINAL_STATE_GRACE));
+            let arrived = futures::future::poll_fn(|cx| {
+                if self.superseded.borrow()[&owner].last.is_some() {
+                    return Poll::Ready(());
+                }
+                self.applied.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            });
+            futures::future::select(std::pin::pin!(arrived), grace).await;
+        }
+        let slot = self
+            .superseded
+            .borrow_mut()
+            .remove(&owner)
+            .unwrap_or_default();
+        let superseded = slot.last.or(slot.previous);
+        debug!(client_id, gen, ?superseded, "session claimed");
+        let resumed = superseded.filter(|s| !clean_start && !s.expired(now));
+        let signal = TakeoverSignal::default();
+        self.serving.borrow_mut().insert(
+            client_id.to_owned(),
+            Serving {
+                gen,
+                owner: owner.clone(),
+                taken_over: signal.taken_over.clone(),
+                waker: signal.waker.clone(),
+            },
+        );
+        Ok((
+            Claim {
+                gen,
+                owner,
+                resumed,
+            },
+            signal,
+        ))
+    }
+
+    /// Claims `client_id` for a clean session (nothing to resume, nothing kept): the
+    /// CONNECT does not wait, so clients connect while Kafka is unreachable. The claim is
+    /// written in the background; once it is applied, a later claim elsewhere takes this
+    /// connection over as usual, and this claim takes over any earlier connection.
+    pub fn claim_clean(self: &Rc<Self>, client_id: &str, conn: u64) -> (String, TakeoverSignal) {
+        let owner = format!("{}/{conn}", self.owner_prefix);
+        let signal = TakeoverSignal::default();
+        let store = self.clone();
+        let (id, task_owner, task_signal) = (client_id.to_owned(), owner.clone(), signal.clone());
+        runtime::spawn(async move {
+            store.ensure_loaded().await;
+            let gen = store.cache.borrow().get(&id).map_or(0, |s| s.gen) + 1;
+            let state = Stored {
+                gen,
+                owner: task_owner,
+                connected: true,
+                at_ms: now_ms(),
+                ..Stored::default()
+            };
+            // Registered first: a takeover that races the write still finds it.
+            store.serving.borrow_mut().insert(
+                id.clone(),
+                Serving {
+                    gen,
+                    owner: state.owner.clone(),
+                    taken_over: task_signal.taken_over.clone(),
+                    waker: task_signal.waker.clone(),
+                },
+            );
+            match store.write(&id, Some(&state)).await {
+                Ok(delivery) => {
+                    if let Err(e) = delivery.await {
+                        debug!(client_id = %id, error = %e, "clean session claim not written");
+                    }
+                }
+                Err(e) => debug!(client_id = %id, error = %e, "clean session claim not written"),
+            }
+        });
+        (owner, signal)
+    }
+
+    /// Saves the state of a session this shard serves (`None` ends the session). Returns
+    /// once Kafka has it. A save by a connection whose claim was taken over is stale: every
+    /// reader ignores it.
+    pub async fn save(&self, client_id: &str, state: Option<&Stored>) -> kafka_wire::Result<()> {
+        debug!(client_id, ?state, "saving the session");
+        self.write(client_id, state).await?.await.map(drop)
+    }
+
+    /// Forgets `owner` as the serving connection of `client_id` (it ended).
+    pub fn release(&self, client_id: &str, owner: &str) {
+        let mut serving = self.serving.borrow_mut();
+        if serving.get(client_id).is_some_and(|s| s.owner == owner) {
+            serving.remove(client_id);
+        }
+    }
+
+    /// Whether `owner` is the session's current owner as far as this shard has read.
+    pub fn is_current(&self, client_id: &str, owner: &str) -> bool {
+        self.cache
+            .borrow()
+            .get(client_id)
+            .is_some_and(|s| s.owner == owner)
+    }
+
+    async fn write(
+        &self,
+        client_id: &str,
+        state: Option<&Stored>,
+    ) -> kafka_wire::Result<kafka_wire::DeliveryFuture> {
+        let value = state.map(|s| serde_json::to_vec(s).expect("session state serializes"));
+        self.producer
+            .send(ProducerRecord {
+                topic: &self.topic,
+                partition: None,
+                key: Some(client_id.as_bytes()),
+                value: value.as_deref(),
+                headers: &[],
+                timestamp: None,
+            })
+            .await
+    }
+
+    /// Applies one record of the session topic (see the module docs for the rule).
+    fn apply(&self, record: &Record) {
+        let Some(key) = &record.key else { return };
+        let Ok(client_id) = std::str::from_utf8(key) else {
+            return;
+        };
+        let mut cache = self.cache.borrow_mut();
+        let Some(value) = &record.value else {
+            cache.remove(client_id);
+            return;
+        };
+        let Ok(state) = serde_json::from_slice::<Stored>(value) else {
+            warn!(client_id, "unreadable session state in Kafka; ignored");
+            return;
+        };
+        let accept = match cache.get(client_id) {
+            None => true,
+            Some(current) => {
+                state.gen > current.gen
+                    || (state.gen == current.gen && state.owner == current.owner)
+            }
+        };
+        tracing::trace!(shard = %self.owner_prefix, client_id, offset = record.offset, gen = state.gen, owner = %state.owner, accept, cursor = ?state.cursor, "session record");
+        if !accept {
+            // The superseded owner's final state, written after a claim of ours.
+            for slot in self.superseded.borrow_mut().values_mut() {
+                let of_previous = slot
+                    .previous
+                    .as_ref()
+                    .is_some_and(|p| p.gen == state.gen && p.owner == state.owner && p.connected);
+                if of_previous && !state.connected {
+                    slot.last = Some(state.clone());
+                }
+            }
+            return;
+        }
+        if let Some(slot) = self.superseded.borrow_mut().get_mut(&state.owner) {
+            // One of this shard's claims: remember what it supersedes.
+            slot.previous = cache.get(client_id).cloned();
+        }
+        if let Some(serving) = self.serving.borrow().get(client_id) {
+            if state.gen > serving.gen {
+                serving.taken_over.set(true);
+                if let Some(w) = serving.waker.borrow_mut().take() {
+                    w.wake();
+                }
+            }
+        }
+        cache.insert(client_id.to_owned(), state);
+    }
+
+    async fn ensure_loaded(self: &Rc<Self>) {
+        let start = match &mut *self.load.borrow_mut() {
+            Load::Loaded => return,
+            l @ Load::Idle => {
+                *l = Load::Loading(Vec::new());
+                true
+            }
+            Load::Loading(_) => false,
+        };
+        if start {
+            let readers = self.load_all().await;
+            for reader in readers {
+                runtime::spawn(tail(self.clone(), reader));
+            }
+            if let Load::Loading(wakers) =
+                std::mem::replace(&mut *self.load.borrow_mut(), Load::Loaded)
+            {
+                wakers.into_iter().for_each(Waker::wake);
+            }
+            return;
+        }
+        futures::future::poll_fn(|cx| match &mut *self.load.borrow_mut() {
+            Load::Loading(wakers) => {
+                wakers.push(cx.waker().clone());
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        })
+        .await;
+    }
+
+    /// Reads the whole topic as of now; returns its readers for tailing.
+    async fn load_all(&self) -> Vec<PartitionReader> {
+        let options = FetchOptions {
+            max_wait: Duration::from_millis(50),
+            ..FetchOptions::default()
+        };
+        let partitions = loop {
+            match self.client.topic(&self.topic).await {
+                Ok(info) => break info.partitions.len() as i32,
+                Err(e) => {
+                    warn!(topic = %self.topic, error = %e, "cannot read the session topic's metadata; retrying");
+                    runtime::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        let mut readers = Vec::new();
+        for partition in 0..partitions {
+            loop {
+                let opened = async {
+                    let end = self
+                        .client
+                        .list_offset(&self.topic, partition, OffsetSpec::Latest)
+                        .await?;
+                    let mut reader = PartitionReader::new(
+                        self.client.clone(),
+                        &self.topic,
+                        partition,
+                        OffsetSpec::Earliest,
+                        options.clone(),
+                        OffsetReset::Earliest,
+                    )
+                    .await?;
+                    while reader.position() < end {
+                        for record in &reader.poll().await?.records {
+                            self.apply(record);
+                        }
+                    }
+                    Ok::<_, kafka_wire::Error>(reader)
+                };
+                match opened.await {
+                    Ok(reader) => {
+                        readers.push(reader);
+                        break;
+                    }
+                    Err(e) => {
+                        warn!(topic = %self.topic, partition, error = %e, "cannot load sessions; retrying");
+                        runtime::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+        readers
+    }
+}
+
+async fn tail(store: Rc<SessionStore>, mut reader: PartitionReader) {
+    loop {
+        match reader.poll().await {
+            Ok(fetched) => {
+                for record in &fetched.records {
+                    store.apply(record);
+                }
+                if !fetched.records.is_empty() {
+                    for w in store.applied.borrow_mut().drain(..) {
+                        w.wake();
+                    }
+                }
+            }
+            Err(e) => {
+                debug!(error = %e, "session topic fetch failed; retrying");
+                runtime::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stored;
+
+    #[test]
+    fn sessions_expire_only_when_disconnected_past_their_interval() {
+        let s = Stored {
+            expiry_s: 10,
+            at_ms: 1_000,
+            ..Stored::default()
+        };
+        assert!(!s.expired(10_999));
+        assert!(s.expired(11_000));
+        let connected = Stored {
+            connected: true,
+            ..s.clone()
+        };
+        assert!(!connected.expired(u64::MAX));
+        let forever = Stored {
+            expiry_s: u32::MAX,
+            ..s
+        };
+        assert!(!forever.expired(u64::MAX));
+    }
+
+    #[test]
+    fn state_round_trips_through_json() {
+        let mut s = Stored {
+            gen: 3,
+            owner: "p/0/7".into(),
+            subs: vec![("a/+".into(), 1)],
+            expiry_s: 60,
+            connected: true,
+            at_ms: 5,
+            ..Stored::default()
+        };
+        s.cursor
+            .entry("mqtt-messages".into())
+            .or_default()
+            .insert(2, 41);
+        let json = serde_json::to_vec(&s).unwrap();
+        assert_eq!(serde_json::from_slice::<Stored>(&json).unwrap(), s);
+    }
+}
