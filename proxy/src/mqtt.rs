@@ -111,12 +111,16 @@ struct Owned {
     takeover: TakeoverSignal,
     /// Subscriptions, as stored.
     subs: Vec<(String, u8)>,
-    /// Deliveries completed since the state was last saved.
+    /// Deliveries completed since the state was last saved, and when that was.
     since_save: u32,
+    saved_at: Instant,
 }
 
-/// Completed deliveries between saves of a persistent session's cursor.
+/// A persistent session's cursor is saved after this many completed deliveries, or this
+/// long after the first one since the last save: what a crash makes the next owner deliver
+/// again.
 const SAVE_EVERY: u32 = 256;
+const SAVE_AFTER: Duration = Duration::from_secs(1);
 
 /// A subscriber's delivery state (boxed: most connections never subscribe).
 struct Subscriber {
@@ -126,6 +130,14 @@ struct Subscriber {
     /// At most this many in flight: the client's Receive Maximum (MQTT 5), else 64.
     window: usize,
     next_packet_id: u16,
+}
+
+impl Owned {
+    fn save_due(&self) -> bool {
+        self.expiry_s > 0
+            && (self.since_save >= SAVE_EVERY
+                || (self.since_save > 0 && self.saved_at.elapsed() >= SAVE_AFTER))
+    }
 }
 
 impl Subscriber {
@@ -279,7 +291,7 @@ impl Conn {
             if self
                 .owned
                 .as_ref()
-                .is_some_and(|o| o.since_save >= SAVE_EVERY)
+                .is_some_and(|o| o.save_due())
             {
                 Box::pin(self.save_session()).await;
             }
@@ -422,10 +434,12 @@ impl Conn {
             .as_ref()
             .and_then(|w| w.layer.deadline())
             .map(|at| at.saturating_duration_since(Instant::now()));
-        match (mqtt, ws) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let save = self
+            .owned
+            .as_ref()
+            .filter(|o| o.since_save > 0 && o.expiry_s > 0)
+            .map(|o| (o.saved_at + SAVE_AFTER).saturating_duration_since(Instant::now()));
+        [mqtt, ws, save].into_iter().flatten().min()
     }
 
     /// Decodes and handles every whole packet among `n` new bytes in the shard's scratch.
@@ -634,6 +648,7 @@ impl Conn {
                 takeover,
                 subs: Vec::new(),
                 since_save: 0,
+            saved_at: Instant::now(),
             }));
             return Ok(None);
         }
@@ -655,6 +670,7 @@ impl Conn {
             takeover,
             subs,
             since_save: 0,
+            saved_at: Instant::now(),
         }));
         Ok(claim.resumed)
     }
@@ -725,6 +741,7 @@ impl Conn {
         }
         if let Some(o) = &mut self.owned {
             o.since_save = 0;
+            o.saved_at = Instant::now();
         }
     }
 
