@@ -37,7 +37,7 @@ use crate::driver::{self, Input};
 use crate::metrics::ErrorKind;
 use crate::route::{self, ConnInfo, Routes};
 use crate::runtime::{self, TcpStream};
-use crate::sessions::TakeoverSignal;
+use crate::sessions::{StoredWill, TakeoverSignal};
 use crate::shard::Shard;
 use crate::transport::Stream;
 use crate::ws::{self, MqttOverWs};
@@ -114,6 +114,8 @@ struct Owned {
     /// Deliveries completed since the state was last saved, and when that was.
     since_save: u32,
     saved_at: Instant,
+    /// The will, routed, while the connection may still end abnormally.
+    will: Option<StoredWill>,
 }
 
 /// A persistent session's cursor is saved after this many completed deliveries, or this
@@ -288,11 +290,7 @@ impl Conn {
                 let _ = stream.close().await;
                 return Ok(());
             }
-            if self
-                .owned
-                .as_ref()
-                .is_some_and(|o| o.save_due())
-            {
+            if self.owned.as_ref().is_some_and(|o| o.save_due()) {
                 Box::pin(self.save_session()).await;
             }
             if shutdown_seen && self.acks.is_empty() {
@@ -577,14 +575,27 @@ impl Conn {
                 }
                 Effect::Publish(publish) => self.publish(publish).await,
                 Effect::PublishWill(will) => {
-                    let publish = Publish {
-                        topic: will.topic,
-                        payload: will.payload,
-                        qos: QoS::AtMostOnce,
-                        retain: will.retain,
-                        ..Publish::default()
-                    };
-                    self.publish(publish).await;
+                    let delay = will.properties.will_delay_interval.unwrap_or(0);
+                    let stored = self.owned.as_ref().and_then(|o| o.will.clone());
+                    match (delay, stored) {
+                        // MQTT 5 will delay: published later, unless the session was
+                        // claimed again meanwhile (the client came back, here or elsewhere).
+                        (1.., Some(stored)) => self.delay_will(stored),
+                        _ => {
+                            let publish = Publish {
+                                topic: will.topic,
+                                payload: will.payload,
+                                qos: will.qos,
+                                retain: will.retain,
+                                ..Publish::default()
+                            };
+                            self.publish(publish).await;
+                        }
+                    }
+                    // Published (or scheduled): the session record no longer carries it.
+                    if let Some(o) = &mut self.owned {
+                        o.will = None;
+                    }
                 }
                 Effect::Subscribe(sub) => Box::pin(self.subscribe(sub)).await,
                 Effect::Unsubscribe(unsub) => {
@@ -638,8 +649,14 @@ impl Conn {
             _ => u32::MAX,
         };
         let client_id = self.info.client_id.clone();
-        if connect.clean_start && expiry_s == 0 {
-            let (owner, takeover) = self.shard.sessions.claim_clean(&client_id, self.id);
+        let will = connect.will.as_ref().and_then(|w| self.route_will(w));
+        // A will must be in Kafka before the CONNACK, or no other process could publish it
+        // if this one died; a clean session without one claims in the background.
+        if connect.clean_start && expiry_s == 0 && will.is_none() {
+            let (owner, takeover) =
+                self.shard
+                    .sessions
+                    .claim_clean(&client_id, self.id, will.clone());
             self.owned = Some(Box::new(Owned {
                 client_id,
                 gen: 0,
@@ -648,14 +665,21 @@ impl Conn {
                 takeover,
                 subs: Vec::new(),
                 since_save: 0,
-            saved_at: Instant::now(),
+                saved_at: Instant::now(),
+                will: will.clone(),
             }));
             return Ok(None);
         }
         let (claim, takeover) = self
             .shard
             .sessions
-            .claim(&client_id, self.id, connect.clean_start, expiry_s)
+            .claim(
+                &client_id,
+                self.id,
+                connect.clean_start,
+                expiry_s,
+                will.clone(),
+            )
             .await?;
         let subs = claim
             .resumed
@@ -671,8 +695,48 @@ impl Conn {
             subs,
             since_save: 0,
             saved_at: Instant::now(),
+            will: will.clone(),
         }));
         Ok(claim.resumed)
+    }
+
+    /// The Kafka record a will becomes, by this listener's routes (`None`: no route, so
+    /// no other process could publish it either).
+    fn route_will(&self, will: &codecs::mqtt::Will) -> Option<StoredWill> {
+        use base64::Engine as _;
+        let route = self.listener.routes.find(will.topic.as_str())?;
+        let mut key = Vec::new();
+        let key = (!route.key.is_empty()).then(|| {
+            route
+                .key
+                .render(will.topic.as_str(), &self.info, None, &mut key);
+            String::from_utf8_lossy(&key).into_owned()
+        });
+        Some(StoredWill {
+            topic: will.topic.as_str().to_owned(),
+            payload: base64::engine::general_purpose::STANDARD.encode(&will.payload),
+            qos: will.qos as u8,
+            retain: will.retain,
+            delay_s: will.properties.will_delay_interval.unwrap_or(0),
+            kafka_topic: route.kafka_topic.clone(),
+            key,
+        })
+    }
+
+    /// Publishes the will after its delay, unless the session was claimed again by then.
+    fn delay_will(&self, will: StoredWill) {
+        let Some(o) = &self.owned else { return };
+        let (shard, client_id, owner) = (self.shard.clone(), o.client_id.clone(), o.owner.clone());
+        runtime::spawn(async move {
+            runtime::sleep(Duration::from_secs(u64::from(will.delay_s))).await;
+            if !shard.sessions.is_current(&client_id, &owner) {
+                debug!(client_id, "will not published: the session was resumed");
+                return;
+            }
+            if let Err(e) = publish_stored_will(shard, client_id.clone(), will).await {
+                warn!(client_id, error = %e, "cannot publish a delayed will");
+            }
+        });
     }
 
     /// Resumes a persistent session's subscriptions and delivers what it missed.
@@ -718,6 +782,7 @@ impl Conn {
             expiry_s: o.expiry_s,
             connected,
             at_ms: crate::sessions::now_ms(),
+            will: o.will.clone().filter(|_| connected),
         })
     }
 
@@ -754,13 +819,13 @@ impl Conn {
         let sessions = self.shard.sessions.clone();
         sessions.release(&owned.client_id, &owned.owner);
         let state = state.filter(|s| s.expiry_s > 0);
-        if state.is_none() && !sessions.is_current(&owned.client_id, &owned.owner) {
-            // A clean session whose claim never got in, or was already superseded: ending
-            // it would delete the newer owner's state.
-            return;
-        }
         runtime::spawn(async move {
-            if let Err(e) = sessions.save(&owned.client_id, state.as_ref()).await {
+            let saved = match &state {
+                Some(state) => sessions.save(&owned.client_id, Some(state)).await,
+                // Also clears the will the claim carries, so no other process publishes it.
+                None => sessions.end_clean(&owned.client_id, &owned.owner).await,
+            };
+            if let Err(e) = saved {
                 warn!(error = %e, client_id = %owned.client_id, "cannot save the session at disconnect");
             }
         });
@@ -1059,6 +1124,64 @@ fn ws_close_code(reason_code: u8) -> u16 {
         reason::SERVER_SHUTTING_DOWN => close_code::GOING_AWAY,
         _ => close_code::POLICY_VIOLATION,
     }
+}
+
+/// Writes a will that was routed at CONNECT (a delayed will, or one of a session whose
+/// process died) to Kafka, and to the retained topic when it is retained; returns once
+/// Kafka has it.
+pub async fn publish_stored_will(
+    shard: Rc<Shard>,
+    client_id: String,
+    will: StoredWill,
+) -> kafka_wire::Result<()> {
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(&will.payload)
+        .unwrap_or_default();
+    const QOS: [&[u8]; 3] = [b"0", b"1", b"2"];
+    let headers = [
+        kafka_wire::record::Header {
+            key: "mqtt.client_id",
+            value: Some(client_id.as_bytes()),
+        },
+        kafka_wire::record::Header {
+            key: "mqtt.qos",
+            value: Some(QOS[usize::from(will.qos.min(2))]),
+        },
+    ];
+    let mut deliveries = Vec::new();
+    if will.retain {
+        deliveries.push(
+            shard
+                .producer
+                .send(ProducerRecord {
+                    topic: shard.delivery.retained_topic(),
+                    partition: None,
+                    key: Some(will.topic.as_bytes()),
+                    value: (!payload.is_empty()).then_some(&payload[..]),
+                    headers: &headers,
+                    timestamp: None,
+                })
+                .await?,
+        );
+    }
+    deliveries.push(
+        shard
+            .producer
+            .send(ProducerRecord {
+                topic: &will.kafka_topic,
+                partition: None,
+                key: will.key.as_deref().map(str::as_bytes),
+                value: Some(&payload),
+                headers: &headers,
+                timestamp: None,
+            })
+            .await?,
+    );
+    for d in deliveries {
+        d.await?;
+    }
+    Ok(())
 }
 
 /// Polls the oldest pending PUBLISH: acknowledgements leave in arrival order.

@@ -65,7 +65,37 @@ pub struct Stored {
     /// When it was written, in milliseconds since the epoch.
     #[serde(default)]
     pub at_ms: u64,
+    /// The will of the connection serving it, while it is connected: published by
+    /// another process if this one dies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub will: Option<StoredWill>,
 }
+
+/// A will message as a session record carries it, routed already (the Kafka record it
+/// becomes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredWill {
+    /// The MQTT topic.
+    pub topic: String,
+    /// The payload, base64.
+    pub payload: String,
+    /// QoS and retain flag of the will.
+    pub qos: u8,
+    pub retain: bool,
+    /// MQTT 5 will delay, seconds.
+    pub delay_s: u32,
+    /// The Kafka topic and key its route gives it.
+    pub kafka_topic: String,
+    pub key: Option<String>,
+}
+
+/// The session-topic key prefix of process heartbeats. MQTT strings cannot contain U+0000,
+/// so no client identifier starts with it.
+const HEARTBEAT_PREFIX: &str = "\u{0}process/";
+/// How often each process writes its heartbeat, and after how long without one another
+/// process counts it dead and publishes the wills of the sessions it served.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const DEAD_AFTER: Duration = Duration::from_secs(5);
 
 impl Stored {
     /// Whether a disconnected session has outlived its expiry at `now_ms`.
@@ -74,6 +104,13 @@ impl Stored {
             && self.expiry_s != u32::MAX
             && self.at_ms.saturating_add(u64::from(self.expiry_s) * 1000) <= now_ms
     }
+}
+
+/// This process's identifier in owner strings and heartbeats: its pid and start time, the
+/// same on every shard.
+fn process_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| format!("{}-{}", std::process::id(), now_ms()))
 }
 
 /// Milliseconds since the epoch.
@@ -167,12 +204,17 @@ pub struct SessionStore {
     /// For a claim of this shard's, by owner: the state it superseded in log order, and
     /// that owner's final state when it arrives after the claim.
     superseded: RefCell<HashMap<String, Superseded>>,
+    /// When each process's last heartbeat was read.
+    heartbeats: RefCell<HashMap<String, std::time::Instant>>,
+    /// When this store finished loading (a process never heard from since counts dead
+    /// once this is `DEAD_AFTER` old).
+    loaded_at: Cell<Option<std::time::Instant>>,
 }
 
 impl SessionStore {
     /// The store of shard `shard`, reading and writing `topic`.
     pub fn new(client: Client, producer: Producer, topic: String, shard: usize) -> SessionStore {
-        let process = format!("{}-{}", std::process::id(), now_ms());
+        let process = process_id();
         SessionStore {
             client,
             producer,
@@ -183,6 +225,8 @@ impl SessionStore {
             load: RefCell::new(Load::Idle),
             applied: RefCell::new(Vec::new()),
             superseded: RefCell::new(HashMap::new()),
+            heartbeats: RefCell::new(HashMap::new()),
+            loaded_at: Cell::new(None),
         }
     }
 
@@ -195,6 +239,7 @@ impl SessionStore {
         conn: u64,
         clean_start: bool,
         expiry_s: u32,
+        will: Option<StoredWill>,
     ) -> Result<(Claim, TakeoverSignal), ClaimError> {
         self.ensure_loaded().await;
         let now = now_ms();
@@ -208,6 +253,7 @@ impl SessionStore {
             expiry_s,
             connected: true,
             at_ms: now,
+            will,
             ..Stored::default()
         };
         self.superseded
@@ -282,7 +328,12 @@ impl SessionStore {
     /// CONNECT does not wait, so clients connect while Kafka is unreachable. The claim is
     /// written in the background; once it is applied, a later claim elsewhere takes this
     /// connection over as usual, and this claim takes over any earlier connection.
-    pub fn claim_clean(self: &Rc<Self>, client_id: &str, conn: u64) -> (String, TakeoverSignal) {
+    pub fn claim_clean(
+        self: &Rc<Self>,
+        client_id: &str,
+        conn: u64,
+        will: Option<StoredWill>,
+    ) -> (String, TakeoverSignal) {
         let owner = format!("{}/{conn}", self.owner_prefix);
         let signal = TakeoverSignal::default();
         let store = self.clone();
@@ -295,6 +346,7 @@ impl SessionStore {
                 owner: task_owner,
                 connected: true,
                 at_ms: now_ms(),
+                will,
                 ..Stored::default()
             };
             // Registered first: a takeover that races the write still finds it.
@@ -335,6 +387,24 @@ impl SessionStore {
         }
     }
 
+    /// Ends a clean session of `owner` (a null record), once its background claim has been
+    /// applied, and only if no later claim superseded it (that would delete the newer
+    /// owner's state). Gives up after the claim timeout.
+    pub async fn end_clean(&self, client_id: &str, owner: &str) -> kafka_wire::Result<()> {
+        let deadline = std::pin::pin!(runtime::sleep(CLAIM_TIMEOUT));
+        let applied = futures::future::poll_fn(|cx| {
+            if self.is_current(client_id, owner) {
+                return Poll::Ready(());
+            }
+            self.applied.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        });
+        match futures::future::select(std::pin::pin!(applied), deadline).await {
+            futures::future::Either::Left(_) => self.save(client_id, None).await,
+            futures::future::Either::Right(_) => Ok(()),
+        }
+    }
+
     /// Whether `owner` is the session's current owner as far as this shard has read.
     pub fn is_current(&self, client_id: &str, owner: &str) -> bool {
         self.cache
@@ -367,6 +437,12 @@ impl SessionStore {
         let Ok(client_id) = std::str::from_utf8(key) else {
             return;
         };
+        if let Some(process) = client_id.strip_prefix(HEARTBEAT_PREFIX) {
+            self.heartbeats
+                .borrow_mut()
+                .insert(process.to_owned(), std::time::Instant::now());
+            return;
+        }
         let mut cache = self.cache.borrow_mut();
         let Some(value) = &record.value else {
             cache.remove(client_id);
@@ -426,6 +502,7 @@ impl SessionStore {
             for reader in readers {
                 runtime::spawn(tail(self.clone(), reader));
             }
+            self.loaded_at.set(Some(std::time::Instant::now()));
             if let Load::Loading(wakers) =
                 std::mem::replace(&mut *self.load.borrow_mut(), Load::Loaded)
             {
@@ -441,6 +518,98 @@ impl SessionStore {
             _ => Poll::Ready(()),
         })
         .await;
+    }
+
+    /// This process's identifier (the first part of its owner strings).
+    fn process(&self) -> &str {
+        process_id()
+    }
+
+    /// Runs on one shard per process for its whole life: writes this process's heartbeat
+    /// every second, and, when this is the live process with the smallest identifier,
+    /// publishes the wills of sessions whose process stopped beating (`publish` writes the
+    /// will's records and returns once Kafka has them), then marks those sessions
+    /// disconnected on the dead owner's behalf, so no other process publishes them again.
+    pub async fn watch_processes<F, Fut>(self: Rc<Self>, publish: F)
+    where
+        F: Fn(String, StoredWill) -> Fut,
+        Fut: std::future::Future<Output = kafka_wire::Result<()>>,
+    {
+        self.ensure_loaded().await;
+        let heartbeat_key = format!("{HEARTBEAT_PREFIX}{}", self.process());
+        loop {
+            let beat = serde_json::json!({ "heartbeat_ms": now_ms() }).to_string();
+            let sent = self
+                .producer
+                .send(ProducerRecord {
+                    topic: &self.topic,
+                    partition: None,
+                    key: Some(heartbeat_key.as_bytes()),
+                    value: Some(beat.as_bytes()),
+                    headers: &[],
+                    timestamp: None,
+                })
+                .await;
+            if let Err(e) = sent {
+                debug!(error = %e, "heartbeat not sent");
+            }
+            for (client_id, state) in self.orphans() {
+                if let Some(will) = state.will.clone() {
+                    let due = state.at_ms + u64::from(will.delay_s) * 1000;
+                    if now_ms() < due {
+                        continue;
+                    }
+                    tracing::info!(client_id, owner = %state.owner, "publishing the will of a session whose process died");
+                    if let Err(e) = publish(client_id.clone(), will).await {
+                        warn!(client_id, error = %e, "cannot publish an orphaned will; retrying");
+                        continue;
+                    }
+                }
+                let ended = Stored {
+                    connected: false,
+                    will: None,
+                    at_ms: now_ms(),
+                    ..state
+                };
+                let write = if ended.expiry_s > 0 {
+                    self.save(&client_id, Some(&ended)).await
+                } else {
+                    self.save(&client_id, None).await
+                };
+                if let Err(e) = write {
+                    warn!(client_id, error = %e, "cannot end an orphaned session");
+                }
+            }
+            runtime::sleep(HEARTBEAT_EVERY).await;
+        }
+    }
+
+    /// Connected sessions whose process is dead, when this process is the one to act on
+    /// them (the live process with the smallest identifier).
+    fn orphans(&self) -> Vec<(String, Stored)> {
+        let Some(loaded_at) = self.loaded_at.get() else {
+            return Vec::new();
+        };
+        let beats = self.heartbeats.borrow();
+        let me = self.process();
+        let alive = |p: &str| p == me || beats.get(p).is_some_and(|t| t.elapsed() < DEAD_AFTER);
+        let smallest_live = beats
+            .keys()
+            .map(String::as_str)
+            .filter(|p| alive(p))
+            .chain(std::iter::once(me))
+            .min()
+            .unwrap_or(me);
+        if smallest_live != me || loaded_at.elapsed() < DEAD_AFTER {
+            return Vec::new();
+        }
+        self.cache
+            .borrow()
+            .iter()
+            .filter(|(_, s)| s.connected)
+            .filter(|(_, s)| !alive(s.owner.split('/').next().unwrap_or_default()))
+            .map(|(id, s)| (id.clone(), s.clone()))
+            .collect()
     }
 
     /// Reads the whole topic as of now; returns its readers for tailing.

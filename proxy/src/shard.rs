@@ -137,6 +137,18 @@ pub async fn run(index: usize, setup: ShardSetup) {
         next_conn: Cell::new(0),
     });
 
+    if index == 0 {
+        // One watcher per process: heartbeats, and the wills of processes that died.
+        let watcher = shard.clone();
+        runtime::spawn(
+            shard
+                .sessions
+                .clone()
+                .watch_processes(move |client_id, will| {
+                    mqtt::publish_stored_will(watcher.clone(), client_id, will)
+                }),
+        );
+    }
     let accepting = Rc::new(Cell::new(true));
     let registry = Rc::new(codecs::registry::CodecRegistry::with_builtins());
     for (i, l) in config.listeners.iter().enumerate() {
