@@ -5,6 +5,10 @@
 //! - `loadgen`: the MQTT load generator (idle or publishing connections, many per process).
 //! - `idle`: memory per idle MQTT connection, sluice against mosquitto.
 //! - `publish`: MQTT QoS 0/1 publishing through sluice into Kafka: rate, PUBACK latency, CPU.
+//! - `fanout`: Kafka → sluice → N MQTT subscribers: deliveries/s, CPU per delivery,
+//!   produce → receipt latency, every delivery checked.
+//! - `report`: the Markdown report (and latency plot) of a suite run's results directory;
+//!   `tools/bench.sh quick|full` runs the suite and calls it.
 //! - `discard-sink`: a measurement tool, not a broker: a Kafka-wire endpoint that acknowledges
 //!   Produce and discards the records, so `produce` and `publish` (`--sink discard`) can
 //!   measure a producer's own ceiling when the real broker would be the bottleneck.
@@ -15,14 +19,19 @@
 mod alloc;
 mod cpu;
 mod discard_sink;
+mod fanout_producer;
 mod loadgen;
 mod micro;
 mod micro_codecs;
 mod procs;
 mod produce;
+mod report;
+mod scenario_fanout;
 mod scenario_idle;
 mod scenario_publish;
 mod sink;
+mod stats;
+mod svg;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -95,6 +104,20 @@ enum Cmd {
         /// Write the results as JSON to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Kafka → MQTT fan-out: records produced to Kafka, delivered by sluice to N subscribers.
+    Fanout {
+        #[command(flatten)]
+        args: scenario_fanout::FanoutArgs,
+        /// Write the results as JSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Writes DIR/report.md (and DIR/latency.svg) from the results of a suite run in DIR.
+    Report {
+        /// The results directory (`tools/bench.sh` makes bench/results/<date>/).
+        #[arg(long)]
+        dir: PathBuf,
     },
     /// MEASUREMENT TOOL, not a broker: a Kafka-wire endpoint that acknowledges Produce and
     /// discards the records (ApiVersions, Metadata, InitProducerId, Produce, FindCoordinator,
@@ -231,6 +254,13 @@ fn main() -> Result<()> {
             scenario_publish::print(&output);
             write_json(&out, &output)?;
         }
+        Cmd::Fanout { args, out } => {
+            procs::catch_interrupts();
+            let output = scenario_fanout::run(&args)?;
+            scenario_fanout::print(&output);
+            write_json(&out, &output)?;
+        }
+        Cmd::Report { dir } => report::write(&dir)?,
         Cmd::DiscardSink { args } => discard_sink::run(&args)?,
         Cmd::ProduceRun {
             client,

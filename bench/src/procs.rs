@@ -1,13 +1,14 @@
-//! The processes a scenario runs (sluice, mosquitto, load-generator children) and what it
-//! reads about them from /proc. Every child is killed when its guard drops, and also when
-//! this process dies (PR_SET_PDEATHSIG); Ctrl-C sets a flag that scenario loops check, so
-//! the guards run.
+//! The processes a scenario runs (sluice, mosquitto, load-generator and discard-sink
+//! children) and what it reads about them from /proc. Every child but mosquitto reports
+//! through JSON lines on stdout ([`EventChild`]). Every child is killed when its guard
+//! drops, and also when this process dies (PR_SET_PDEATHSIG); Ctrl-C sets a flag that
+//! scenario loops check, so the guards run.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -212,7 +213,7 @@ headers = ["client_id", "user_properties", "content_type", "qos"]
 /// A sluice process; killed on drop.
 #[derive(Debug)]
 pub struct SluiceProc {
-    child: Child,
+    child: EventChild,
     pub mqtt: SocketAddr,
     pub admin: SocketAddr,
     _dir: tempfile::TempDir,
@@ -225,38 +226,21 @@ impl SluiceProc {
         let config = dir.path().join("sluice.toml");
         std::fs::write(&config, sluice_config(settings))?;
         let log = std::fs::File::create(dir.path().join("sluice.log"))?;
-        let mut child = spawn_guarded(
+        let mut child = EventChild::spawn(
+            "sluice",
             Command::new(sluice_bin()?)
                 .arg("--config")
                 .arg(&config)
                 .env("SLUICE_LOG", "warn")
-                .stdout(Stdio::piped())
                 .stderr(log),
-        )
-        .context("starting sluice")?;
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("\"listening\"") {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let line = loop {
-            check_interrupted()?;
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) => break line,
-                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
-                Err(_) => {
-                    let log =
-                        std::fs::read_to_string(dir.path().join("sluice.log")).unwrap_or_default();
-                    bail!("sluice did not start listening within 60 s:\n{log}");
-                }
-            }
-        };
-        let v: serde_json::Value = serde_json::from_str(&line)?;
+        )?;
+        let line = child
+            .wait_event("listening", Instant::now() + Duration::from_secs(60))
+            .map_err(|e| {
+                let log =
+                    std::fs::read_to_string(dir.path().join("sluice.log")).unwrap_or_default();
+                e.context(format!("sluice did not start listening:\n{log}"))
+            })?;
         let addr = |s: &serde_json::Value| -> Result<SocketAddr> {
             s.as_str()
                 .ok_or_else(|| anyhow!("no address in {line}"))?
@@ -264,15 +248,15 @@ impl SluiceProc {
                 .context("an address in sluice's listening line")
         };
         Ok(SluiceProc {
-            mqtt: addr(&v["listeners"]["mqtt"])?,
-            admin: addr(&v["admin"])?,
+            mqtt: addr(&line["listeners"]["mqtt"])?,
+            admin: addr(&line["admin"])?,
             child,
             _dir: dir,
         })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// A Prometheus metric summed over its label sets (shards, listeners).
@@ -286,7 +270,92 @@ impl SluiceProc {
     }
 }
 
-impl Drop for SluiceProc {
+/// A child process that reports on stdout as JSON lines with an `event` field (the load
+/// generator, the discard sink, sluice's `listening` line); killed on drop, and by the
+/// kernel if this process dies.
+#[derive(Debug)]
+pub struct EventChild {
+    child: Child,
+    events: mpsc::Receiver<serde_json::Value>,
+    name: String,
+}
+
+impl EventChild {
+    /// Spawns `cmd` with its stdout piped (other lines than JSON objects are skipped).
+    pub fn spawn(name: &str, cmd: &mut Command) -> Result<EventChild> {
+        let mut child = spawn_guarded(cmd.stdout(Stdio::piped()))
+            .with_context(|| format!("starting {name}"))?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(EventChild {
+            child,
+            events,
+            name: name.to_owned(),
+        })
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The child's stdin, if it was piped and not taken yet.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    /// Waits for the event named `name` (other events are skipped) until `deadline`.
+    pub fn wait_event(&mut self, name: &str, deadline: Instant) -> Result<serde_json::Value> {
+        loop {
+            check_interrupted()?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("{}: no `{name}` event in time", self.name);
+            }
+            match self
+                .events
+                .recv_timeout(left.min(Duration::from_millis(200)))
+            {
+                Ok(v) if v["event"] == name => return Ok(v),
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    bail!("{}: exited ({status:?}) before `{name}`", self.name);
+                }
+            }
+        }
+    }
+
+    /// Sends SIGTERM (the child's cue to print its summary and exit).
+    pub fn terminate(&self) -> Result<()> {
+        let pid = libc::pid_t::try_from(self.child.id()).context("a process id")?;
+        // SAFETY: kill has no memory-safety preconditions; the pid is our own live child.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            bail!(
+                "cannot signal {}: {}",
+                self.name,
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits for the child to exit (after its last event).
+    pub fn wait(&mut self) {
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for EventChild {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::cpu::{pid_cpu, process_cpu};
 use crate::discard_sink::SinkSummary;
 use crate::sink::SinkKind;
+use crate::stats::median;
 
 /// Which producer a child process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -93,19 +94,6 @@ pub struct Comparison {
     pub sink: Option<SinkKind>,
     /// What the discard sink counted over all runs, warm-up records included.
     pub discard_sink: Option<SinkSummary>,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// Runs `runs` rounds of both clients against `bootstrap` (a broker whose CPU is read from

@@ -15,7 +15,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use serde::Serialize;
 
-use crate::loadgen::{LoadgenArgs, LoadgenChild, Mode, MqttVersion, Rate, Report};
+use crate::loadgen::{Connected, Group, LoadgenArgs, LoadgenChild, Mode, MqttVersion, Rate};
 use crate::procs::{self, KernelMemory, Memory, Mosquitto, SluiceProc, SluiceSettings};
 
 /// The `idle` scenario's arguments.
@@ -136,6 +136,7 @@ fn loadgen_args(a: &IdleArgs, addr: std::net::SocketAddr, n: u64, rate: f64) -> 
         first_index: 0,
         hold: 0.0,
         control: true,
+        filter: String::new(),
     }
 }
 
@@ -170,44 +171,30 @@ fn measure(
         "{server}: opening {n} connections from {loadgens} load generator(s) at {:.0}/s",
         a.connect_rate
     );
-    let mut children = Vec::new();
-    let mut first = 0;
-    for i in 0..loadgens {
-        let count = n / loadgens + u64::from(i < n % loadgens);
-        let args = LoadgenArgs {
-            first_index: first,
-            ..loadgen_args(a, addr, count, rate)
-        };
-        first += count;
-        children.push(LoadgenChild::spawn(&format!("loadgen {i}"), &args)?);
-    }
+    let mut group = Group::spawn(n, loadgens, |count, first| LoadgenArgs {
+        first_index: first,
+        ..loadgen_args(a, addr, count, rate)
+    })?;
     let deadline = Instant::now()
         + Duration::from_secs_f64(n as f64 / a.connect_rate)
         + Duration::from_secs(90);
-    let mut connected = 0;
-    let mut failed = 0;
-    let mut connect_seconds: f64 = 0.0;
-    for c in &mut children {
-        let v = c.wait_event("connected", deadline)?;
-        connected += v["connected"].as_u64().unwrap_or(0);
-        failed += v["failed"].as_u64().unwrap_or(0);
-        connect_seconds = connect_seconds.max(v["seconds"].as_f64().unwrap_or(0.0));
-    }
+    let Connected {
+        connected,
+        failed,
+        seconds: connect_seconds,
+    } = group.wait_connected(deadline)?;
     eprintln!("{server}: {connected} connected, {failed} failed in {connect_seconds:.1} s; waiting for RSS to settle");
     let stable = wait_stable(pids, Duration::from_secs(30))?;
     let after = memory_of(pids)?;
     let kernel_after = procs::kernel_memory();
     let open = server_open();
-    let loadgen_rss: u64 = children
+    let loadgen_rss: u64 = group
+        .children
         .iter()
         .filter_map(|c| procs::memory(c.pid()))
         .map(|m| m.vm_rss)
         .sum();
-    let mut reports = Vec::new();
-    for c in &mut children {
-        reports.push(c.finish(Instant::now() + Duration::from_secs(60))?);
-    }
-    let total = Report::combine(&reports);
+    let total = group.finish(Instant::now() + Duration::from_secs(60))?;
     let per = |after: u64, before: u64| (after as f64 - before as f64) / connected.max(1) as f64;
     Ok(IdleResult {
         server: server.to_owned(),

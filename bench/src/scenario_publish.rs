@@ -18,9 +18,10 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::cpu::pid_cpu;
-use crate::loadgen::{LatencySummary, LoadgenArgs, LoadgenChild, Mode, MqttVersion, Rate, Report};
+use crate::loadgen::{histogram_from, Group, LatencySummary, LoadgenArgs, Mode, MqttVersion, Rate};
 use crate::procs::{self, SluiceProc, SluiceSettings};
 use crate::sink::{Sink, SinkKind};
+use crate::stats::{latency_curve, CurvePoint};
 
 /// The `publish` scenario's arguments.
 #[derive(Debug, Clone, Args, Serialize)]
@@ -75,6 +76,8 @@ pub struct PublishOutput {
     pub sent_per_sec: f64,
     pub acked_per_sec: f64,
     pub puback_latency: LatencySummary,
+    /// PUBACK latency percentiles, for plotting.
+    pub puback_curve: Vec<CurvePoint>,
     pub sluice_cpu_seconds: f64,
     pub sluice_cpu_us_per_msg: f64,
     /// CPU of the sink (tansu or the discard sink, see `args.sink`).
@@ -110,15 +113,12 @@ pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
         receive_maximum: 1024.max(a.inflight.min(65_535) as u16),
     })?;
     let processes = a.clients.div_ceil(a.per_process);
-    let mut children = Vec::new();
-    let mut first = 0;
-    for i in 0..processes {
-        let count = a.clients / processes + u64::from(i < a.clients % processes);
+    let mut group = Group::spawn(a.clients, processes, |count, first| {
         let rate = match a.rate {
             Rate::PerSecond(r) => Rate::PerSecond(r * count as f64 / a.clients as f64),
             Rate::Max => Rate::Max,
         };
-        let args = LoadgenArgs {
+        LoadgenArgs {
             addr: sluice.mqtt,
             connections: count,
             connect_rate: 5000.0 / processes as f64,
@@ -134,21 +134,11 @@ pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
             first_index: first,
             hold: 0.0,
             control: true,
-        };
-        first += count;
-        children.push(LoadgenChild::spawn(&format!("loadgen {i}"), &args)?);
-    }
-    let deadline = Instant::now()
-        + Duration::from_secs_f64(a.clients as f64 / 5000.0)
-        + Duration::from_secs(90);
-    let mut connected = 0;
-    for c in &mut children {
-        let v = c.wait_event("connected", deadline)?;
-        connected += v["connected"].as_u64().unwrap_or(0);
-    }
-    if connected < a.clients {
-        bail!("only {connected} of {} clients connected", a.clients);
-    }
+            filter: String::new(),
+        }
+    })?;
+    group.wait_all_connected(a.clients, 5000.0)?;
+    let connected = a.clients;
     // Let the connection burst's work finish before the CPU clock starts.
     procs::sleep(Duration::from_millis(500))?;
     let produced0 = sluice.metric("sluice_records_produced_total")?;
@@ -159,23 +149,23 @@ pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
         "{connected} clients connected; publishing at {} msgs/s for {} s",
         a.rate, a.duration
     );
-    for c in &mut children {
+    for c in &mut group.children {
         c.go()?;
     }
     let deadline = Instant::now() + Duration::from_secs_f64(a.duration) + Duration::from_secs(60);
-    for c in &mut children {
+    for c in &mut group.children {
         c.wait_event("published", deadline)?;
     }
     let sluice_cpu = pid_cpu(sluice.pid()).context("reading sluice's CPU time")? - sluice_cpu0;
     let broker_cpu = pid_cpu(broker.pid()).unwrap_or_default() - broker_cpu0;
-    let mut reports = Vec::new();
-    for c in &mut children {
-        reports.push(c.finish(Instant::now() + Duration::from_secs(60))?);
-    }
-    let total = Report::combine(&reports);
+    let total = group.finish(Instant::now() + Duration::from_secs(60))?;
     // QoS 1: every PUBACK follows the record's count in the metric. QoS 0: the records may
     // still be in flight to Kafka; wait for them (bounded).
-    let expected = if a.qos == 0 { total.sent } else { total.acked };
+    let expected = if a.qos == 0 {
+        total.counts.sent
+    } else {
+        total.counts.acked
+    };
     let mut produced = sluice.metric("sluice_records_produced_total")? - produced0;
     let until = Instant::now() + Duration::from_secs(15);
     while produced < expected && Instant::now() < until {
@@ -185,18 +175,19 @@ pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
     let failed = sluice.metric("sluice_records_failed_total")? - failed0;
     let sink_records = broker.finish()?.map(|s| s.counts.records);
     let messages = expected.max(1) as f64;
-    let span = total.publish_seconds.max(1e-9);
+    let span = total.counts.publish_seconds.max(1e-9);
     Ok(PublishOutput {
         args: a.clone(),
         connected,
-        sent: total.sent,
-        acked: total.acked,
-        unacked: total.unacked,
-        dropped: total.dropped,
-        publish_seconds: total.publish_seconds,
-        sent_per_sec: total.sent as f64 / span,
-        acked_per_sec: total.acked as f64 / span,
+        sent: total.counts.sent,
+        acked: total.counts.acked,
+        unacked: total.counts.unacked,
+        dropped: total.counts.dropped,
+        publish_seconds: total.counts.publish_seconds,
+        sent_per_sec: total.counts.sent as f64 / span,
+        acked_per_sec: total.counts.acked as f64 / span,
         puback_latency: total.puback_latency.clone(),
+        puback_curve: latency_curve(&histogram_from(&total.puback_histogram)),
         sluice_cpu_seconds: sluice_cpu.as_secs_f64(),
         sluice_cpu_us_per_msg: sluice_cpu.as_secs_f64() * 1e6 / messages,
         broker_cpu_seconds: broker_cpu.as_secs_f64(),

@@ -1,21 +1,19 @@
 //! A load-generator child process, driven by a scenario: `sluice-bench loadgen --control`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::io::Write;
+use std::process::{ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 
 use super::{LoadgenArgs, Mode, Report};
-use crate::procs;
+use crate::procs::EventChild;
 
 /// A running `loadgen --control` process; killed on drop.
 #[derive(Debug)]
 pub struct LoadgenChild {
-    child: Child,
+    child: EventChild,
     stdin: Option<ChildStdin>,
-    events: Receiver<serde_json::Value>,
     name: String,
 }
 
@@ -36,6 +34,7 @@ impl LoadgenChild {
                 match args.mode {
                     Mode::Idle => "idle",
                     Mode::Publish => "publish",
+                    Mode::Subscribe => "subscribe",
                 },
             ])
             .args(["--rate", &args.rate.to_string()])
@@ -45,66 +44,48 @@ impl LoadgenChild {
             .args(["--inflight", &args.inflight.to_string()])
             .args(["--shards", &args.shards.to_string()])
             .args(["--first-index", &args.first_index.to_string()])
+            .args(["--filter", &args.filter])
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let mut child = procs::spawn_guarded(&mut cmd).context("starting a loadgen child")?;
-        let stdout = child.stdout.take().expect("piped");
-        let stdin = child.stdin.take();
-        let (tx, events) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if tx.send(v).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
+        let mut child = EventChild::spawn(name, &mut cmd)?;
+        let stdin = child.take_stdin();
         Ok(LoadgenChild {
             child,
             stdin,
-            events,
             name: name.to_owned(),
         })
     }
 
     /// The child's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// Waits for the event named `name` (other events are skipped) until `deadline`.
     pub fn wait_event(&mut self, name: &str, deadline: Instant) -> Result<serde_json::Value> {
-        loop {
-            procs::check_interrupted()?;
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!("{}: no `{name}` event in time", self.name);
-            }
-            match self
-                .events
-                .recv_timeout(left.min(Duration::from_millis(200)))
-            {
-                Ok(v) if v["event"] == name => return Ok(v),
-                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = self.child.try_wait().ok().flatten();
-                    bail!("{}: exited ({status:?}) before `{name}`", self.name);
-                }
-            }
-        }
+        self.child.wait_event(name, deadline)
     }
 
-    /// Tells the child to start publishing.
-    pub fn go(&mut self) -> Result<()> {
+    fn send(&mut self, line: &str) -> Result<()> {
         let stdin = self
             .stdin
             .as_mut()
             .ok_or_else(|| anyhow!("{}: already stopped", self.name))?;
-        stdin.write_all(b"go\n")?;
+        writeln!(stdin, "{line}")?;
         stdin.flush()?;
         Ok(())
+    }
+
+    /// Tells the child to start publishing.
+    pub fn go(&mut self) -> Result<()> {
+        self.send("go")
+    }
+
+    /// Tells subscribers how many messages each stream was sent; the child answers with a
+    /// `received` event once they have them all (or stop getting more).
+    pub fn expect(&mut self, per_stream: &[u64]) -> Result<()> {
+        let counts: Vec<String> = per_stream.iter().map(u64::to_string).collect();
+        self.send(&format!("expect {}", counts.join(" ")))
     }
 
     /// Tells the child to close its connections (ends its stdin).
@@ -115,16 +96,85 @@ impl LoadgenChild {
     /// Stops the child and returns its report.
     pub fn finish(&mut self, deadline: Instant) -> Result<Report> {
         self.stop();
-        let v = self.wait_event("report", deadline)?;
+        let v = self.child.wait_event("report", deadline)?;
         let report: Report = serde_json::from_value(v).context("parsing a loadgen report")?;
-        let _ = self.child.wait();
+        self.child.wait();
         Ok(report)
     }
 }
 
-impl Drop for LoadgenChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Load-generator children sharing one scenario's connections.
+#[derive(Debug)]
+pub struct Group {
+    pub children: Vec<LoadgenChild>,
+}
+
+/// What a group's `connected` events add up to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Connected {
+    pub connected: u64,
+    pub failed: u64,
+    /// The slowest child's time to its last CONNACK (or SUBACK).
+    pub seconds: f64,
+}
+
+impl Group {
+    /// Splits `total` connections evenly over `processes` children, numbered on from 0;
+    /// `args(count, first_index)` gives each child's arguments.
+    pub fn spawn(
+        total: u64,
+        processes: u64,
+        args: impl Fn(u64, u64) -> LoadgenArgs,
+    ) -> Result<Group> {
+        let processes = processes.clamp(1, total.max(1));
+        let mut children = Vec::new();
+        let mut first = 0;
+        for i in 0..processes {
+            let count = total / processes + u64::from(i < total % processes);
+            children.push(LoadgenChild::spawn(
+                &format!("loadgen {i}"),
+                &args(count, first),
+            )?);
+            first += count;
+        }
+        Ok(Group { children })
+    }
+
+    /// Waits for every child's `connected` event (one deadline for all).
+    pub fn wait_connected(&mut self, deadline: Instant) -> Result<Connected> {
+        let mut sum = Connected::default();
+        for c in &mut self.children {
+            let v = c.wait_event("connected", deadline)?;
+            sum.connected += v["connected"].as_u64().unwrap_or(0);
+            sum.failed += v["failed"].as_u64().unwrap_or(0);
+            sum.seconds = sum.seconds.max(v["seconds"].as_f64().unwrap_or(0.0));
+        }
+        Ok(sum)
+    }
+
+    /// Waits until all `total` connections, opened at `connect_rate` per second in all,
+    /// are up (subscribers: subscribed); an error if any failed.
+    pub fn wait_all_connected(&mut self, total: u64, connect_rate: f64) -> Result<()> {
+        let deadline = Instant::now()
+            + Duration::from_secs_f64(total as f64 / connect_rate)
+            + Duration::from_secs(90);
+        let up = self.wait_connected(deadline)?;
+        if up.connected < total {
+            bail!(
+                "only {} of {total} connections were set up ({} failed)",
+                up.connected,
+                up.failed
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops every child and returns their reports combined.
+    pub fn finish(&mut self, deadline: Instant) -> Result<Report> {
+        let mut reports = Vec::new();
+        for c in &mut self.children {
+            reports.push(c.finish(deadline)?);
+        }
+        Ok(Report::combine(&reports))
     }
 }

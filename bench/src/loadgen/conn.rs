@@ -1,5 +1,6 @@
-//! One load-generator connection: connect from a chosen source address, CONNECT/CONNACK,
-//! then hold idle or publish on a schedule and time each PUBACK.
+//! One load-generator connection: connect from a chosen source address, CONNECT/CONNACK
+//! (and SUBSCRIBE/SUBACK for subscribers), then hold idle, publish on a schedule and time
+//! each PUBACK, or receive deliveries (`subscriber.rs`).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -14,41 +15,21 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use codecs::mqtt::{
     Connect, ConnectProperties, MqttCodec, MqttString, Packet, ProtocolVersion, Publish, QoS,
+    Subscribe,
 };
 use codecs::{Decoder, Encoder};
 use futures::future::{select, Either};
 use futures::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use hdrhistogram::Histogram;
-use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::gate::Gate;
+use super::report::Stats;
+use super::subscriber::{self, Tally};
 use super::{
     histogram, source_ip, LoadgenArgs, Mode, Rate, Shared, CONNACK_TIMEOUT, DRAIN_TIMEOUT,
 };
-
-/// Counters of one shard (summed into the report).
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Stats {
-    pub connected: u64,
-    /// socket(), bind() or connect() failed (e.g. out of ports or files).
-    pub connect_errors: u64,
-    /// The server closed or reset before CONNACK.
-    pub closed_before_connack: u64,
-    pub connack_timeouts: u64,
-    /// CONNACK with a refusal code.
-    pub refused: u64,
-    /// Connections the server closed (or that broke) after CONNACK, before the end.
-    pub dropped: u64,
-    pub sent: u64,
-    pub acked: u64,
-    /// PUBACKs still missing when the drain timeout ended.
-    pub unacked: u64,
-    /// First send to last PUBACK (or last send for QoS 0), summed per connection's
-    /// publishing span; the report takes the longest.
-    pub publish_span_max_s: f64,
-}
 
 /// What every connection of a shard shares (single-threaded).
 #[derive(Debug)]
@@ -56,9 +37,11 @@ pub struct ShardCtx {
     pub stats: RefCell<Stats>,
     /// PUBLISH → PUBACK, nanoseconds (from the scheduled send time when open loop).
     pub latency: RefCell<Histogram<u64>>,
-    /// connect() → CONNACK, nanoseconds.
+    /// connect() → CONNACK (→ SUBACK for subscribers), nanoseconds.
     pub connack: RefCell<Histogram<u64>>,
-    shared: Arc<Shared>,
+    /// Subscribers: send time stamped in the payload → receipt, nanoseconds.
+    pub delivery: RefCell<Histogram<u64>>,
+    pub(super) shared: Arc<Shared>,
     addr: SocketAddr,
     version: ProtocolVersion,
     keepalive: u16,
@@ -71,6 +54,8 @@ pub struct ShardCtx {
     duration: Duration,
     connections: u64,
     topic_prefix: String,
+    /// Subscribers: the SUBSCRIBE they send.
+    subscribe: Option<Subscribe>,
 }
 
 impl ShardCtx {
@@ -79,6 +64,7 @@ impl ShardCtx {
             stats: RefCell::default(),
             latency: RefCell::new(histogram()),
             connack: RefCell::new(histogram()),
+            delivery: RefCell::new(histogram()),
             shared,
             addr: args.addr,
             version: args.mqtt.protocol(),
@@ -98,10 +84,11 @@ impl ShardCtx {
             duration: Duration::from_secs_f64(args.duration),
             connections: args.connections,
             topic_prefix: "bench".into(),
+            subscribe: (args.mode == Mode::Subscribe).then(|| subscriber::subscribe_packet(args)),
         }
     }
 
-    fn count(&self, f: impl FnOnce(&mut Stats)) {
+    pub(super) fn count(&self, f: impl FnOnce(&mut Stats)) {
         f(&mut self.stats.borrow_mut());
     }
 }
@@ -172,13 +159,28 @@ impl Conn {
                 alive = Box::pin(self.publish(&mut stream, &mut codec, &mut rbuf)).await;
             }
         }
+        if ctx.mode == Mode::Subscribe {
+            let mut tally = Tally::default();
+            alive = Box::pin(subscriber::receive(
+                &ctx,
+                &self.stop,
+                &mut stream,
+                &mut codec,
+                &mut rbuf,
+                &mut tally,
+            ))
+            .await;
+            // What was sent is known only at the end, also for a subscriber dropped early.
+            self.stop.wait().await;
+            let expected = shared.expected.lock().expect("lock").clone();
+            tally.count_into(&ctx, expected.as_deref());
+        }
         shared.finished.fetch_add(1, Ordering::Relaxed);
-        if alive && !self.hold(&mut stream).await {
+        if alive && ctx.mode != Mode::Subscribe && !self.hold(&mut stream).await {
             alive = false;
         }
         if !alive {
             ctx.count(|s| s.dropped += 1);
-            shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
         drop(stream);
     }
@@ -207,16 +209,23 @@ impl Conn {
         let handshake = async {
             // The first write waits for the non-blocking connect to complete.
             stream.write_all(&out).await.map_err(|_| Failure::Closed)?;
-            loop {
-                match codec.decode(rbuf) {
-                    Ok(Some(Packet::ConnAck(ack))) if ack.code == 0 => return Ok(()),
-                    Ok(Some(Packet::ConnAck(_))) => return Err(Failure::Refused),
-                    Ok(Some(_)) | Err(_) => return Err(Failure::Closed),
-                    Ok(None) => {}
-                }
-                if read_some(&mut stream, rbuf).await.unwrap_or(0) == 0 {
-                    return Err(Failure::Closed);
-                }
+            match next_packet(&mut stream, codec, rbuf).await? {
+                Packet::ConnAck(ack) if ack.code == 0 => {}
+                Packet::ConnAck(_) => return Err(Failure::Refused),
+                _ => return Err(Failure::Closed),
+            }
+            let Some(subscribe) = &ctx.subscribe else {
+                return Ok(());
+            };
+            out.clear();
+            codec
+                .encode(&Packet::Subscribe(subscribe.clone()), &mut out)
+                .expect("SUBSCRIBE encodes");
+            stream.write_all(&out).await.map_err(|_| Failure::Closed)?;
+            match next_packet(&mut stream, codec, rbuf).await? {
+                Packet::SubAck(ack) if ack.reason_codes.iter().all(|&c| c < 0x80) => Ok(()),
+                Packet::SubAck(_) => Err(Failure::Refused),
+                _ => Err(Failure::Closed),
             }
         };
         let outcome = {
@@ -362,7 +371,7 @@ impl Conn {
                 end.max(now) + DRAIN_TIMEOUT
             };
             let woke = {
-                let read = std::pin::pin!(read_some(stream, rbuf));
+                let read = std::pin::pin!(read_some(stream, rbuf, READ_CHUNK));
                 let wait = wake_at.saturating_duration_since(now);
                 let timer = std::pin::pin!(glommio::timer::sleep(wait));
                 match select(read, timer).await {
@@ -410,21 +419,44 @@ impl Conn {
         let span = (last_event - start).as_secs_f64();
         ctx.count(|s| {
             s.unacked += unacked;
-            s.publish_span_max_s = s.publish_span_max_s.max(span);
+            s.publish_seconds = s.publish_seconds.max(span);
         });
         !broken
     }
 }
 
-/// Reads what the socket has onto the end of `buf`. Cancellation-safe: `buf` only ever
-/// holds bytes that were read, whenever the future is dropped.
-fn read_some<'a>(
+/// Reads the next whole packet (for the handshakes).
+async fn next_packet(
+    stream: &mut TcpStream,
+    codec: &mut MqttCodec,
+    rbuf: &mut BytesMut,
+) -> Result<Packet, Failure> {
+    loop {
+        match codec.decode(rbuf) {
+            Ok(Some(packet)) => return Ok(packet),
+            Err(_) => return Err(Failure::Closed),
+            Ok(None) => {}
+        }
+        if read_some(stream, rbuf, READ_CHUNK).await.unwrap_or(0) == 0 {
+            return Err(Failure::Closed);
+        }
+    }
+}
+
+/// Bytes asked of the kernel per read by publishers and handshakes.
+const READ_CHUNK: usize = 4096;
+
+/// Reads what the socket has (up to `chunk` bytes) onto the end of `buf`.
+/// Cancellation-safe: `buf` only ever holds bytes that were read, whenever the future is
+/// dropped.
+pub(super) fn read_some<'a>(
     stream: &'a mut TcpStream,
     buf: &'a mut BytesMut,
+    chunk: usize,
 ) -> impl std::future::Future<Output = io::Result<usize>> + 'a {
     futures::future::poll_fn(move |cx| {
         let len = buf.len();
-        buf.resize(len + 4096, 0);
+        buf.resize(len + chunk, 0);
         let polled = std::pin::Pin::new(&mut *stream).poll_read(cx, &mut buf[len..]);
         let n = match &polled {
             std::task::Poll::Ready(Ok(n)) => *n,

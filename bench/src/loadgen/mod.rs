@@ -3,8 +3,10 @@
 //! Each shard (a glommio executor on its own thread) opens its share of the connections at
 //! a fixed connect rate, binding each socket to a source address in 127.0.0.2–127.0.0.254
 //! before connecting so that more than one address's ~28k ephemeral ports are available.
-//! A connection sends CONNECT (clean session), waits for CONNACK, and then either holds the
-//! connection idle or publishes on an open-loop schedule (`conn.rs`).
+//! A connection sends CONNECT (clean session), waits for CONNACK, and then holds the
+//! connection idle, publishes on an open-loop schedule (`conn.rs`), or subscribes to
+//! `--filter` and receives (`subscriber.rs`: delivery latency from the send time stamped
+//! in each payload, and an exact per-subscriber loss and duplicate check).
 //!
 //! Latency is measured from the *scheduled* send time of each PUBLISH to its PUBACK, so a
 //! stall on either side shows up in the percentiles instead of silently delaying the
@@ -13,9 +15,11 @@
 //! actual send.
 //!
 //! A process reports on stdout as JSON lines: `connected` once every connection has
-//! succeeded or failed, `published` once every publishing connection has finished, and
-//! `report` at the end. With `--control` it waits for a `go` line on stdin before
-//! publishing and holds its connections until stdin closes, so a scenario can run several
+//! succeeded or failed (subscribers: once every SUBACK is in), `published` once every
+//! publishing connection has finished, `received` once subscribers have everything they
+//! were told to expect, and `report` at the end. With `--control` it waits for a `go` line
+//! on stdin before publishing, takes `expect N0 N1 …` (messages sent per stream) for
+//! subscribers, and holds its connections until stdin closes, so a scenario can run several
 //! processes in step (`child.rs`). The per-process open-file limit (20k here) caps one
 //! process at about 18k connections.
 
@@ -23,6 +27,7 @@ mod child;
 mod conn;
 mod gate;
 mod report;
+mod subscriber;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
@@ -36,8 +41,9 @@ use codecs::mqtt::ProtocolVersion;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-pub use child::LoadgenChild;
-pub use report::{LatencySummary, Report};
+pub use child::{Connected, Group, LoadgenChild};
+pub use report::{histogram_from, LatencySummary, Report};
+pub use subscriber::{wall_ns, Stamp};
 
 use crate::cpu::process_cpu;
 use gate::Gate;
@@ -46,8 +52,11 @@ use gate::Gate;
 const SOURCE_ADDRESSES: u64 = 253;
 /// How long a connection may take from connect() to CONNACK.
 const CONNACK_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long publishing connections wait for outstanding PUBACKs after their schedule ends.
+/// How long publishing connections wait for outstanding PUBACKs after their schedule ends,
+/// and subscribers for what they were told to expect.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// Subscribers stop waiting for what they expect once nothing arrived for this long.
+const STALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What connections do once connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -56,6 +65,8 @@ pub enum Mode {
     Idle,
     /// Publish on a schedule, then hold until told to stop.
     Publish,
+    /// Subscribe to `--filter` at `--qos` and receive until told to stop.
+    Subscribe,
 }
 
 /// The MQTT version of the CONNECT.
@@ -165,6 +176,9 @@ pub struct LoadgenArgs {
     /// Wait for `go` on stdin before publishing; hold connections until stdin closes.
     #[arg(long)]
     pub control: bool,
+    /// Subscribe mode: the topic filter.
+    #[arg(long, default_value = "fanout/#")]
+    pub filter: String,
 }
 
 /// Counters shared by all shards of the process.
@@ -174,18 +188,22 @@ struct Shared {
     failed: AtomicU64,
     /// Connections that finished publishing (or never will: failed or dropped).
     finished: AtomicU64,
-    dropped: AtomicU64,
     go: AtomicBool,
     stop: AtomicBool,
     interrupted: AtomicBool,
+    /// Subscribers: PUBLISHes received, all connections.
+    received: AtomicU64,
+    /// Subscribers: messages sent per stream (the `expect` line).
+    expected: Mutex<Option<Vec<u64>>>,
 }
 
 /// One shard's results, merged into the report.
 #[derive(Debug)]
 struct ShardResult {
-    stats: conn::Stats,
+    stats: report::Stats,
     latency: Histogram<u64>,
     connack: Histogram<u64>,
+    delivery: Histogram<u64>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -215,6 +233,12 @@ pub fn run(args: LoadgenArgs) -> Result<Report> {
     }
     if args.size < 8 {
         bail!("--size must be at least 8 (the payload carries a timestamp)");
+    }
+    if args.mode == Mode::Subscribe {
+        let filter = codecs::mqtt::MqttString::try_from(args.filter.as_str())
+            .map_err(|e| anyhow::anyhow!("--filter {:?}: {e}", args.filter))?;
+        codecs::mqtt::TopicFilter::new(filter)
+            .map_err(|e| anyhow::anyhow!("--filter {:?}: {e}", args.filter))?;
     }
     let shared = Arc::new(Shared::default());
     control_thread(&args, shared.clone());
@@ -256,7 +280,7 @@ pub fn run(args: LoadgenArgs) -> Result<Report> {
             "rss_bytes": crate::procs::memory(std::process::id()).map(|m| m.vm_rss),
         }),
     );
-    if args.control {
+    if args.control && args.mode == Mode::Publish {
         wait_for(&shared, Instant::now() + Duration::from_secs(3600), || {
             shared.go.load(Ordering::Relaxed) || shared.stop.load(Ordering::Relaxed)
         });
@@ -276,10 +300,16 @@ pub fn run(args: LoadgenArgs) -> Result<Report> {
             serde_json::json!({ "seconds": publish_started.elapsed().as_secs_f64() }),
         );
     }
+    if args.mode == Mode::Subscribe && args.control {
+        wait_until_received(&shared);
+    }
     if args.control {
         wait_for(&shared, Instant::now() + Duration::from_secs(3600), || {
             shared.stop.load(Ordering::Relaxed)
         });
+    } else if args.mode == Mode::Subscribe {
+        let until = Instant::now() + Duration::from_secs_f64(args.duration);
+        wait_for(&shared, until, || false);
     } else if args.mode == Mode::Idle {
         let until = Instant::now() + Duration::from_secs_f64(args.hold);
         wait_for(&shared, until, || false);
@@ -290,13 +320,7 @@ pub fn run(args: LoadgenArgs) -> Result<Report> {
             .map_err(|e| anyhow::anyhow!("a loadgen shard panicked: {e:?}"))?;
     }
     let results = std::mem::take(&mut *results.lock().expect("lock"));
-    let report = Report::merge(
-        &args,
-        results,
-        connect_secs,
-        process_cpu() - cpu0,
-        shared.dropped.load(Ordering::Relaxed),
-    );
+    let report = Report::merge(&args, results, connect_secs, process_cpu() - cpu0);
     event("report", serde_json::to_value(&report)?);
     Ok(report)
 }
@@ -313,7 +337,39 @@ fn wait_for(shared: &Shared, deadline: Instant, mut done: impl FnMut() -> bool) 
     }
 }
 
-/// With `--control`, a thread reads stdin: `go` starts publishing, end of input stops.
+/// Subscribers under `--control`: waits for the `expect` line, then until every connected
+/// subscriber has received that many messages, nothing arrived for [`STALL_TIMEOUT`], or
+/// [`DRAIN_TIMEOUT`] passed; prints the `received` event.
+fn wait_until_received(shared: &Shared) {
+    let expected = || shared.expected.lock().expect("lock").clone();
+    wait_for(shared, Instant::now() + Duration::from_secs(3600), || {
+        expected().is_some() || shared.stop.load(Ordering::Relaxed)
+    });
+    let Some(expected) = expected() else { return };
+    let since = Instant::now();
+    let want = expected.iter().sum::<u64>() * shared.connected.load(Ordering::Relaxed);
+    let mut last = (shared.received.load(Ordering::Relaxed), Instant::now());
+    wait_for(shared, since + DRAIN_TIMEOUT, || {
+        let got = shared.received.load(Ordering::Relaxed);
+        if got != last.0 {
+            last = (got, Instant::now());
+        }
+        got >= want || last.1.elapsed() > STALL_TIMEOUT
+    });
+    let got = shared.received.load(Ordering::Relaxed);
+    event(
+        "received",
+        serde_json::json!({
+            "received": got,
+            "expected": want,
+            "seconds": since.elapsed().as_secs_f64(),
+            "complete": got >= want,
+        }),
+    );
+}
+
+/// With `--control`, a thread reads stdin: `go` starts publishing, `expect N0 N1 …` tells
+/// subscribers how many messages each stream was sent, end of input stops.
 fn control_thread(args: &LoadgenArgs, shared: Arc<Shared>) {
     if !args.control {
         return;
@@ -323,6 +379,13 @@ fn control_thread(args: &LoadgenArgs, shared: Arc<Shared>) {
         for line in std::io::stdin().lock().lines() {
             match line {
                 Ok(l) if l.trim() == "go" => shared.go.store(true, Ordering::Relaxed),
+                Ok(l) if l.starts_with("expect") => {
+                    let counts = l.split_whitespace().skip(1).map(str::parse).collect();
+                    match counts {
+                        Ok(counts) => *shared.expected.lock().expect("lock") = Some(counts),
+                        Err(e) => eprintln!("loadgen: ignoring {l:?}: {e}"),
+                    }
+                }
                 Ok(l) if l.trim() == "stop" => break,
                 Ok(_) => {}
                 Err(_) => break,
@@ -383,5 +446,6 @@ async fn run_shard(shard: usize, args: LoadgenArgs, shared: Arc<Shared>) -> Shar
         stats: ctx.stats.into_inner(),
         latency: ctx.latency.into_inner(),
         connack: ctx.connack.into_inner(),
+        delivery: ctx.delivery.into_inner(),
     }
 }

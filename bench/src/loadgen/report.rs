@@ -5,7 +5,6 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::conn::Stats;
 use super::{histogram, LoadgenArgs, ShardResult};
 
 /// Percentiles of a latency histogram, in microseconds.
@@ -36,28 +35,100 @@ impl LatencySummary {
     }
 }
 
+/// A histogram's recorded values as `[nanoseconds, count]` pairs, so that several
+/// processes' histograms can be merged.
+pub fn histogram_values(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    h.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
+/// The histogram of [`histogram_values`] rebuilt.
+pub fn histogram_from(values: &[(u64, u64)]) -> Histogram<u64> {
+    let mut h = histogram();
+    for &(v, n) in values {
+        let _ = h.record_n(v, n);
+    }
+    h
+}
+
+/// Counters of one shard, and of a whole process in its report.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Stats {
+    pub connected: u64,
+    /// socket(), bind() or connect() failed (e.g. out of ports or files).
+    pub connect_errors: u64,
+    /// The server closed or reset before CONNACK.
+    pub closed_before_connack: u64,
+    pub connack_timeouts: u64,
+    /// CONNACK with a refusal code.
+    pub refused: u64,
+    /// Connections the server closed (or that broke) after CONNACK, before the end.
+    pub dropped: u64,
+    pub sent: u64,
+    pub acked: u64,
+    /// PUBACKs still missing when the drain timeout ended.
+    pub unacked: u64,
+    /// The longest span of one connection from its first send to its last PUBACK (or last
+    /// send for QoS 0).
+    pub publish_seconds: f64,
+    /// Subscribers: PUBLISHes received.
+    #[serde(default)]
+    pub received: u64,
+    /// Subscribers: messages of the expected streams that never arrived (`subscriber.rs`).
+    #[serde(default)]
+    pub lost: u64,
+    /// Subscribers: messages that arrived again or out of order.
+    #[serde(default)]
+    pub duplicates: u64,
+    /// Subscribers: PUBLISHes whose payload carries no stamp of the fan-out producer.
+    #[serde(default)]
+    pub malformed: u64,
+    /// Subscribers that got every expected message exactly once, in order.
+    #[serde(default)]
+    pub complete: u64,
+}
+
+impl Stats {
+    /// Adds `o`'s counts (the span is the longer of the two).
+    pub fn add(&mut self, o: &Stats) {
+        self.connected += o.connected;
+        self.connect_errors += o.connect_errors;
+        self.closed_before_connack += o.closed_before_connack;
+        self.connack_timeouts += o.connack_timeouts;
+        self.refused += o.refused;
+        self.dropped += o.dropped;
+        self.sent += o.sent;
+        self.acked += o.acked;
+        self.unacked += o.unacked;
+        self.publish_seconds = self.publish_seconds.max(o.publish_seconds);
+        self.received += o.received;
+        self.lost += o.lost;
+        self.duplicates += o.duplicates;
+        self.malformed += o.malformed;
+        self.complete += o.complete;
+    }
+}
+
 /// What one load-generator process measured (the `report` event).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
     pub connections: u64,
-    pub connected: u64,
-    pub connect_errors: u64,
-    pub closed_before_connack: u64,
-    pub connack_timeouts: u64,
-    pub refused: u64,
-    pub dropped: u64,
-    /// Start to the last CONNACK (or failure).
+    /// Counts summed over the process's connections.
+    #[serde(flatten)]
+    pub counts: Stats,
+    /// Start to the last CONNACK (or SUBACK for subscribers, or failure).
     pub connect_seconds: f64,
     pub connack_latency: LatencySummary,
-    pub sent: u64,
-    pub acked: u64,
-    pub unacked: u64,
-    /// Longest span from a connection's first PUBLISH to its last PUBACK.
-    pub publish_seconds: f64,
     pub puback_latency: LatencySummary,
-    /// The PUBACK latency histogram's recorded values, `[nanoseconds, count]`, so that
-    /// several processes' histograms can be merged.
+    /// The PUBACK latency histogram ([`histogram_values`]).
     pub puback_histogram: Vec<(u64, u64)>,
+    /// Subscribers: send time in the payload → receipt of the PUBLISH.
+    #[serde(default)]
+    pub delivery_latency: LatencySummary,
+    /// The delivery latency histogram ([`histogram_values`]).
+    #[serde(default)]
+    pub delivery_histogram: Vec<(u64, u64)>,
     /// This process's CPU time (user + system, all threads).
     pub cpu_seconds: f64,
 }
@@ -68,75 +139,41 @@ impl Report {
         results: Vec<ShardResult>,
         connect_seconds: f64,
         cpu: Duration,
-        dropped: u64,
     ) -> Report {
         let mut latency = histogram();
         let mut connack = histogram();
-        let mut stats = Stats::default();
+        let mut delivery = histogram();
+        let mut counts = Stats::default();
         for r in results {
             let _ = latency.add(&r.latency);
             let _ = connack.add(&r.connack);
-            let s = r.stats;
-            stats.connected += s.connected;
-            stats.connect_errors += s.connect_errors;
-            stats.closed_before_connack += s.closed_before_connack;
-            stats.connack_timeouts += s.connack_timeouts;
-            stats.refused += s.refused;
-            stats.sent += s.sent;
-            stats.acked += s.acked;
-            stats.unacked += s.unacked;
-            stats.publish_span_max_s = stats.publish_span_max_s.max(s.publish_span_max_s);
+            let _ = delivery.add(&r.delivery);
+            counts.add(&r.stats);
         }
         Report {
             connections: args.connections,
-            connected: stats.connected,
-            connect_errors: stats.connect_errors,
-            closed_before_connack: stats.closed_before_connack,
-            connack_timeouts: stats.connack_timeouts,
-            refused: stats.refused,
-            dropped,
+            counts,
             connect_seconds,
             connack_latency: LatencySummary::of(&connack),
-            sent: stats.sent,
-            acked: stats.acked,
-            unacked: stats.unacked,
-            publish_seconds: stats.publish_span_max_s,
             puback_latency: LatencySummary::of(&latency),
-            puback_histogram: latency
-                .iter_recorded()
-                .map(|v| (v.value_iterated_to(), v.count_at_value()))
-                .collect(),
+            puback_histogram: histogram_values(&latency),
+            delivery_latency: LatencySummary::of(&delivery),
+            delivery_histogram: histogram_values(&delivery),
             cpu_seconds: cpu.as_secs_f64(),
         }
     }
 
-    /// The PUBACK histogram rebuilt from the report.
-    pub fn puback_histogram(&self) -> Histogram<u64> {
-        let mut h = histogram();
-        for &(v, n) in &self.puback_histogram {
-            let _ = h.record_n(v, n);
-        }
-        h
-    }
-
     /// Several processes' reports as one (histograms merged, counts summed).
     pub fn combine(reports: &[Report]) -> Report {
-        let mut h = histogram();
+        let mut puback = histogram();
+        let mut delivery = histogram();
         let mut total = Report::default();
         for r in reports {
-            let _ = h.add(r.puback_histogram());
+            let _ = puback.add(histogram_from(&r.puback_histogram));
+            let _ = delivery.add(histogram_from(&r.delivery_histogram));
             total.connections += r.connections;
-            total.connected += r.connected;
-            total.connect_errors += r.connect_errors;
-            total.closed_before_connack += r.closed_before_connack;
-            total.connack_timeouts += r.connack_timeouts;
-            total.refused += r.refused;
-            total.dropped += r.dropped;
+            total.counts.add(&r.counts);
             total.connect_seconds = total.connect_seconds.max(r.connect_seconds);
-            total.sent += r.sent;
-            total.acked += r.acked;
-            total.unacked += r.unacked;
-            total.publish_seconds = total.publish_seconds.max(r.publish_seconds);
             total.cpu_seconds += r.cpu_seconds;
         }
         // CONNACK percentiles cannot be merged from summaries: keep the worst process's.
@@ -145,8 +182,10 @@ impl Report {
             .map(|r| r.connack_latency.clone())
             .max_by(|a, b| a.p99_us.total_cmp(&b.p99_us))
             .unwrap_or_default();
-        total.puback_latency = LatencySummary::of(&h);
-        total.puback_histogram = Vec::new();
+        total.puback_latency = LatencySummary::of(&puback);
+        total.puback_histogram = histogram_values(&puback);
+        total.delivery_latency = LatencySummary::of(&delivery);
+        total.delivery_histogram = histogram_values(&delivery);
         total
     }
 }

@@ -1,0 +1,202 @@
+//! The report's per-scenario tables: every run, and medians.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{f, list, med, n, runs, Results};
+
+pub(super) fn produce(md: &mut String, r: &Results) {
+    let Some(p) = r.get("produce") else { return };
+    let _ = writeln!(md, "## kafka-wire vs rdkafka (same tansu, same run)\n");
+    let all: Vec<&Value> = p["runs"].as_array().into_iter().flatten().collect();
+    let _ = writeln!(
+        md,
+        "| client | records/s (each run) | median | CPU ns/record (median) |"
+    );
+    let _ = writeln!(md, "| --- | --- | ---: | ---: |");
+    for (name, key) in [("kafka-wire", "kafka_wire"), ("rdkafka", "rdkafka")] {
+        let mine: Vec<String> = all
+            .iter()
+            .filter(|v| {
+                v["client"]
+                    .as_str()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(&key.replace('_', "")))
+            })
+            .map(|v| n(f(v, "records") / f(v, "elapsed_s")))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {} |",
+            mine.join(" · "),
+            n(f(p, &format!("{key}_records_per_sec"))),
+            n(f(p, &format!("{key}_cpu_ns_per_record")))
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nRatio kafka-wire / rdkafka: throughput {:.2}×, CPU per record {:.2}×.\n",
+        f(p, "throughput_ratio"),
+        f(p, "cpu_ratio")
+    );
+}
+
+pub(super) fn publish(md: &mut String, r: &Results) {
+    let groups = [
+        ("publish-max-tansu", "max (closed loop)", "tansu"),
+        ("publish-max-discard", "max (closed loop)", "discard sink"),
+        ("publish-20k-tansu", "20,000/s open loop", "tansu"),
+        ("publish-20k-discard", "20,000/s open loop", "discard sink"),
+    ];
+    if groups.iter().all(|(p, _, _)| runs(r, p).is_empty()) {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## MQTT publish through sluice (100 clients, QoS 1, 100 B)\n"
+    );
+    let _ = writeln!(md, "| load | sink | sluice CPU µs/msg (each run) | median | acked msgs/s (median) | p50 ms | p99 ms | p99.9 ms | counts match |");
+    let _ = writeln!(
+        md,
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
+    for (prefix, load, sink) in groups {
+        let rs = runs(r, prefix);
+        if rs.is_empty() {
+            continue;
+        }
+        let matched = rs.iter().all(|v| v["kafka_count_matches"] == true);
+        let _ = writeln!(
+            md,
+            "| {load} | {sink} | {} | {:.2} | {} | {:.2} | {:.2} | {:.2} | {} |",
+            list(&rs, "sluice_cpu_us_per_msg", 1.0, 2),
+            med(&rs, "sluice_cpu_us_per_msg"),
+            n(med(&rs, "acked_per_sec")),
+            med(&rs, "puback_latency.p50_us") / 1000.0,
+            med(&rs, "puback_latency.p99_us") / 1000.0,
+            med(&rs, "puback_latency.p999_us") / 1000.0,
+            if matched { "yes" } else { "NO" }
+        );
+    }
+    let _ = writeln!(md, "\nThe discard sink is a measurement tool, not a broker: it acknowledges Produce and stores nothing.\n");
+}
+
+pub(super) fn idle(md: &mut String, r: &Results) {
+    let files: Vec<(&String, &Value)> = r.iter().filter(|(k, _)| k.starts_with("idle-")).collect();
+    if files.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Idle MQTT connections\n");
+    let _ = writeln!(md, "| run | server | processes | connections | failed | ΔVmRSS B/conn | kernel Slab B/conn (both ends) | load generator RSS B/conn | CONNACK p99 ms |");
+    let _ = writeln!(
+        md,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for (name, v) in files {
+        for row in v["results"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+                row["server"].as_str().unwrap_or("?"),
+                f(row, "processes"),
+                n(f(row, "connected")),
+                n(f(row, "failed")),
+                n(f(row, "vm_rss_bytes_per_conn")),
+                n(f(row, "slab_bytes_per_conn")),
+                n(f(row, "loadgen_rss_bytes_per_conn")),
+                f(row, "connack_p99_us") / 1000.0
+            );
+        }
+    }
+    let _ = writeln!(md);
+}
+
+pub(super) fn fanout(md: &mut String, r: &Results) {
+    let files: Vec<(&String, &Value)> =
+        r.iter().filter(|(k, _)| k.starts_with("fanout-")).collect();
+    if files.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Kafka → MQTT fan-out\n");
+    let _ = writeln!(md, "Records produced with kafka-wire straight to tansu; sluice delivers each to every subscriber; every delivery is counted and checked per subscriber. Latency is from the record's scheduled produce time to its receipt.\n");
+    let _ = writeln!(md, "| run | QoS | subscribers | records/s | runs | offered deliveries/s | deliveries/s (median) | sluice CPU ns/delivery | deliveries per core-s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | sustained |");
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    for (name, v) in &files {
+        for s in v["steps"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+                f(v, "args.qos"),
+                n(f(v, "args.subscribers")),
+                n(f(s, "rate")),
+                f(s, "runs"),
+                n(f(s, "offered_deliveries_per_sec")),
+                n(f(s, "median_deliveries_per_sec")),
+                n(f(s, "median_sluice_cpu_ns_per_delivery")),
+                n(f(s, "median_deliveries_per_core_second")),
+                f(s, "median_p50_us") / 1000.0,
+                f(s, "median_p90_us") / 1000.0,
+                f(s, "median_p99_us") / 1000.0,
+                f(s, "median_p999_us") / 1000.0,
+                f(s, "median_max_us") / 1000.0,
+                if s["sustained"] == true { "yes" } else { "**no**" }
+            );
+        }
+    }
+    let _ = writeln!(md);
+    for (name, v) in &files {
+        if let Some(rate) = v["max_sustained_rate"].as_f64() {
+            let _ = writeln!(
+                md,
+                "- {name}: highest sustained rate {} records/s = {} deliveries/s.",
+                n(rate),
+                n(f(v, "max_sustained_deliveries_per_sec"))
+            );
+        }
+        for run in v["runs"].as_array().into_iter().flatten() {
+            let problems: Vec<&str> = run["problems"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if !problems.is_empty() {
+                let _ = writeln!(
+                    md,
+                    "- {name}, {} records/s run {}: {}.",
+                    n(f(run, "rate")),
+                    f(run, "run") + 1.0,
+                    problems.join("; ")
+                );
+            }
+        }
+    }
+    let _ = writeln!(md);
+}
+
+pub(super) fn micro(md: &mut String, r: &Results, dir: &Path) {
+    if let Some(rows) = r.get("micro").and_then(Value::as_array) {
+        let _ = writeln!(md, "## Micro-benchmarks (one core, no network)\n");
+        let _ = writeln!(md, "| benchmark | ns/op | ops/s | allocs/op |");
+        let _ = writeln!(md, "| --- | ---: | ---: | ---: |");
+        for row in rows {
+            let _ = writeln!(
+                md,
+                "| {} | {:.1} | {} | {:.4} |",
+                row["name"].as_str().unwrap_or("?"),
+                f(row, "ns_per_op"),
+                n(f(row, "ops_per_sec")),
+                f(row, "allocs_per_op")
+            );
+        }
+        let _ = writeln!(md);
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("subscriptions.txt")) {
+        let _ = writeln!(
+            md,
+            "## Subscription index (`cargo bench --bench subscriptions`)\n"
+        );
+        let _ = writeln!(md, "{}\n", text.trim());
+    }
+}

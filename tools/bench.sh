@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# sluice's standard benchmark suite in one command:
+#
+#   tools/bench.sh quick   # a few minutes, for every change
+#   tools/bench.sh full    # adds the large idle run, three runs of everything, longer
+#                          # fan-out runs and fan-out ramps to the highest sustained rate
+#
+# quick: micro-benchmarks (sluice-bench micro, the subscription-index bench), kafka-wire vs
+# rdkafka (3 runs), MQTT publish closed loop and 20k msgs/s against tansu and the discard
+# sink, 10k idle connections (sluice and mosquitto), fan-out to 1,000 subscribers at QoS 0
+# and 1 (5 s each).
+#
+# Results go to bench/results/<UTC date>/ (a later run on the same day replaces them): the
+# JSON of every step, meta.env (machine, commit, load before and after), steps.log, and
+# report.md with latency.svg, written by `sluice-bench report`. Needs what
+# tools/install-deps.sh installs (tansu, mosquitto). Builds the release binaries with
+# cargo; safe to rerun.
+#
+# Environment: SLUICE_BIN names a sluice binary to measure (then only sluice-bench is
+# built); BENCH_OUT overrides the results directory; IDLE_LARGE is the full profile's large
+# idle run (default 100000 connections; 1000000 is the brief's target and needs about
+# 20 GB of the machine's memory for sluice, the load generators and the kernel together).
+set -euo pipefail
+
+root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
+cd "$root"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+profile="${1:-}"
+case "$profile" in
+quick | full) ;;
+*)
+    echo "usage: tools/bench.sh quick|full" >&2
+    exit 2
+    ;;
+esac
+
+say() { echo "bench.sh: $*" >&2; }
+die() {
+    say "error: $*"
+    exit 1
+}
+
+command -v tansu >/dev/null || [[ -n "${TANSU_BIN:-}" ]] ||
+    die "no tansu on PATH: run tools/install-deps.sh first"
+command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] ||
+    die "no mosquitto: run tools/install-deps.sh first"
+export PATH="$PATH:/usr/sbin"
+
+# --- Build ----------------------------------------------------------------------------------
+if [[ -n "${SLUICE_BIN:-}" ]]; then
+    [[ -x "$SLUICE_BIN" ]] || die "SLUICE_BIN=$SLUICE_BIN is not an executable"
+    say "building sluice-bench (release); measuring SLUICE_BIN=$SLUICE_BIN"
+    cargo build --release --quiet -p sluice-bench
+else
+    say "building sluice-bench and sluice (release)"
+    cargo build --release --quiet -p sluice-bench -p sluice
+fi
+target_dir="$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+bench="$target_dir/release/sluice-bench"
+sluice_bin="${SLUICE_BIN:-$target_dir/release/sluice}"
+export SLUICE_BIN="$sluice_bin"
+
+# --- Results directory and what the machine is --------------------------------------------
+out="${BENCH_OUT:-$root/bench/results/$(date -u +%F)}"
+mkdir -p "$out"
+rm -f "$out"/*.json "$out/report.md" "$out/latency.svg" "$out/steps.log" "$out/subscriptions.txt"
+
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+busiest() {
+    ps -eo pcpu=,comm= --sort=-pcpu | head -3 | awk '{printf "%s%s %s%%", (NR > 1 ? ", " : ""), $2, $1}'
+}
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+tree=clean
+[[ -z "$(git status --porcelain 2>/dev/null)" ]] || tree="uncommitted changes"
+cpu_model="$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)"
+[[ -n "$cpu_model" ]] || cpu_model="$(sed -n 's/^model name\t*: //p' /proc/cpuinfo | head -1)"
+mem_gib="$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)"
+os="$(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-unknown}")"
+{
+    echo "profile=$profile"
+    echo "started=$(date -u '+%F %T UTC')"
+    echo "commit=$commit"
+    echo "tree=$tree"
+    echo "sluice_bin=$sluice_bin"
+    echo "cpu_model=$cpu_model"
+    echo "nproc=$(nproc)"
+    echo "mem_gib=$mem_gib"
+    echo "kernel=$(uname -r)"
+    echo "os=$os"
+    echo "load_before=$(load)"
+    echo "others_before=$(busiest)"
+} >"$out/meta.env"
+
+# --- Steps --------------------------------------------------------------------------------
+started=$SECONDS
+n=0
+# step <name> <command...>: runs one step, logging its time and the load around it.
+step() {
+    local name="$1" t0=$SECONDS
+    shift
+    n=$((n + 1))
+    say "[$n] $name ($((SECONDS - started)) s so far; load $(load))"
+    echo "$(date -u +%T) start $name; load $(load)" >>"$out/steps.log"
+    "$@"
+    echo "$(date -u +%T) done $name in $((SECONDS - t0)) s; load $(load)" >>"$out/steps.log"
+}
+
+if [[ "$profile" == quick ]]; then
+    runs=1 micro_s=0.5 publish_s=10 fanout_runs=1 fanout_s=5
+else
+    runs=3 micro_s=2 publish_s=10 fanout_runs=3 fanout_s=10
+fi
+
+step "micro-benchmarks" "$bench" micro --seconds "$micro_s" --out "$out/micro.json"
+step "subscription index benchmark" \
+    bash -c 'cargo bench --quiet -p sluice-bench --bench subscriptions -- --seconds "$1" >"$2"' \
+    _ "$micro_s" "$out/subscriptions.txt"
+step "kafka-wire vs rdkafka, 3 runs" \
+    "$bench" produce --runs 3 --records 1000000 --out "$out/produce.json"
+for ((run = 1; run <= runs; run++)); do
+    for load in max 20000; do
+        for sink in tansu discard; do
+            label="$load"
+            [[ "$load" == 20000 ]] && label=20k
+            step "publish $label vs $sink (run $run/$runs)" \
+                "$bench" publish --clients 100 --rate "$load" --duration "$publish_s" --sink "$sink" \
+                --out "$out/publish-$label-$sink-$run.json"
+        done
+    done
+done
+step "idle 10k (sluice and mosquitto)" \
+    "$bench" idle --connections 10000 --mosquitto-connections 10000 --out "$out/idle-10k.json"
+for qos in 0 1; do
+    step "fan-out QoS $qos, 1,000 subscribers" \
+        "$bench" fanout --subscribers 1000 --rate 1000 --qos "$qos" --runs "$fanout_runs" \
+        --duration "$fanout_s" --out "$out/fanout-qos$qos.json"
+done
+if [[ "$profile" == full ]]; then
+    large="${IDLE_LARGE:-100000}"
+    step "idle $large (sluice)" \
+        "$bench" idle --connections "$large" --mosquitto-connections 0 --out "$out/idle-large.json"
+    step "fan-out ramp QoS 0" \
+        "$bench" fanout --subscribers 1000 --rate 1000,2000,3000,4000,5000,6000 --qos 0 \
+        --duration "$fanout_s" --out "$out/fanout-ramp-qos0.json"
+    step "fan-out ramp QoS 1" \
+        "$bench" fanout --subscribers 1000 --rate 500,1000,1500,2000,3000 --qos 1 \
+        --duration "$fanout_s" --out "$out/fanout-ramp-qos1.json"
+fi
+
+{
+    echo "finished=$(date -u '+%F %T UTC')"
+    echo "load_after=$(load)"
+} >>"$out/meta.env"
+"$bench" report --dir "$out"
+say "done in $(((SECONDS - started) / 60))m$(((SECONDS - started) % 60))s: $out/report.md"
