@@ -57,6 +57,8 @@ pub struct Outgoing {
     /// Where it came from (`None` for retained messages): the session cursor moves past
     /// it once it was delivered and acknowledged.
     pub source: Option<Source>,
+    /// MQTT 5 subscription identifiers of the matching subscriptions (usually none).
+    pub subscription_ids: Vec<u32>,
 }
 
 /// A record's place in Kafka.
@@ -91,15 +93,25 @@ pub struct FromHeaders {
     pub properties: PublishProperties,
     /// `mqtt.qos`: the QoS it was published with; records without it count as QoS 2.
     pub qos: QoS,
+    /// `mqtt.retain` = 1: published retained (for retain-as-published).
+    pub retain: bool,
+    /// `mqtt.client_id`: the publishing client (for no-local).
+    pub client_id: Option<Bytes>,
 }
 
 /// Reads a record's headers.
 pub fn from_headers(headers: &kafka_wire::record::Headers) -> FromHeaders {
     let mut props = PublishProperties::default();
     let mut qos = QoS::ExactlyOnce;
+    let (mut retain, mut client_id) = (false, None);
     for header in headers.iter().flatten() {
         let (key, value) = header;
         let Some(value) = value else { continue };
+        match &key[..] {
+            b"mqtt.retain" => retain = &value[..] == b"1",
+            b"mqtt.client_id" => client_id = Some(value.clone()),
+            _ => {}
+        }
         if &key[..] == b"mqtt.qos" {
             qos = match &value[..] {
                 b"0" => QoS::AtMostOnce,
@@ -124,6 +136,8 @@ pub fn from_headers(headers: &kafka_wire::record::Headers) -> FromHeaders {
     FromHeaders {
         properties: props,
         qos,
+        retain,
+        client_id,
     }
 }
 
@@ -139,6 +153,8 @@ pub struct Mailbox {
     catching_up: Cell<bool>,
     /// Woken when the queue drains below half its limit (the catch-up waits on it).
     room: RefCell<Option<Waker>>,
+    /// The subscriber's client identifier (for no-local).
+    client_id: RefCell<String>,
 }
 
 impl Mailbox {
@@ -147,6 +163,13 @@ impl Mailbox {
         Mailbox {
             tracking: Some(RefCell::new(Tracking::default())),
             ..Mailbox::default()
+        }
+    }
+
+    /// Records whose client it belongs to.
+    pub fn set_client_id(&self, client_id: &str) {
+        if self.client_id.borrow().as_str() != client_id {
+            *self.client_id.borrow_mut() = client_id.to_owned();
         }
     }
 
@@ -277,10 +300,17 @@ struct Retained {
     properties: Rc<PublishProperties>,
 }
 
-/// A subscription as the index keeps it.
-#[derive(Debug, Clone, Copy)]
-struct Granted {
-    qos: QoS,
+/// A subscription as the index keeps it: granted QoS and MQTT 5 options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Granted {
+    /// Granted QoS.
+    pub qos: QoS,
+    /// Not delivered the client's own messages.
+    pub no_local: bool,
+    /// Delivered with the retain flag they were published with.
+    pub retain_as_published: bool,
+    /// Subscription identifier, sent with every message it matches.
+    pub id: Option<u32>,
 }
 
 /// Readers' state: not started, starting (SUBACKs wait), or tailing.
@@ -304,7 +334,7 @@ pub struct Delivery {
     /// Retained messages by MQTT topic.
     retained: RefCell<HashMap<Bytes, Retained>>,
     /// Scratch for [`Delivery::fan_out`].
-    matched: RefCell<Vec<(u64, QoS)>>,
+    matched: RefCell<Vec<(u64, Granted)>>,
     /// Per message partition: everything before this offset has been fanned out.
     positions: RefCell<HashMap<TopicPartition, i64>>,
 }
@@ -348,15 +378,17 @@ impl Delivery {
     pub async fn subscribe(
         self: &Rc<Self>,
         conn: u64,
+        client_id: &str,
         filter: &str,
-        qos: QoS,
+        granted: Granted,
     ) -> (Rc<Mailbox>, bool) {
         let new = self
             .index
             .borrow_mut()
-            .insert(filter, conn, Granted { qos })
+            .insert(filter, conn, granted)
             .is_none();
         let mailbox = self.mailboxes.borrow_mut().entry(conn).or_default().clone();
+        mailbox.set_client_id(client_id);
         self.start_readers().await;
         (mailbox, new)
     }
@@ -376,6 +408,7 @@ impl Delivery {
                     properties: r.properties.clone(),
                     retain: true,
                     source: None,
+                    subscription_ids: Vec::new(),
                 });
             }
         }
@@ -393,7 +426,7 @@ impl Delivery {
         self: &Rc<Self>,
         conn: u64,
         mailbox: &Rc<Mailbox>,
-        subs: &[(String, QoS)],
+        subs: &[(String, Granted)],
         cursor: &BTreeMap<String, BTreeMap<i32, i64>>,
     ) {
         self.start_readers().await;
@@ -403,15 +436,13 @@ impl Delivery {
         let live = self.positions.borrow().clone();
         self.mailboxes.borrow_mut().insert(conn, mailbox.clone());
         let mut filters = Vec::new();
-        for (filter, qos) in subs {
-            self.index
-                .borrow_mut()
-                .insert(filter, conn, Granted { qos: *qos });
+        for (filter, granted) in subs {
+            self.index.borrow_mut().insert(filter, conn, *granted);
             if let Some(f) = MqttString::try_from(filter.as_str())
                 .ok()
                 .and_then(|f| TopicFilter::new(f).ok())
             {
-                filters.push((f, *qos));
+                filters.push((f, *granted));
             }
         }
         let mut plan = Vec::new();
@@ -612,39 +643,67 @@ impl Delivery {
         &self,
         topic: &Bytes,
         payload: &Bytes,
-        max_qos: QoS,
+        meta: &Published,
         properties: &Rc<PublishProperties>,
         source: &Source,
     ) {
         let Ok(name) = std::str::from_utf8(topic) else {
             return;
         };
-        // A client whose filters overlap gets one copy, at the highest granted QoS
-        // (MQTT 5 §3.3.4; 3.1.1 §3.3.5).
+        let mailboxes = self.mailboxes.borrow();
         let mut matched = self.matched.borrow_mut();
         matched.clear();
         self.index.borrow().matches(name, |conn, granted, _filter| {
-            matched.push((*conn, granted.qos));
+            let own = granted.no_local
+                && meta.client_id.as_deref().is_some_and(|publisher| {
+                    mailboxes
+                        .get(conn)
+                        .is_some_and(|m| m.client_id.borrow().as_bytes() == publisher)
+                });
+            if !own {
+                matched.push((*conn, *granted));
+            }
         });
-        matched.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        matched.dedup_by_key(|m| m.0);
-        let mailboxes = self.mailboxes.borrow();
-        for (conn, qos) in matched.iter() {
-            if let Some(mailbox) = mailboxes.get(conn) {
+        // A client whose filters overlap gets one copy, at the highest granted QoS, with
+        // every matching subscription's identifier (MQTT 5 §3.3.4; 3.1.1 §3.3.5).
+        matched.sort_unstable_by_key(|m| m.0);
+        let mut delivered = 0;
+        let mut i = 0;
+        while i < matched.len() {
+            let conn = matched[i].0;
+            let (mut qos, mut retain, mut ids) = (QoS::AtMostOnce, false, Vec::new());
+            while i < matched.len() && matched[i].0 == conn {
+                let g = matched[i].1;
+                qos = qos.max(g.qos);
+                retain |= g.retain_as_published && meta.retain;
+                ids.extend(g.id);
+                i += 1;
+            }
+            if let Some(mailbox) = mailboxes.get(&conn) {
                 mailbox.push(Outgoing {
                     topic: topic.clone(),
                     payload: payload.clone(),
-                    qos: (*qos).min(max_qos),
+                    qos: qos.min(meta.qos),
                     properties: properties.clone(),
-                    retain: false,
+                    retain,
                     source: Some(source.clone()),
+                    subscription_ids: ids,
                 });
+                delivered += 1;
             }
         }
         self.metrics
             .deliveries
-            .fetch_add(matched.len() as u64, Ordering::Relaxed);
+            .fetch_add(delivered, Ordering::Relaxed);
     }
+}
+
+/// How a record was published, from its headers.
+#[derive(Debug)]
+struct Published {
+    qos: QoS,
+    retain: bool,
+    client_id: Option<Bytes>,
 }
 
 /// What a tailed partition holds.
@@ -676,11 +735,16 @@ async fn tail(delivery: Rc<Delivery>, mut reader: PartitionReader, kind: Kind) {
                         let payload = record.value.clone().unwrap_or_default();
                         let meta = from_headers(&record.headers);
                         let properties = Rc::new(meta.properties);
+                        let published = Published {
+                            qos: meta.qos,
+                            retain: meta.retain,
+                            client_id: meta.client_id,
+                        };
                         let source = Source {
                             partition: tp.clone(),
                             offset: record.offset,
                         };
-                        delivery.fan_out(key, &payload, meta.qos, &properties, &source);
+                        delivery.fan_out(key, &payload, &published, &properties, &source);
                     }
                 }
                 if kind == Kind::Messages {
@@ -705,7 +769,7 @@ async fn tail(delivery: Rc<Delivery>, mut reader: PartitionReader, kind: Kind) {
 async fn catch_up(
     client: Client,
     mailbox: std::rc::Weak<Mailbox>,
-    filters: Vec<(TopicFilter, QoS)>,
+    filters: Vec<(TopicFilter, Granted)>,
     plan: Vec<(TopicPartition, i64, i64)>,
 ) {
     let options = FetchOptions {
@@ -740,25 +804,36 @@ async fn catch_up(
                 let Ok(name) = std::str::from_utf8(key) else {
                     continue;
                 };
-                let Some(qos) = filters
-                    .iter()
-                    .filter(|(f, _)| f.matches(name))
-                    .map(|(_, q)| *q)
-                    .max()
-                else {
-                    continue;
-                };
                 let meta = from_headers(&record.headers);
+                let own = meta
+                    .client_id
+                    .as_deref()
+                    .is_some_and(|c| c == m.client_id.borrow().as_bytes());
+                let (mut qos, mut retain, mut ids, mut any) =
+                    (QoS::AtMostOnce, false, Vec::new(), false);
+                for (_, g) in filters
+                    .iter()
+                    .filter(|(f, g)| f.matches(name) && !(g.no_local && own))
+                {
+                    any = true;
+                    qos = qos.max(g.qos);
+                    retain |= g.retain_as_published && meta.retain;
+                    ids.extend(g.id);
+                }
+                if !any {
+                    continue;
+                }
                 m.enqueue(Outgoing {
                     topic: key.clone(),
                     payload: record.value.clone().unwrap_or_default(),
                     qos: qos.min(meta.qos),
                     properties: Rc::new(meta.properties),
-                    retain: false,
+                    retain,
                     source: Some(Source {
                         partition: tp.clone(),
                         offset: record.offset,
                     }),
+                    subscription_ids: ids,
                 });
             }
             if let Some(t) = &m.tracking {

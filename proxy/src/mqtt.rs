@@ -32,12 +32,12 @@ use tracing::{debug, info_span, warn};
 
 use crate::auth::{Acl, ShardAuth};
 use crate::config::ListenerConfig;
-use crate::delivery::{Mailbox, Source};
+use crate::delivery::{Granted, Mailbox, Source};
 use crate::driver::{self, Input};
 use crate::metrics::ErrorKind;
 use crate::route::{self, ConnInfo, Routes};
 use crate::runtime::{self, TcpStream};
-use crate::sessions::{StoredWill, TakeoverSignal};
+use crate::sessions::{StoredSub, StoredWill, TakeoverSignal};
 use crate::shard::Shard;
 use crate::transport::Stream;
 use crate::ws::{self, MqttOverWs};
@@ -110,7 +110,7 @@ struct Owned {
     expiry_s: u32,
     takeover: TakeoverSignal,
     /// Subscriptions, as stored.
-    subs: Vec<(String, u8)>,
+    subs: Vec<StoredSub>,
     /// Deliveries completed since the state was last saved, and when that was.
     since_save: u32,
     saved_at: Instant,
@@ -601,7 +601,7 @@ impl Conn {
                 Effect::Unsubscribe(unsub) => {
                     if let Some(o) = &mut self.owned {
                         o.subs
-                            .retain(|(f, _)| !unsub.filters.iter().any(|u| u.as_str() == f));
+                            .retain(|s| !unsub.filters.iter().any(|u| u.as_str() == s.filter));
                     }
                     Box::pin(self.save_session()).await;
                     let delivery = &self.shard.delivery;
@@ -746,10 +746,20 @@ impl Conn {
             return;
         }
         let mailbox = Rc::new(Mailbox::persistent());
-        let subs: Vec<(String, QoS)> = state
+        let client_id = self.info.client_id.clone();
+        mailbox.set_client_id(&client_id);
+        let subs: Vec<(String, Granted)> = state
             .subs
             .iter()
-            .filter_map(|(f, q)| Some((f.clone(), QoS::from_bits(*q)?)))
+            .filter_map(|s| {
+                let granted = Granted {
+                    qos: QoS::from_bits(s.qos)?,
+                    no_local: s.no_local,
+                    retain_as_published: s.retain_as_published,
+                    id: s.id,
+                };
+                Some((s.filter.clone(), granted))
+            })
             .collect();
         self.shard
             .delivery
@@ -853,7 +863,15 @@ impl Conn {
             if self.subscriber.is_none() && self.owned.as_ref().is_some_and(|o| o.expiry_s > 0) {
                 delivery.attach(self.id, Rc::new(Mailbox::persistent()));
             }
-            let (mailbox, new) = delivery.subscribe(self.id, s.filter.as_str(), qos).await;
+            let granted = Granted {
+                qos,
+                no_local: s.options.no_local,
+                retain_as_published: s.options.retain_as_published,
+                id: sub.properties.subscription_identifier,
+            };
+            let (mailbox, new) = delivery
+                .subscribe(self.id, &self.info.client_id, s.filter.as_str(), granted)
+                .await;
             // Retained messages go out after the SUBACK (they are written on a later
             // event), as retain handling asks (MQTT 5 §3.3.1.3; 3.1.1 always sends them).
             let send_retained = match s.options.retain_handling {
@@ -875,8 +893,14 @@ impl Conn {
             }
             codes.push(qos as u8);
             if let Some(o) = &mut self.owned {
-                o.subs.retain(|(f, _)| f != s.filter.as_str());
-                o.subs.push((s.filter.as_str().to_owned(), qos as u8));
+                o.subs.retain(|stored| stored.filter != s.filter.as_str());
+                o.subs.push(StoredSub {
+                    filter: s.filter.as_str().to_owned(),
+                    qos: qos as u8,
+                    no_local: granted.no_local,
+                    retain_as_published: granted.retain_as_published,
+                    id: granted.id,
+                });
             }
         }
         // A persistent session's subscriptions are in Kafka before the SUBACK.
@@ -917,7 +941,9 @@ impl Conn {
                 payload: m.payload,
                 // MQTT 3.1.1 has no properties.
                 properties: if v5 {
-                    (*m.properties).clone()
+                    let mut p = (*m.properties).clone();
+                    p.subscription_identifiers = m.subscription_ids;
+                    p
                 } else {
                     Default::default()
                 },

@@ -137,7 +137,8 @@ pub enum HeaderField {
     ContentType,
     /// `sluice.principal`: who the client authenticated as (username or JWT claim).
     Principal,
-    /// `mqtt.qos`: the PUBLISH's QoS (`0`, `1` or `2`); delivery never exceeds it.
+    /// `mqtt.qos`: the PUBLISH's QoS (`0`, `1` or `2`); delivery never exceeds it. A
+    /// retained PUBLISH also gets `mqtt.retain` = `1` (for retain-as-published).
     Qos,
 }
 
@@ -268,6 +269,10 @@ pub fn headers<'a>(
             HeaderField::Qos => {
                 const QOS: [&[u8]; 3] = [b"0", b"1", b"2"];
                 out.push(header("mqtt.qos", QOS[publish.qos as usize]));
+                if publish.retain {
+                    // For subscriptions with retain-as-published.
+                    out.push(header("mqtt.retain", b"1"));
+                }
             }
         }
     }

@@ -48,9 +48,9 @@ pub struct Stored {
     pub gen: u64,
     /// Which connection serves it: `{process}/{shard}/{connection}`.
     pub owner: String,
-    /// Subscriptions: topic filter and granted QoS.
+    /// Subscriptions.
     #[serde(default)]
-    pub subs: Vec<(String, u8)>,
+    pub subs: Vec<StoredSub>,
     /// Per Kafka topic, per partition: the offset from which the session still needs
     /// records (everything before it was delivered and, for QoS 1/2, acknowledged).
     #[serde(default)]
@@ -69,6 +69,22 @@ pub struct Stored {
     /// another process if this one dies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub will: Option<StoredWill>,
+}
+
+/// A subscription as a session record carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSub {
+    /// The topic filter.
+    pub filter: String,
+    /// Granted QoS.
+    pub qos: u8,
+    /// MQTT 5 options: no local, retain as published, subscription identifier.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_local: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retain_as_published: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u32>,
 }
 
 /// A will message as a session record carries it, routed already (the Kafka record it
@@ -718,7 +734,12 @@ mod tests {
         let mut s = Stored {
             gen: 3,
             owner: "p/0/7".into(),
-            subs: vec![("a/+".into(), 1)],
+            subs: vec![super::StoredSub {
+                filter: "a/+".into(),
+                qos: 1,
+                id: Some(7),
+                ..Default::default()
+            }],
             expiry_s: 60,
             connected: true,
             at_ms: 5,

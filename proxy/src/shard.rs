@@ -32,7 +32,8 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 pub struct Shard {
     /// This shard's number.
     pub index: usize,
-    /// The shard's Kafka client (metadata, fetches).
+    /// The shard's Kafka client for reading (metadata, fetches), on connections of its own:
+    /// the producer's connections carry only Produce requests.
     pub client: Client,
     /// The shard's Kafka producer.
     pub producer: Producer,
@@ -112,23 +113,36 @@ pub async fn run(index: usize, setup: ShardSetup) {
             Err(_) => return,
         }
     };
+    // Reads get broker connections of their own: a broker answers a connection's requests
+    // in order, so a fetch waiting for data would hold up the Produce requests queued
+    // behind it, and with them every PUBACK.
+    let reader = loop {
+        match Client::connect(config.client_config().expect("validated")).await {
+            Ok(c) => break c,
+            Err(e) if !setup.stop.load(Ordering::Relaxed) => {
+                warn!(shard = index, error = %e, "cannot connect the Kafka reader; retrying");
+                runtime::sleep(Duration::from_secs(1)).await;
+            }
+            Err(_) => return,
+        }
+    };
     metrics.kafka_ready.store(true, Ordering::Relaxed);
     let shard = Rc::new(Shard {
         index,
         producer: producer.clone(),
-        client: client.clone(),
+        client: reader.clone(),
         metrics: metrics.clone(),
         scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
         arena: RefCell::new(BytesMut::new()),
         shutdown: ShutdownSignal::default(),
         delivery: Rc::new(Delivery::new(
-            client.clone(),
+            reader.clone(),
             delivery_topics(config),
             config.mqtt.retained_topic.clone(),
             metrics.clone(),
         )),
         sessions: Rc::new(SessionStore::new(
-            client.clone(),
+            reader.clone(),
             producer.clone(),
             config.mqtt.sessions_topic.clone(),
             index,

@@ -384,3 +384,45 @@ fn a_second_connection_takes_the_session_over_across_processes() {
     .unwrap();
     assert_eq!(payloads(&second.finish()), ["to the new owner"]);
 }
+
+#[test]
+fn mqtt5_subscription_options_no_local_retain_as_published_and_identifiers() {
+    let broker = Broker::start().expect("broker");
+    let sluice = Sluice::start(&common::config(&broker.bootstrap(), "")).expect("sluice");
+    let mut client = Command::new(sluice_tests::python())
+        .arg(common::script("options_client.py"))
+        .args([sluice.mqtt.ip().to_string(), sluice.mqtt.port().to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    let mut next = || -> serde_json::Value {
+        serde_json::from_str(&lines.next().expect("a line").unwrap()).unwrap()
+    };
+    assert_eq!(next()["event"], "ready");
+    // Its own message went to opt/x first (no local: not delivered back), then another
+    // client's retained message and a plain one, all on one topic, so in one partition
+    // and in this order.
+    assert_eq!(next()["event"], "published");
+    common::publish(
+        sluice.mqtt,
+        &["-q", "1", "-r", "-t", "opt/x", "-m", "from-other"],
+        None,
+    )
+    .unwrap();
+    common::publish(
+        sluice.mqtt,
+        &["-q", "1", "-t", "opt/x", "-m", "plain"],
+        None,
+    )
+    .unwrap();
+    let done = next();
+    assert!(client.wait().unwrap().success(), "{done}");
+    assert_eq!(
+        done["messages"],
+        serde_json::json!([
+            {"payload": "from-other", "retain": 1, "ids": [42]},
+            {"payload": "plain", "retain": 0, "ids": [42]},
+        ])
+    );
+}
