@@ -792,7 +792,7 @@ impl Conn {
             expiry_s: o.expiry_s,
             connected,
             at_ms: crate::sessions::now_ms(),
-            will: o.will.clone().filter(|_| connected),
+            will: o.will.clone().filter(|_| connected).map(Box::new),
         })
     }
 

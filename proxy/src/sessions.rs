@@ -68,7 +68,7 @@ pub struct Stored {
     /// The will of the connection serving it, while it is connected: published by
     /// another process if this one dies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub will: Option<StoredWill>,
+    pub will: Option<Box<StoredWill>>,
 }
 
 /// A subscription as a session record carries it.
@@ -269,7 +269,7 @@ impl SessionStore {
             expiry_s,
             connected: true,
             at_ms: now,
-            will,
+            will: will.map(Box::new),
             ..Stored::default()
         };
         self.superseded
@@ -362,7 +362,7 @@ impl SessionStore {
                 owner: task_owner,
                 connected: true,
                 at_ms: now_ms(),
-                will,
+                will: will.map(Box::new),
                 ..Stored::default()
             };
             // Registered first: a takeover that races the write still finds it.
@@ -576,7 +576,7 @@ impl SessionStore {
                         continue;
                     }
                     tracing::info!(client_id, owner = %state.owner, "publishing the will of a session whose process died");
-                    if let Err(e) = publish(client_id.clone(), will).await {
+                    if let Err(e) = publish(client_id.clone(), *will).await {
                         warn!(client_id, error = %e, "cannot publish an orphaned will; retrying");
                         continue;
                     }
