@@ -497,8 +497,9 @@ impl Delivery {
             Readers::Starting(_) => false,
         };
         if start {
-            let readers = self.open_readers().await;
-            let retained = self.load_retained().await;
+            // Boxed, like the session store's load: only the first subscriber runs these.
+            let readers = Box::pin(self.open_readers()).await;
+            let retained = Box::pin(self.load_retained()).await;
             let waiting = std::mem::replace(&mut *self.readers.borrow_mut(), Readers::Running);
             for reader in readers {
                 runtime::spawn(tail(self.clone(), reader, Kind::Messages));

@@ -115,7 +115,7 @@ struct Owned {
     since_save: u32,
     saved_at: Instant,
     /// The will, routed, while the connection may still end abnormally.
-    will: Option<StoredWill>,
+    will: Option<Box<StoredWill>>,
 }
 
 /// A persistent session's cursor is saved after this many completed deliveries, or this
@@ -576,7 +576,7 @@ impl Conn {
                 Effect::Publish(publish) => self.publish(publish).await,
                 Effect::PublishWill(will) => {
                     let delay = will.properties.will_delay_interval.unwrap_or(0);
-                    let stored = self.owned.as_ref().and_then(|o| o.will.clone());
+                    let stored = self.owned.as_ref().and_then(|o| o.will.clone()).map(|w| *w);
                     match (delay, stored) {
                         // MQTT 5 will delay: published later, unless the session was
                         // claimed again meanwhile (the client came back, here or elsewhere).
@@ -666,7 +666,7 @@ impl Conn {
                 subs: Vec::new(),
                 since_save: 0,
                 saved_at: Instant::now(),
-                will: will.clone(),
+                will: will.clone().map(Box::new),
             }));
             return Ok(None);
         }
@@ -695,7 +695,7 @@ impl Conn {
             subs,
             since_save: 0,
             saved_at: Instant::now(),
-            will: will.clone(),
+            will: will.clone().map(Box::new),
         }));
         Ok(claim.resumed)
     }
@@ -792,7 +792,7 @@ impl Conn {
             expiry_s: o.expiry_s,
             connected,
             at_ms: crate::sessions::now_ms(),
-            will: o.will.clone().filter(|_| connected).map(Box::new),
+            will: o.will.clone().filter(|_| connected),
         })
     }
 
@@ -829,6 +829,11 @@ impl Conn {
         let sessions = self.shard.sessions.clone();
         sessions.release(&owned.client_id, &owned.owner);
         let state = state.filter(|s| s.expiry_s > 0);
+        if state.is_none() && owned.gen == 0 {
+            // A clean session claimed in the background (no will): nothing is cached for
+            // it anywhere, so there is nothing to end.
+            return;
+        }
         runtime::spawn(async move {
             let saved = match &state {
                 Some(state) => sessions.save(&owned.client_id, Some(state)).await,

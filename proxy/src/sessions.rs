@@ -173,27 +173,38 @@ struct Superseded {
 /// A connection serving a session on this shard, to be told when it is taken over.
 #[derive(Debug)]
 struct Serving {
-    gen: u64,
     owner: String,
-    taken_over: Rc<Cell<bool>>,
-    waker: Rc<RefCell<Option<Waker>>>,
+    /// Its own claim has been applied: a claim by another owner from here on is later in
+    /// the log, so it takes this connection over.
+    applied: Cell<bool>,
+    signal: TakeoverSignal,
 }
 
 /// A handle a connection polls to learn that its session was taken over.
 #[derive(Debug, Clone, Default)]
-pub struct TakeoverSignal {
-    taken_over: Rc<Cell<bool>>,
-    waker: Rc<RefCell<Option<Waker>>>,
+pub struct TakeoverSignal(Rc<TakeoverState>);
+
+#[derive(Debug, Default)]
+struct TakeoverState {
+    taken_over: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
 }
 
 impl TakeoverSignal {
     /// Ready once another connection claimed the session.
     pub fn poll(&self, cx: &std::task::Context<'_>) -> Poll<()> {
-        if self.taken_over.get() {
+        if self.0.taken_over.get() {
             return Poll::Ready(());
         }
-        *self.waker.borrow_mut() = Some(cx.waker().clone());
+        *self.0.waker.borrow_mut() = Some(cx.waker().clone());
         Poll::Pending
+    }
+
+    fn fire(&self) {
+        self.0.taken_over.set(true);
+        if let Some(w) = self.0.waker.borrow_mut().take() {
+            w.wake();
+        }
     }
 }
 
@@ -324,10 +335,9 @@ impl SessionStore {
         self.serving.borrow_mut().insert(
             client_id.to_owned(),
             Serving {
-                gen,
                 owner: owner.clone(),
-                taken_over: signal.taken_over.clone(),
-                waker: signal.waker.clone(),
+                applied: Cell::new(true),
+                signal: signal.clone(),
             },
         );
         Ok((
@@ -365,14 +375,13 @@ impl SessionStore {
                 will: will.map(Box::new),
                 ..Stored::default()
             };
-            // Registered first: a takeover that races the write still finds it.
+            // Registered first, so the claim finds it when it is applied.
             store.serving.borrow_mut().insert(
                 id.clone(),
                 Serving {
-                    gen,
                     owner: state.owner.clone(),
-                    taken_over: task_signal.taken_over.clone(),
-                    waker: task_signal.waker.clone(),
+                    applied: Cell::new(false),
+                    signal: task_signal,
                 },
             );
             match store.write(&id, Some(&state)).await {
@@ -468,6 +477,15 @@ impl SessionStore {
             warn!(client_id, "unreadable session state in Kafka; ignored");
             return;
         };
+        // A clean session without a will has nothing to keep: its claim only takes over
+        // (and ends any stored session), so it is not cached; that keeps a shard's memory
+        // per clean connection small.
+        let clean = state.expiry_s == 0 && state.will.is_none() && state.subs.is_empty();
+        if clean {
+            self.take_over(client_id, &state.owner);
+            cache.remove(client_id);
+            return;
+        }
         let accept = match cache.get(client_id) {
             None => true,
             Some(current) => {
@@ -493,15 +511,20 @@ impl SessionStore {
             // One of this shard's claims: remember what it supersedes.
             slot.previous = cache.get(client_id).cloned();
         }
+        self.take_over(client_id, &state.owner);
+        cache.insert(client_id.to_owned(), state);
+    }
+
+    /// A claim by `owner` was applied: it takes over the connection this shard serves the
+    /// client with, if that connection's own claim came earlier.
+    fn take_over(&self, client_id: &str, owner: &str) {
         if let Some(serving) = self.serving.borrow().get(client_id) {
-            if state.gen > serving.gen {
-                serving.taken_over.set(true);
-                if let Some(w) = serving.waker.borrow_mut().take() {
-                    w.wake();
-                }
+            if serving.owner == owner {
+                serving.applied.set(true);
+            } else if serving.applied.get() {
+                serving.signal.fire();
             }
         }
-        cache.insert(client_id.to_owned(), state);
     }
 
     async fn ensure_loaded(self: &Rc<Self>) {
@@ -514,7 +537,9 @@ impl SessionStore {
             Load::Loading(_) => false,
         };
         if start {
-            let readers = self.load_all().await;
+            // Boxed: every caller's future (one per CONNECT) would otherwise be as large as
+            // the whole load, though only the first caller runs it.
+            let readers = Box::pin(self.load_all()).await;
             for reader in readers {
                 runtime::spawn(tail(self.clone(), reader));
             }
