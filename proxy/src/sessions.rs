@@ -12,8 +12,10 @@
 //! current owner (a state save); anything else is stale and ignored. So of two processes
 //! that claim the same generation at once, the one whose record comes first wins, the same
 //! everywhere; the other refuses its CONNECT. A process serving a client whose session is
-//! claimed by a higher generation closes that connection ("session taken over", 0x8E), and
-//! its later saves are stale, so two processes never both serve or write the session.
+//! claimed by another connection after its own claim closes that connection ("session
+//! taken over", 0x8E), and its later saves are stale, so two processes never both serve or
+//! write the session. Clean sessions without a will claim in the background and are not
+//! cached (there is nothing to resume); their claims still take over and end stored ones.
 //!
 //! Each shard that serves an MQTT client reads the whole topic once (from the beginning)
 //! and keeps tailing it; the cache holds every live session's state.
