@@ -33,10 +33,11 @@ use codecs::mqtt::{MqttString, PublishProperties, QoS, SubscriptionIndex, TopicF
 use kafka_wire::fetch::OffsetReset;
 use kafka_wire::record::Record;
 use kafka_wire::{Client, FetchOptions, OffsetSpec, PartitionReader};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::metrics::ShardMetrics;
 use crate::runtime;
+use crate::table;
 
 /// Messages a connection may have queued before it counts as a slow consumer.
 pub const MAILBOX_LIMIT: usize = 4096;
@@ -526,7 +527,7 @@ impl Delivery {
     async fn open_readers(&self) -> Vec<PartitionReader> {
         let mut readers = Vec::new();
         for topic in &self.topics {
-            readers.extend(self.open_topic(topic, OffsetSpec::Latest).await);
+            readers.extend(table::open(&self.client, topic, OffsetSpec::Latest).await);
         }
         readers
     }
@@ -534,39 +535,10 @@ impl Delivery {
     /// Reads the retained topic from its beginning up to its end as of now, and returns its
     /// readers, positioned there, for tailing.
     async fn load_retained(&self) -> Vec<PartitionReader> {
-        let mut readers = self
-            .open_topic(&self.retained_topic, OffsetSpec::Earliest)
-            .await;
-        for reader in &mut readers {
-            let end = loop {
-                let (topic, partition) = (&self.retained_topic, reader.partition());
-                match self
-                    .client
-                    .list_offset(topic, partition, OffsetSpec::Latest)
-                    .await
-                {
-                    Ok(end) => break end,
-                    Err(e) => {
-                        warn!(%topic, partition, error = %e, "cannot read the retained topic's end; retrying");
-                        runtime::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            };
-            while reader.position() < end {
-                match reader.poll().await {
-                    Ok(fetched) => {
-                        for record in &fetched.records {
-                            self.apply_retained(record);
-                        }
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "cannot read retained messages; retrying");
-                        runtime::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
-        }
-        readers
+        table::load(&self.client, &self.retained_topic, |r| {
+            self.apply_retained(r)
+        })
+        .await
     }
 
     /// Stores (or, for a null or empty value, deletes) a retained message.
@@ -589,54 +561,6 @@ impl Delivery {
                 retained.remove(topic);
             }
         }
-    }
-
-    /// One reader per partition of `topic`, starting at `start`. Metadata and offsets are
-    /// retried until Kafka answers.
-    async fn open_topic(&self, topic: &str, start: OffsetSpec) -> Vec<PartitionReader> {
-        let options = FetchOptions {
-            max_wait: Duration::from_millis(100),
-            ..FetchOptions::default()
-        };
-        let mut readers = Vec::new();
-        {
-            let partitions = loop {
-                match self.client.topic(topic).await {
-                    Ok(info) => break info.partitions.len() as i32,
-                    Err(e) => {
-                        warn!(%topic, error = %e, "cannot read the delivery topic's metadata; retrying");
-                        runtime::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            };
-            for partition in 0..partitions {
-                let reader = loop {
-                    let opened = PartitionReader::new(
-                        self.client.clone(),
-                        topic,
-                        partition,
-                        start,
-                        options.clone(),
-                        // Retained messages restart from the beginning if the position was
-                        // deleted; messages for subscribers from the end.
-                        match start {
-                            OffsetSpec::Earliest => OffsetReset::Earliest,
-                            _ => OffsetReset::Latest,
-                        },
-                    )
-                    .await;
-                    match opened {
-                        Ok(r) => break r,
-                        Err(e) => {
-                            warn!(%topic, partition, error = %e, "cannot open a delivery reader; retrying");
-                            runtime::sleep(Duration::from_secs(1)).await;
-                        }
-                    }
-                };
-                readers.push(reader);
-            }
-        }
-        readers
     }
 
     /// Hands a record to every matching subscription's mailbox.

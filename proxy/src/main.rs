@@ -29,6 +29,7 @@ mod runtime;
 mod sessions;
 mod shard;
 mod stream;
+mod table;
 mod transport;
 mod ws;
 

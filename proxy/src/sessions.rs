@@ -26,9 +26,8 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kafka_wire::fetch::OffsetReset;
 use kafka_wire::record::Record;
-use kafka_wire::{Client, FetchOptions, OffsetSpec, PartitionReader, Producer, ProducerRecord};
+use kafka_wire::{Client, PartitionReader, Producer, ProducerRecord};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
@@ -657,56 +656,7 @@ impl SessionStore {
 
     /// Reads the whole topic as of now; returns its readers for tailing.
     async fn load_all(&self) -> Vec<PartitionReader> {
-        let options = FetchOptions {
-            max_wait: Duration::from_millis(50),
-            ..FetchOptions::default()
-        };
-        let partitions = loop {
-            match self.client.topic(&self.topic).await {
-                Ok(info) => break info.partitions.len() as i32,
-                Err(e) => {
-                    warn!(topic = %self.topic, error = %e, "cannot read the session topic's metadata; retrying");
-                    runtime::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        };
-        let mut readers = Vec::new();
-        for partition in 0..partitions {
-            loop {
-                let opened = async {
-                    let end = self
-                        .client
-                        .list_offset(&self.topic, partition, OffsetSpec::Latest)
-                        .await?;
-                    let mut reader = PartitionReader::new(
-                        self.client.clone(),
-                        &self.topic,
-                        partition,
-                        OffsetSpec::Earliest,
-                        options.clone(),
-                        OffsetReset::Earliest,
-                    )
-                    .await?;
-                    while reader.position() < end {
-                        for record in &reader.poll().await?.records {
-                            self.apply(record);
-                        }
-                    }
-                    Ok::<_, kafka_wire::Error>(reader)
-                };
-                match opened.await {
-                    Ok(reader) => {
-                        readers.push(reader);
-                        break;
-                    }
-                    Err(e) => {
-                        warn!(topic = %self.topic, partition, error = %e, "cannot load sessions; retrying");
-                        runtime::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
-        }
-        readers
+        crate::table::load(&self.client, &self.topic, |r| self.apply(r)).await
     }
 }
 
