@@ -622,29 +622,66 @@ impl SessionStore {
                     warn!(client_id, error = %e, "cannot end an orphaned session");
                 }
             }
+            for (client_id, state) in self.expired() {
+                // Emptied rather than deleted: the record is a save by the session's own
+                // generation and owner, so a claim that got in first makes it stale, where
+                // a null record would delete the new owner's state.
+                let ended = Stored {
+                    subs: Vec::new(),
+                    cursor: BTreeMap::new(),
+                    ..state
+                };
+                debug!(client_id, "session expired");
+                if let Err(e) = self.save(&client_id, Some(&ended)).await {
+                    warn!(client_id, error = %e, "cannot end an expired session");
+                }
+            }
             runtime::sleep(HEARTBEAT_EVERY).await;
         }
     }
 
-    /// Connected sessions whose process is dead, when this process is the one to act on
-    /// them (the live process with the smallest identifier).
-    fn orphans(&self) -> Vec<(String, Stored)> {
+    /// Whether this process acts for the others (the live process with the smallest
+    /// identifier), once it has known the topic for long enough to tell who is alive.
+    fn designated(&self) -> bool {
         let Some(loaded_at) = self.loaded_at.get() else {
-            return Vec::new();
+            return false;
         };
         let beats = self.heartbeats.borrow();
         let me = self.process();
-        let alive = |p: &str| p == me || beats.get(p).is_some_and(|t| t.elapsed() < DEAD_AFTER);
         let smallest_live = beats
-            .keys()
-            .map(String::as_str)
-            .filter(|p| alive(p))
+            .iter()
+            .filter(|(_, t)| t.elapsed() < DEAD_AFTER)
+            .map(|(p, _)| p.as_str())
             .chain(std::iter::once(me))
             .min()
             .unwrap_or(me);
-        if smallest_live != me || loaded_at.elapsed() < DEAD_AFTER {
+        smallest_live == me && loaded_at.elapsed() >= DEAD_AFTER
+    }
+
+    /// Disconnected sessions past their expiry that still hold subscriptions or a cursor,
+    /// when this process is the one to end them.
+    fn expired(&self) -> Vec<(String, Stored)> {
+        if !self.designated() {
             return Vec::new();
         }
+        let now = now_ms();
+        self.cache
+            .borrow()
+            .iter()
+            .filter(|(_, s)| s.expired(now) && !(s.subs.is_empty() && s.cursor.is_empty()))
+            .map(|(id, s)| (id.clone(), s.clone()))
+            .collect()
+    }
+
+    /// Connected sessions whose process is dead, when this process is the one to act on
+    /// them.
+    fn orphans(&self) -> Vec<(String, Stored)> {
+        if !self.designated() {
+            return Vec::new();
+        }
+        let beats = self.heartbeats.borrow();
+        let me = self.process();
+        let alive = |p: &str| p == me || beats.get(p).is_some_and(|t| t.elapsed() < DEAD_AFTER);
         self.cache
             .borrow()
             .iter()
