@@ -60,6 +60,9 @@ pub struct Outgoing {
     pub source: Option<Source>,
     /// MQTT 5 subscription identifiers of the matching subscriptions (usually none).
     pub subscription_ids: Vec<u32>,
+    /// A resumed session's unacknowledged delivery: resent with DUP under this packet
+    /// identifier.
+    pub redelivery: Option<u16>,
 }
 
 /// A record's place in Kafka.
@@ -410,6 +413,7 @@ impl Delivery {
                     retain: true,
                     source: None,
                     subscription_ids: Vec::new(),
+                    redelivery: None,
                 });
             }
         }
@@ -429,6 +433,7 @@ impl Delivery {
         mailbox: &Rc<Mailbox>,
         subs: &[(String, Granted)],
         cursor: &BTreeMap<String, BTreeMap<i32, i64>>,
+        in_flight: HashMap<(TopicPartition, i64), u16>,
     ) {
         self.start_readers().await;
         // From here to the spawn nothing awaits: the snapshot of the live positions and the
@@ -468,6 +473,7 @@ impl Delivery {
             Rc::downgrade(mailbox),
             filters,
             plan,
+            in_flight,
         ));
     }
 
@@ -613,6 +619,7 @@ impl Delivery {
                     retain,
                     source: Some(source.clone()),
                     subscription_ids: ids,
+                    redelivery: None,
                 });
                 delivered += 1;
             }
@@ -696,6 +703,7 @@ async fn catch_up(
     mailbox: std::rc::Weak<Mailbox>,
     filters: Vec<(TopicFilter, Granted)>,
     plan: Vec<(TopicPartition, i64, i64)>,
+    in_flight: HashMap<(TopicPartition, i64), u16>,
 ) {
     let options = FetchOptions {
         max_wait: Duration::from_millis(100),
@@ -759,6 +767,7 @@ async fn catch_up(
                         offset: record.offset,
                     }),
                     subscription_ids: ids,
+                    redelivery: in_flight.get(&(tp.clone(), record.offset)).copied(),
                 });
             }
             if let Some(t) = &m.tracking {

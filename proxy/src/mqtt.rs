@@ -37,7 +37,7 @@ use crate::driver::{self, Input};
 use crate::metrics::ErrorKind;
 use crate::route::{self, ConnInfo, Routes};
 use crate::runtime::{self, TcpStream};
-use crate::sessions::{StoredSub, StoredWill, TakeoverSignal};
+use crate::sessions::{InFlight, StoredSub, StoredWill, TakeoverSignal};
 use crate::shard::Shard;
 use crate::transport::Stream;
 use crate::ws::{self, MqttOverWs};
@@ -748,6 +748,16 @@ impl Conn {
         let mailbox = Rc::new(Mailbox::persistent());
         let client_id = self.info.client_id.clone();
         mailbox.set_client_id(&client_id);
+        let in_flight = state
+            .in_flight
+            .iter()
+            .map(|f| {
+                (
+                    ((Rc::from(f.topic.as_str()), f.partition), f.offset),
+                    f.packet_id,
+                )
+            })
+            .collect();
         let subs: Vec<(String, Granted)> = state
             .subs
             .iter()
@@ -763,13 +773,19 @@ impl Conn {
             .collect();
         self.shard
             .delivery
-            .resume(self.id, &mailbox, &subs, &state.cursor)
+            .resume(self.id, &mailbox, &subs, &state.cursor, in_flight)
             .await;
         self.subscriber = Some(Box::new(Subscriber {
             mailbox,
             in_flight: Vec::new(),
             window: usize::from(self.client_receive_maximum),
-            next_packet_id: 0,
+            // New identifiers start after the ones being redelivered.
+            next_packet_id: state
+                .in_flight
+                .iter()
+                .map(|f| f.packet_id)
+                .max()
+                .unwrap_or(0),
         }));
         // The claim record carried no subscriptions: store the resumed state now.
         self.save_session().await;
@@ -793,6 +809,20 @@ impl Conn {
             connected,
             at_ms: crate::sessions::now_ms(),
             will: o.will.clone().filter(|_| connected),
+            in_flight: self
+                .subscriber
+                .iter()
+                .flat_map(|s| s.in_flight.iter())
+                .filter_map(|(packet_id, source)| {
+                    let source = source.as_ref()?;
+                    Some(InFlight {
+                        topic: source.partition.0.to_string(),
+                        partition: source.partition.1,
+                        offset: source.offset,
+                        packet_id: *packet_id,
+                    })
+                })
+                .collect(),
         })
     }
 
@@ -934,11 +964,18 @@ impl Conn {
             let Ok(topic) = MqttString::from_bytes(m.topic) else {
                 continue;
             };
-            let packet_id = match m.qos {
-                QoS::AtMostOnce => 0,
+            // A resumed session's unacknowledged delivery goes again with DUP and its
+            // packet identifier (MQTT 5 §4.4), unless that identifier is taken meanwhile.
+            let redelivery = m
+                .redelivery
+                .filter(|id| m.qos != QoS::AtMostOnce && !s.in_flight.iter().any(|(i, _)| i == id));
+            let packet_id = match (m.qos, redelivery) {
+                (QoS::AtMostOnce, _) => 0,
+                (_, Some(id)) => id,
                 _ => s.packet_id(),
             };
             let packet = Packet::Publish(Publish {
+                dup: redelivery.is_some(),
                 qos: m.qos,
                 retain: m.retain,
                 topic,
@@ -952,7 +989,6 @@ impl Conn {
                 } else {
                     Default::default()
                 },
-                ..Publish::default()
             });
             match self.codec.encode(&packet, &mut self.out) {
                 Ok(()) if packet_id != 0 => s.in_flight.push((packet_id, m.source)),

@@ -70,6 +70,21 @@ pub struct Stored {
     /// another process if this one dies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub will: Option<Box<StoredWill>>,
+    /// QoS 1/2 deliveries sent and not acknowledged: resent with DUP and the same packet
+    /// identifier when the session resumes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<InFlight>,
+}
+
+/// A delivery in flight: which record, under which packet identifier.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// The record's topic, partition and offset.
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// The PUBLISH's packet identifier.
+    pub packet_id: u16,
 }
 
 /// A subscription as a session record carries it.

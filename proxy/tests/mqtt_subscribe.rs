@@ -426,3 +426,37 @@ fn mqtt5_subscription_options_no_local_retain_as_published_and_identifiers() {
         ])
     );
 }
+
+#[test]
+fn unacknowledged_deliveries_are_resent_with_dup_and_their_packet_id_on_resume() {
+    let broker = Broker::start().expect("broker");
+    let config = common::config(&broker.bootstrap(), "");
+    let one = Sluice::start(&config).expect("first sluice");
+    let two = Sluice::start(&config).expect("second sluice");
+    let send = |m: &str| {
+        common::publish(one.mqtt, &["-q", "1", "-t", "cmd/dev-c/run", "-m", m], None).unwrap()
+    };
+
+    // Received, never acknowledged.
+    let client = SessionClient::start(&one, "dev-c", &["noack", "cmd/dev-c/#", "2"]);
+    client.wait("subscribed");
+    send("first");
+    send("second");
+    let events = client.finish();
+    let first: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["event"] == "message").collect();
+    assert_eq!(payloads(&events), ["first", "second"]);
+    assert!(first.iter().all(|e| e["dup"] == false));
+
+    // On another process: both again, DUP set, same packet identifiers, in order.
+    let client = SessionClient::start(&two, "dev-c", &["resume", "2"]);
+    assert_eq!(client.wait("connected")["session_present"], true);
+    let again = client.finish();
+    let again: Vec<&serde_json::Value> = again.iter().filter(|e| e["event"] == "message").collect();
+    assert_eq!(again.len(), 2, "{again:?}");
+    for (before, after) in first.iter().zip(&again) {
+        assert_eq!(after["payload"], before["payload"]);
+        assert_eq!(after["mid"], before["mid"], "same packet identifier");
+        assert_eq!(after["dup"], true, "DUP set");
+    }
+}

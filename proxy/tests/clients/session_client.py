@@ -3,11 +3,13 @@
 usage: session_client.py HOST PORT CLIENT_ID MODE [ARGS]
   subscribe FILTER COUNT   connect (clean start 0, session expiry 300 s), subscribe at QoS 1,
                            receive COUNT messages, disconnect
+  noack FILTER COUNT       like subscribe, but never acknowledge (the messages stay in
+                           flight, to be resent with DUP when the session resumes)
   resume COUNT             connect (clean start 0) without subscribing, receive COUNT
                            messages, disconnect
   hold                     connect (clean start 0) and stay until the server disconnects
 Prints one JSON object per line: {"event": "connected", "session_present": bool},
-{"event": "subscribed"}, {"event": "message", "topic", "payload", "qos"},
+{"event": "subscribed"}, {"event": "message", "topic", "payload", "qos", "mid", "dup"},
 {"event": "disconnected", "reason": int}. Exits 0 once done, 1 after 60 s.
 """
 import json
@@ -21,7 +23,7 @@ from paho.mqtt.properties import Properties
 host, port, client_id, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 args = sys.argv[5:]
 done = threading.Event()
-count = int(args[-1]) if mode in ("subscribe", "resume") else 0
+count = int(args[-1]) if mode in ("subscribe", "noack", "resume") else 0
 received = 0
 
 
@@ -31,7 +33,7 @@ def emit(**event):
 
 def on_connect(client, userdata, flags, reason_code, properties):
     emit(event="connected", session_present=bool(flags.session_present), reason=reason_code.value)
-    if mode == "subscribe":
+    if mode in ("subscribe", "noack"):
         client.subscribe(args[0], qos=1)
 
 
@@ -41,10 +43,12 @@ def on_subscribe(client, userdata, mid, reason_codes, properties):
 
 def on_message(client, userdata, message):
     global received
-    emit(event="message", topic=message.topic, payload=message.payload.decode(), qos=message.qos)
+    emit(event="message", topic=message.topic, payload=message.payload.decode(), qos=message.qos,
+         mid=message.mid, dup=bool(message.dup))
     received += 1
     # Acknowledge explicitly, so the PUBACK is queued before the DISCONNECT.
-    client.ack(message.mid, message.qos)
+    if mode != "noack":
+        client.ack(message.mid, message.qos)
     if received == count:
         client.disconnect()
 
