@@ -44,13 +44,15 @@ fn persistent_sessions_survive_the_death_of_their_process() {
     let second = Sluice::start(&shared).expect("second sluice on the same port");
     assert_eq!(second.mqtt.port(), port);
 
-    let mut clients = Command::new(sluice_tests::python())
-        .arg(common::script("failover_clients.py"))
-        .args(["127.0.0.1", &port.to_string(), "fo"])
-        .args([CLIENTS.to_string(), MESSAGES.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python runs");
+    let mut clients = common::Guard(
+        Command::new(sluice_tests::python())
+            .arg(common::script("failover_clients.py"))
+            .args(["127.0.0.1", &port.to_string(), "fo"])
+            .args([CLIENTS.to_string(), MESSAGES.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python runs"),
+    );
     let stdout = clients.stdout.take().unwrap();
     let (tx, events) = mpsc::channel::<serde_json::Value>();
     std::thread::spawn(move || {

@@ -19,6 +19,14 @@ struct Subscriber {
     lines: mpsc::Receiver<String>,
 }
 
+impl Drop for Subscriber {
+    /// A failed assertion must not leave mosquitto_sub running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Subscriber {
     /// Subscribes and waits for the SUBACK (sluice sends it once its Kafka readers are
     /// tailing, so everything produced afterwards is delivered).
@@ -246,6 +254,13 @@ struct SessionClient {
     events: mpsc::Receiver<serde_json::Value>,
 }
 
+impl Drop for SessionClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl SessionClient {
     fn start(sluice: &Sluice, client_id: &str, args: &[&str]) -> SessionClient {
         let mut child = Command::new(sluice_tests::python())
@@ -389,12 +404,14 @@ fn a_second_connection_takes_the_session_over_across_processes() {
 fn mqtt5_subscription_options_no_local_retain_as_published_and_identifiers() {
     let broker = Broker::start().expect("broker");
     let sluice = Sluice::start(&common::config(&broker.bootstrap(), "")).expect("sluice");
-    let mut client = Command::new(sluice_tests::python())
-        .arg(common::script("options_client.py"))
-        .args([sluice.mqtt.ip().to_string(), sluice.mqtt.port().to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python runs");
+    let mut client = common::Guard(
+        Command::new(sluice_tests::python())
+            .arg(common::script("options_client.py"))
+            .args([sluice.mqtt.ip().to_string(), sluice.mqtt.port().to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python runs"),
+    );
     let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
     let mut next = || -> serde_json::Value {
         serde_json::from_str(&lines.next().expect("a line").unwrap()).unwrap()

@@ -5,24 +5,26 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::Sluice;
 use sluice_tests::Broker;
 
 /// will_client.py connected to `sluice`, once it printed that it is connected.
-fn will_client(sluice: &Sluice, client_id: &str, topic: &str, payload: &str) -> Child {
-    let mut child = Command::new(sluice_tests::python())
-        .arg(common::script("will_client.py"))
-        .args([
-            &sluice.mqtt.ip().to_string(),
-            &sluice.mqtt.port().to_string(),
-        ])
-        .args([client_id, topic, payload])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python runs");
+fn will_client(sluice: &Sluice, client_id: &str, topic: &str, payload: &str) -> common::Guard {
+    let mut child = common::Guard(
+        Command::new(sluice_tests::python())
+            .arg(common::script("will_client.py"))
+            .args([
+                &sluice.mqtt.ip().to_string(),
+                &sluice.mqtt.port().to_string(),
+            ])
+            .args([client_id, topic, payload])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python runs"),
+    );
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)
@@ -39,15 +41,17 @@ fn wills_are_published_when_a_client_or_its_process_dies() {
     let second = Sluice::start(&config).expect("second sluice");
 
     // Line-buffered, so the SUBACK line arrives when it is printed.
-    let mut sub = Command::new("stdbuf")
-        .args(["-oL", "mosquitto_sub", "-h", "127.0.0.1"])
-        .args(["-p", &second.mqtt.port().to_string()])
-        .args([
-            "-t", "wills/#", "-q", "1", "-C", "2", "-F", "%t|%p|%q", "-d",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("mosquitto_sub runs");
+    let mut sub = common::Guard(
+        Command::new("stdbuf")
+            .args(["-oL", "mosquitto_sub", "-h", "127.0.0.1"])
+            .args(["-p", &second.mqtt.port().to_string()])
+            .args([
+                "-t", "wills/#", "-q", "1", "-C", "2", "-F", "%t|%p|%q", "-d",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_sub runs"),
+    );
     let stdout = sub.stdout.take().unwrap();
     let (tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
