@@ -20,9 +20,7 @@ use std::task::Poll;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use codecs::http::ResponseEncoder;
 use codecs::ws::{close_code, UpgradeRequest};
-use codecs::Encoder;
 use futures_lite::AsyncWriteExt;
 use kafka_wire::record::Record;
 use std::future::Future;
@@ -54,16 +52,10 @@ pub(super) async fn run(
     upgrade: &UpgradeRequest,
     frames: BytesMut,
 ) -> Result<(), (ErrorKind, String)> {
-    let mut out = BytesMut::new();
-    let mut feed = match sub.open(&request).await {
-        Ok(feed) => feed,
-        Err(refusal) => {
-            let _ = ResponseEncoder.encode(&refusal, &mut out);
-            sub.send(stream, &mut out).await?;
-            let _ = stream.close().await;
-            return Ok(());
-        }
+    let Some(mut feed) = sub.open(stream, &request).await? else {
+        return Ok(());
     };
+    let mut out = BytesMut::new();
     let config = sub
         .listener
         .config

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::BytesMut;
-use codecs::http::{ResponseEncoder, SseEncoder, SseEvent};
+use codecs::http::{SseEncoder, SseEvent};
 use codecs::Encoder;
 use futures_lite::AsyncWriteExt;
 use kafka_wire::record::Record;
@@ -48,16 +48,10 @@ pub(super) async fn run(
     stream: &mut Stream,
     request: Subscribe,
 ) -> Result<(), (ErrorKind, String)> {
-    let mut out = BytesMut::new();
-    let mut feed = match sub.open(&request).await {
-        Ok(feed) => feed,
-        Err(refusal) => {
-            let _ = ResponseEncoder.encode(&refusal, &mut out);
-            sub.send(stream, &mut out).await?;
-            let _ = stream.close().await;
-            return Ok(());
-        }
+    let Some(mut feed) = sub.open(stream, &request).await? else {
+        return Ok(());
     };
+    let mut out = BytesMut::new();
     SseEncoder::write_stream_head(&mut out);
     let mut id = feed.position().text();
     write_id(&mut out, &id);

@@ -15,8 +15,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::BytesMut;
-use codecs::http::{write_json_string, Request, Response};
+use codecs::http::{write_json_string, Request, Response, ResponseEncoder};
+use codecs::Encoder;
 use futures::future::{select, Either};
+use futures_lite::AsyncWriteExt;
 use kafka_wire::record::Record;
 use tracing::debug;
 
@@ -256,9 +258,26 @@ pub(super) struct Subscriber<'a> {
 }
 
 impl Subscriber<'_> {
-    /// Opens the subscription's feed; a refusal is the JSON answer to send instead of the
-    /// stream (the connection closes after it).
-    pub(super) async fn open(&self, sub: &Subscribe) -> Result<Feed, Response> {
+    /// Opens the subscription's feed. A refusal is answered with its JSON response instead
+    /// of the stream, and the connection closed: then `None`.
+    pub(super) async fn open(
+        &self,
+        stream: &mut Stream,
+        sub: &Subscribe,
+    ) -> Result<Option<Feed>, (ErrorKind, String)> {
+        match self.feed(sub).await {
+            Ok(feed) => Ok(Some(feed)),
+            Err(refusal) => {
+                let mut out = BytesMut::new();
+                let _ = ResponseEncoder.encode(&refusal, &mut out);
+                self.send(stream, &mut out).await?;
+                let _ = stream.close().await;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn feed(&self, sub: &Subscribe) -> Result<Feed, Response> {
         Feed::open(&self.shard.client, sub)
             .await
             .map_err(|e| match e {
