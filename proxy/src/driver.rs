@@ -2,6 +2,8 @@
 //! shard's scratch buffer, turning what was read into decodable input without pinning memory
 //! between packets, and the per-connection accounting around the driver.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::ops::{Deref, DerefMut};
@@ -158,4 +160,44 @@ where
         debug!(error = %e, "connection ended");
     }
     lm.connections_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// A shard-wide flag that wakes every connection when it is set.
+#[derive(Debug, Default)]
+pub struct ShutdownSignal {
+    set: Cell<bool>,
+    /// One waker per waiting connection, by connection number.
+    wakers: RefCell<HashMap<u64, std::task::Waker>>,
+}
+
+impl ShutdownSignal {
+    /// Whether shutdown has begun.
+    pub fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
+    /// Asks for connection `id` to be woken when shutdown begins.
+    pub fn register(&self, id: u64, cx: &Context<'_>) {
+        let mut wakers = self.wakers.borrow_mut();
+        match wakers.get_mut(&id) {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            Some(w) => *w = cx.waker().clone(),
+            None => {
+                wakers.insert(id, cx.waker().clone());
+            }
+        }
+    }
+
+    /// Forgets connection `id` (it ended).
+    pub fn unregister(&self, id: u64) {
+        self.wakers.borrow_mut().remove(&id);
+    }
+
+    /// Begins shutdown and wakes everyone waiting.
+    pub fn set(&self) {
+        self.set.set(true);
+        for (_, w) in self.wakers.borrow_mut().drain() {
+            w.wake();
+        }
+    }
 }

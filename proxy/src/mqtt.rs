@@ -8,9 +8,11 @@
 //! acknowledged its record, and acknowledgements go out in the order the PUBLISHes came
 //! in. While the producer's memory budget is used up, `send` waits, so the connection stops
 //! reading: TCP backpressure, not an unbounded queue.
+//!
+//! The connection's session in Kafka (claims, resume, saves, wills) is in
+//! [`kafka_session`]; its subscriptions and deliveries in [`subscriber`].
 
-use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use codecs::mqtt::{
     Accept, Effect, KafkaAck, MqttCodec, MqttError, MqttString, Packet, ProtocolVersion, Publish,
-    QoS, RetainHandling, Session, SessionConfig,
+    QoS, Session, SessionConfig,
 };
 use codecs::{Decoder, Encoder};
 use futures::future::{select, Either};
@@ -32,15 +34,20 @@ use tracing::{debug, info_span, warn};
 
 use crate::auth::{Acl, ShardAuth};
 use crate::config::ListenerConfig;
-use crate::delivery::{Granted, Mailbox, Source};
 use crate::driver::{self, Input};
 use crate::metrics::ErrorKind;
 use crate::route::{self, ConnInfo, Routes};
 use crate::runtime::{self, TcpStream};
-use crate::sessions::{InFlight, StoredSub, StoredWill, TakeoverSignal};
 use crate::shard::Shard;
 use crate::transport::Stream;
 use crate::ws::{self, MqttOverWs};
+
+mod kafka_session;
+mod subscriber;
+
+pub use kafka_session::publish_stored_will;
+use kafka_session::{Owned, SAVE_AFTER};
+use subscriber::{Subscriber, DEFAULT_DELIVERY_WINDOW};
 
 /// MQTT 5 reason codes the driver itself decides.
 mod reason {
@@ -71,10 +78,6 @@ pub struct MqttListener {
     pub auth: Option<ShardAuth>,
 }
 
-/// Deliveries in flight per subscriber when the client does not announce its Receive
-/// Maximum (MQTT 3.1.1 has none).
-const DEFAULT_DELIVERY_WINDOW: u16 = 64;
-
 /// A PUBLISH whose record is with Kafka.
 struct PendingAck {
     /// 0 for QoS 0 (nothing to acknowledge to the client).
@@ -99,62 +102,6 @@ enum Event {
     Deliver,
     /// Another connection claimed this client's session.
     TakenOver,
-}
-
-/// The Kafka-kept session this connection serves.
-struct Owned {
-    client_id: String,
-    gen: u64,
-    owner: String,
-    /// Seconds the session outlives the connection; 0: it ends with it.
-    expiry_s: u32,
-    takeover: TakeoverSignal,
-    /// Subscriptions, as stored.
-    subs: Vec<StoredSub>,
-    /// Deliveries completed since the state was last saved, and when that was.
-    since_save: u32,
-    saved_at: Instant,
-    /// The will, routed, while the connection may still end abnormally.
-    will: Option<Box<StoredWill>>,
-}
-
-/// A persistent session's cursor is saved after this many completed deliveries, or this
-/// long after the first one since the last save: what a crash makes the next owner deliver
-/// again.
-const SAVE_EVERY: u32 = 256;
-const SAVE_AFTER: Duration = Duration::from_secs(1);
-
-/// A subscriber's delivery state (boxed: most connections never subscribe).
-struct Subscriber {
-    mailbox: Rc<Mailbox>,
-    /// QoS 1/2 PUBLISHes sent and not yet acknowledged: packet identifier and source.
-    in_flight: Vec<(u16, Option<Source>)>,
-    /// At most this many in flight: the client's Receive Maximum (MQTT 5), else 64.
-    window: usize,
-    next_packet_id: u16,
-}
-
-impl Owned {
-    fn save_due(&self) -> bool {
-        self.expiry_s > 0
-            && (self.since_save >= SAVE_EVERY
-                || (self.since_save > 0 && self.saved_at.elapsed() >= SAVE_AFTER))
-    }
-}
-
-impl Subscriber {
-    fn packet_id(&mut self) -> u16 {
-        loop {
-            self.next_packet_id = self.next_packet_id.wrapping_add(1).max(1);
-            if !self
-                .in_flight
-                .iter()
-                .any(|(id, _)| *id == self.next_packet_id)
-            {
-                return self.next_packet_id;
-            }
-        }
-    }
 }
 
 struct Conn {
@@ -635,377 +582,6 @@ impl Conn {
         self.effects.clear();
     }
 
-    /// Claims the client's session in Kafka (every CONNECT does: that is how a second
-    /// connection with the same client identifier, anywhere, takes over). Returns the
-    /// stored state when a persistent session is resumed.
-    async fn claim(
-        &mut self,
-        connect: &codecs::mqtt::Connect,
-    ) -> Result<Option<crate::sessions::Stored>, crate::sessions::ClaimError> {
-        let expiry_s = match connect.protocol {
-            ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
-            // 3.1.1: clean session 0 keeps the session until a clean session 1 ends it.
-            _ if connect.clean_start => 0,
-            _ => u32::MAX,
-        };
-        let client_id = self.info.client_id.clone();
-        let will = connect.will.as_ref().and_then(|w| self.route_will(w));
-        // A will must be in Kafka before the CONNACK, or no other process could publish it
-        // if this one died; a clean session without one claims in the background.
-        if connect.clean_start && expiry_s == 0 && will.is_none() {
-            let (owner, takeover) =
-                self.shard
-                    .sessions
-                    .claim_clean(&client_id, self.id, will.clone());
-            self.owned = Some(Box::new(Owned {
-                client_id,
-                gen: 0,
-                owner,
-                expiry_s,
-                takeover,
-                subs: Vec::new(),
-                since_save: 0,
-                saved_at: Instant::now(),
-                will: will.clone().map(Box::new),
-            }));
-            return Ok(None);
-        }
-        let (claim, takeover) = self
-            .shard
-            .sessions
-            .claim(
-                &client_id,
-                self.id,
-                connect.clean_start,
-                expiry_s,
-                will.clone(),
-            )
-            .await?;
-        let subs = claim
-            .resumed
-            .as_ref()
-            .map(|s| s.subs.clone())
-            .unwrap_or_default();
-        self.owned = Some(Box::new(Owned {
-            client_id,
-            gen: claim.gen,
-            owner: claim.owner,
-            expiry_s,
-            takeover,
-            subs,
-            since_save: 0,
-            saved_at: Instant::now(),
-            will: will.clone().map(Box::new),
-        }));
-        Ok(claim.resumed)
-    }
-
-    /// The Kafka record a will becomes, by this listener's routes (`None`: no route, so
-    /// no other process could publish it either).
-    fn route_will(&self, will: &codecs::mqtt::Will) -> Option<StoredWill> {
-        use base64::Engine as _;
-        let route = self.listener.routes.find(will.topic.as_str())?;
-        let mut key = Vec::new();
-        let key = (!route.key.is_empty()).then(|| {
-            route
-                .key
-                .render(will.topic.as_str(), &self.info, None, &mut key);
-            String::from_utf8_lossy(&key).into_owned()
-        });
-        Some(StoredWill {
-            topic: will.topic.as_str().to_owned(),
-            payload: base64::engine::general_purpose::STANDARD.encode(&will.payload),
-            qos: will.qos as u8,
-            retain: will.retain,
-            delay_s: will.properties.will_delay_interval.unwrap_or(0),
-            kafka_topic: route.kafka_topic.clone(),
-            key,
-        })
-    }
-
-    /// Publishes the will after its delay, unless the session was claimed again by then.
-    fn delay_will(&self, will: StoredWill) {
-        let Some(o) = &self.owned else { return };
-        let (shard, client_id, owner) = (self.shard.clone(), o.client_id.clone(), o.owner.clone());
-        runtime::spawn(async move {
-            runtime::sleep(Duration::from_secs(u64::from(will.delay_s))).await;
-            if !shard.sessions.is_current(&client_id, &owner) {
-                debug!(client_id, "will not published: the session was resumed");
-                return;
-            }
-            if let Err(e) = publish_stored_will(shard, client_id.clone(), will).await {
-                warn!(client_id, error = %e, "cannot publish a delayed will");
-            }
-        });
-    }
-
-    /// Resumes a persistent session's subscriptions and delivers what it missed.
-    async fn resume(&mut self, state: crate::sessions::Stored) {
-        if state.subs.is_empty() {
-            self.save_session().await;
-            return;
-        }
-        let mailbox = Rc::new(Mailbox::persistent());
-        let client_id = self.info.client_id.clone();
-        mailbox.set_client_id(&client_id);
-        let in_flight = state
-            .in_flight
-            .iter()
-            .map(|f| {
-                (
-                    ((Rc::from(f.topic.as_str()), f.partition), f.offset),
-                    f.packet_id,
-                )
-            })
-            .collect();
-        let subs: Vec<(String, Granted)> = state
-            .subs
-            .iter()
-            .filter_map(|s| {
-                let granted = Granted {
-                    qos: QoS::from_bits(s.qos)?,
-                    no_local: s.no_local,
-                    retain_as_published: s.retain_as_published,
-                    id: s.id,
-                };
-                Some((s.filter.clone(), granted))
-            })
-            .collect();
-        self.shard
-            .delivery
-            .resume(self.id, &mailbox, &subs, &state.cursor, in_flight)
-            .await;
-        self.subscriber = Some(Box::new(Subscriber {
-            mailbox,
-            in_flight: Vec::new(),
-            window: usize::from(self.client_receive_maximum),
-            // New identifiers start after the ones being redelivered.
-            next_packet_id: state
-                .in_flight
-                .iter()
-                .map(|f| f.packet_id)
-                .max()
-                .unwrap_or(0),
-        }));
-        // The claim record carried no subscriptions: store the resumed state now.
-        self.save_session().await;
-    }
-
-    /// The session's state as it stands, for saving.
-    fn stored(&self, connected: bool) -> Option<crate::sessions::Stored> {
-        let o = self.owned.as_ref()?;
-        let positions = self.shard.delivery.positions();
-        let cursor = self
-            .subscriber
-            .as_ref()
-            .map(|s| s.mailbox.cursor(&positions))
-            .unwrap_or_default();
-        Some(crate::sessions::Stored {
-            gen: o.gen,
-            owner: o.owner.clone(),
-            subs: o.subs.clone(),
-            cursor,
-            expiry_s: o.expiry_s,
-            connected,
-            at_ms: crate::sessions::now_ms(),
-            will: o.will.clone().filter(|_| connected),
-            in_flight: self
-                .subscriber
-                .iter()
-                .flat_map(|s| s.in_flight.iter())
-                .filter_map(|(packet_id, source)| {
-                    let source = source.as_ref()?;
-                    Some(InFlight {
-                        topic: source.partition.0.to_string(),
-                        partition: source.partition.1,
-                        offset: source.offset,
-                        packet_id: *packet_id,
-                    })
-                })
-                .collect(),
-        })
-    }
-
-    /// Writes a persistent session's state (subscriptions, cursor) to Kafka and waits for
-    /// it. A failure is logged: the previous state stands, and what was delivered since
-    /// may be delivered again.
-    async fn save_session(&mut self) {
-        let Some(state) = self.stored(true) else {
-            return;
-        };
-        if state.expiry_s == 0 {
-            return;
-        }
-        let client_id = self
-            .owned
-            .as_ref()
-            .map(|o| o.client_id.clone())
-            .unwrap_or_default();
-        if let Err(e) = self.shard.sessions.save(&client_id, Some(&state)).await {
-            warn!(error = %e, "cannot save the session state");
-        }
-        if let Some(o) = &mut self.owned {
-            o.since_save = 0;
-            o.saved_at = Instant::now();
-        }
-    }
-
-    /// The connection ended: a persistent session is saved as disconnected (from when its
-    /// expiry counts); any other ends (a null record).
-    fn release(&mut self, owned: Owned) {
-        self.owned = Some(Box::new(owned));
-        let state = self.stored(false);
-        let owned = self.owned.take().expect("just set");
-        let sessions = self.shard.sessions.clone();
-        sessions.release(&owned.client_id, &owned.owner);
-        let state = state.filter(|s| s.expiry_s > 0);
-        if state.is_none() && owned.gen == 0 {
-            // A clean session claimed in the background (no will): nothing is cached for
-            // it anywhere, so there is nothing to end.
-            return;
-        }
-        runtime::spawn(async move {
-            let saved = match &state {
-                Some(state) => sessions.save(&owned.client_id, Some(state)).await,
-                // Also clears the will the claim carries, so no other process publishes it.
-                None => sessions.end_clean(&owned.client_id, &owned.owner).await,
-            };
-            if let Err(e) = saved {
-                warn!(error = %e, client_id = %owned.client_id, "cannot save the session at disconnect");
-            }
-        });
-    }
-
-    /// Adds the subscriptions at the QoS asked for (shared subscriptions are refused) and
-    /// answers with SUBACK once the shard's readers are tailing Kafka.
-    async fn subscribe(&mut self, sub: codecs::mqtt::Subscribe) {
-        let v5 = self.codec.version() == Some(ProtocolVersion::V5);
-        let delivery = self.shard.delivery.clone();
-        let mut codes = Vec::with_capacity(sub.subscriptions.len());
-        for s in &sub.subscriptions {
-            let refused = if !delivery.available() {
-                Some(reason::UNSPECIFIED_ERROR)
-            } else if s.filter.shared().is_some() {
-                Some(reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
-            } else {
-                None
-            };
-            if let Some(code) = refused {
-                codes.push(if v5 { code } else { reason::UNSPECIFIED_ERROR });
-                continue;
-            }
-            let qos = s.options.qos;
-            if self.subscriber.is_none() && self.owned.as_ref().is_some_and(|o| o.expiry_s > 0) {
-                delivery.attach(self.id, Rc::new(Mailbox::persistent()));
-            }
-            let granted = Granted {
-                qos,
-                no_local: s.options.no_local,
-                retain_as_published: s.options.retain_as_published,
-                id: sub.properties.subscription_identifier,
-            };
-            let (mailbox, new) = delivery
-                .subscribe(self.id, &self.info.client_id, s.filter.as_str(), granted)
-                .await;
-            // Retained messages go out after the SUBACK (they are written on a later
-            // event), as retain handling asks (MQTT 5 §3.3.1.3; 3.1.1 always sends them).
-            let send_retained = match s.options.retain_handling {
-                RetainHandling::OnSubscribe => true,
-                RetainHandling::OnNewSubscribe => new,
-                RetainHandling::Never => false,
-            };
-            if send_retained {
-                delivery.send_retained(&s.filter, qos, &mailbox);
-            }
-            if self.subscriber.is_none() {
-                let window = usize::from(self.client_receive_maximum);
-                self.subscriber = Some(Box::new(Subscriber {
-                    mailbox,
-                    in_flight: Vec::new(),
-                    window,
-                    next_packet_id: 0,
-                }));
-            }
-            codes.push(qos as u8);
-            if let Some(o) = &mut self.owned {
-                o.subs.retain(|stored| stored.filter != s.filter.as_str());
-                o.subs.push(StoredSub {
-                    filter: s.filter.as_str().to_owned(),
-                    qos: qos as u8,
-                    no_local: granted.no_local,
-                    retain_as_published: granted.retain_as_published,
-                    id: granted.id,
-                });
-            }
-        }
-        // A persistent session's subscriptions are in Kafka before the SUBACK.
-        self.save_session().await;
-        self.session.suback(sub.packet_id, codes, &mut self.effects);
-    }
-
-    /// Writes waiting deliveries, as many as the in-flight window allows. A subscriber
-    /// whose mailbox overflowed is too slow: it is disconnected (Quota exceeded).
-    fn deliver(&mut self) {
-        let Some(s) = self.subscriber.as_mut() else {
-            return;
-        };
-        if s.mailbox.overflowed() {
-            self.shard
-                .metrics
-                .slow_consumers
-                .fetch_add(1, Ordering::Relaxed);
-            debug!("subscriber too slow: its delivery queue is full");
-            self.session_close(reason::QUOTA_EXCEEDED);
-            return;
-        }
-        let v5 = self.codec.version() == Some(ProtocolVersion::V5);
-        while s.in_flight.len() < s.window {
-            let Some(m) = s.mailbox.pop() else { break };
-            let Ok(topic) = MqttString::from_bytes(m.topic) else {
-                continue;
-            };
-            // A resumed session's unacknowledged delivery goes again with DUP and its
-            // packet identifier (MQTT 5 §4.4), unless that identifier is taken meanwhile.
-            let redelivery = m
-                .redelivery
-                .filter(|id| m.qos != QoS::AtMostOnce && !s.in_flight.iter().any(|(i, _)| i == id));
-            let packet_id = match (m.qos, redelivery) {
-                (QoS::AtMostOnce, _) => 0,
-                (_, Some(id)) => id,
-                _ => s.packet_id(),
-            };
-            let packet = Packet::Publish(Publish {
-                dup: redelivery.is_some(),
-                qos: m.qos,
-                retain: m.retain,
-                topic,
-                packet_id,
-                payload: m.payload,
-                // MQTT 3.1.1 has no properties.
-                properties: if v5 {
-                    let mut p = (*m.properties).clone();
-                    p.subscription_identifiers = m.subscription_ids;
-                    p
-                } else {
-                    Default::default()
-                },
-            });
-            match self.codec.encode(&packet, &mut self.out) {
-                Ok(()) if packet_id != 0 => s.in_flight.push((packet_id, m.source)),
-                result => {
-                    // QoS 0 is done once written; a packet larger than the client's
-                    // Maximum Packet Size is discarded as if sent (MQTT 5 §3.1.2.25).
-                    if let Err(e) = result {
-                        debug!(error = %e, "delivery not encodable; discarded");
-                    }
-                    if let Some(source) = &m.source {
-                        s.mailbox.done(source);
-                    }
-                }
-            }
-        }
-    }
-
     /// Ends the session from the server side (a DISCONNECT on MQTT 5).
     fn session_close(&mut self, reason_code: u8) {
         if self.codec.version() == Some(ProtocolVersion::V5) {
@@ -1193,64 +769,6 @@ fn ws_close_code(reason_code: u8) -> u16 {
     }
 }
 
-/// Writes a will that was routed at CONNECT (a delayed will, or one of a session whose
-/// process died) to Kafka, and to the retained topic when it is retained; returns once
-/// Kafka has it.
-pub async fn publish_stored_will(
-    shard: Rc<Shard>,
-    client_id: String,
-    will: StoredWill,
-) -> kafka_wire::Result<()> {
-    use base64::Engine as _;
-    let payload = base64::engine::general_purpose::STANDARD
-        .decode(&will.payload)
-        .unwrap_or_default();
-    const QOS: [&[u8]; 3] = [b"0", b"1", b"2"];
-    let headers = [
-        kafka_wire::record::Header {
-            key: "mqtt.client_id",
-            value: Some(client_id.as_bytes()),
-        },
-        kafka_wire::record::Header {
-            key: "mqtt.qos",
-            value: Some(QOS[usize::from(will.qos.min(2))]),
-        },
-    ];
-    let mut deliveries = Vec::new();
-    if will.retain {
-        deliveries.push(
-            shard
-                .producer
-                .send(ProducerRecord {
-                    topic: shard.delivery.retained_topic(),
-                    partition: None,
-                    key: Some(will.topic.as_bytes()),
-                    value: (!payload.is_empty()).then_some(&payload[..]),
-                    headers: &headers,
-                    timestamp: None,
-                })
-                .await?,
-        );
-    }
-    deliveries.push(
-        shard
-            .producer
-            .send(ProducerRecord {
-                topic: &will.kafka_topic,
-                partition: None,
-                key: will.key.as_deref().map(str::as_bytes),
-                value: Some(&payload),
-                headers: &headers,
-                timestamp: None,
-            })
-            .await?,
-    );
-    for d in deliveries {
-        d.await?;
-    }
-    Ok(())
-}
-
 /// Polls the oldest pending PUBLISH: acknowledgements leave in arrival order.
 fn poll_front(acks: &mut VecDeque<PendingAck>, cx: &mut Context<'_>) -> Poll<Event> {
     let Some(front) = acks.front_mut() else {
@@ -1289,45 +807,5 @@ fn reason_for(e: &kafka_wire::Error) -> u8 {
         }
         Some(KafkaCode::ThrottlingQuotaExceeded) => reason::QUOTA_EXCEEDED,
         _ => reason::UNSPECIFIED_ERROR,
-    }
-}
-
-/// A shard-wide flag that wakes every connection when it is set.
-#[derive(Debug, Default)]
-pub struct ShutdownSignal {
-    set: Cell<bool>,
-    /// One waker per waiting connection, by connection number.
-    wakers: RefCell<HashMap<u64, std::task::Waker>>,
-}
-
-impl ShutdownSignal {
-    /// Whether shutdown has begun.
-    pub fn is_set(&self) -> bool {
-        self.set.get()
-    }
-
-    /// Asks for connection `id` to be woken when shutdown begins.
-    pub fn register(&self, id: u64, cx: &Context<'_>) {
-        let mut wakers = self.wakers.borrow_mut();
-        match wakers.get_mut(&id) {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            Some(w) => *w = cx.waker().clone(),
-            None => {
-                wakers.insert(id, cx.waker().clone());
-            }
-        }
-    }
-
-    /// Forgets connection `id` (it ended).
-    pub fn unregister(&self, id: u64) {
-        self.wakers.borrow_mut().remove(&id);
-    }
-
-    /// Begins shutdown and wakes everyone waiting.
-    pub fn set(&self) {
-        self.set.set(true);
-        for (_, w) in self.wakers.borrow_mut().drain() {
-            w.wake();
-        }
     }
 }

@@ -1,0 +1,349 @@
+//! The MQTT connection's session in Kafka: the claim every CONNECT makes, resuming a
+//! persistent session, saving its subscriptions, cursor and deliveries in flight, ending
+//! it, and the will (routed at CONNECT, published here or by another process).
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use codecs::mqtt::{ProtocolVersion, QoS};
+use kafka_wire::ProducerRecord;
+use tracing::{debug, warn};
+
+use super::subscriber::Subscriber;
+use super::Conn;
+use crate::delivery::{Granted, Mailbox};
+use crate::runtime;
+use crate::sessions::{InFlight, StoredSub, StoredWill, TakeoverSignal};
+use crate::shard::Shard;
+
+/// The Kafka-kept session this connection serves.
+pub(super) struct Owned {
+    pub(super) client_id: String,
+    pub(super) gen: u64,
+    pub(super) owner: String,
+    /// Seconds the session outlives the connection; 0: it ends with it.
+    pub(super) expiry_s: u32,
+    pub(super) takeover: TakeoverSignal,
+    /// Subscriptions, as stored.
+    pub(super) subs: Vec<StoredSub>,
+    /// Deliveries completed since the state was last saved, and when that was.
+    pub(super) since_save: u32,
+    pub(super) saved_at: Instant,
+    /// The will, routed, while the connection may still end abnormally.
+    pub(super) will: Option<Box<StoredWill>>,
+}
+
+/// A persistent session's cursor is saved after this many completed deliveries, or this
+/// long after the first one since the last save: what a crash makes the next owner deliver
+/// again.
+pub(super) const SAVE_EVERY: u32 = 256;
+pub(super) const SAVE_AFTER: Duration = Duration::from_secs(1);
+
+impl Owned {
+    pub(super) fn save_due(&self) -> bool {
+        self.expiry_s > 0
+            && (self.since_save >= SAVE_EVERY
+                || (self.since_save > 0 && self.saved_at.elapsed() >= SAVE_AFTER))
+    }
+}
+
+impl Conn {
+    /// Claims the client's session in Kafka (every CONNECT does: that is how a second
+    /// connection with the same client identifier, anywhere, takes over). Returns the
+    /// stored state when a persistent session is resumed.
+    pub(super) async fn claim(
+        &mut self,
+        connect: &codecs::mqtt::Connect,
+    ) -> Result<Option<crate::sessions::Stored>, crate::sessions::ClaimError> {
+        let expiry_s = match connect.protocol {
+            ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+            // 3.1.1: clean session 0 keeps the session until a clean session 1 ends it.
+            _ if connect.clean_start => 0,
+            _ => u32::MAX,
+        };
+        let client_id = self.info.client_id.clone();
+        let will = connect.will.as_ref().and_then(|w| self.route_will(w));
+        // A will must be in Kafka before the CONNACK, or no other process could publish it
+        // if this one died; a clean session without one claims in the background.
+        if connect.clean_start && expiry_s == 0 && will.is_none() {
+            let (owner, takeover) =
+                self.shard
+                    .sessions
+                    .claim_clean(&client_id, self.id, will.clone());
+            self.owned = Some(Box::new(Owned {
+                client_id,
+                gen: 0,
+                owner,
+                expiry_s,
+                takeover,
+                subs: Vec::new(),
+                since_save: 0,
+                saved_at: Instant::now(),
+                will: will.clone().map(Box::new),
+            }));
+            return Ok(None);
+        }
+        let (claim, takeover) = self
+            .shard
+            .sessions
+            .claim(
+                &client_id,
+                self.id,
+                connect.clean_start,
+                expiry_s,
+                will.clone(),
+            )
+            .await?;
+        let subs = claim
+            .resumed
+            .as_ref()
+            .map(|s| s.subs.clone())
+            .unwrap_or_default();
+        self.owned = Some(Box::new(Owned {
+            client_id,
+            gen: claim.gen,
+            owner: claim.owner,
+            expiry_s,
+            takeover,
+            subs,
+            since_save: 0,
+            saved_at: Instant::now(),
+            will: will.clone().map(Box::new),
+        }));
+        Ok(claim.resumed)
+    }
+
+    /// The Kafka record a will becomes, by this listener's routes (`None`: no route, so
+    /// no other process could publish it either).
+    pub(super) fn route_will(&self, will: &codecs::mqtt::Will) -> Option<StoredWill> {
+        use base64::Engine as _;
+        let route = self.listener.routes.find(will.topic.as_str())?;
+        let mut key = Vec::new();
+        let key = (!route.key.is_empty()).then(|| {
+            route
+                .key
+                .render(will.topic.as_str(), &self.info, None, &mut key);
+            String::from_utf8_lossy(&key).into_owned()
+        });
+        Some(StoredWill {
+            topic: will.topic.as_str().to_owned(),
+            payload: base64::engine::general_purpose::STANDARD.encode(&will.payload),
+            qos: will.qos as u8,
+            retain: will.retain,
+            delay_s: will.properties.will_delay_interval.unwrap_or(0),
+            kafka_topic: route.kafka_topic.clone(),
+            key,
+        })
+    }
+
+    /// Publishes the will after its delay, unless the session was claimed again by then.
+    pub(super) fn delay_will(&self, will: StoredWill) {
+        let Some(o) = &self.owned else { return };
+        let (shard, client_id, owner) = (self.shard.clone(), o.client_id.clone(), o.owner.clone());
+        runtime::spawn(async move {
+            runtime::sleep(Duration::from_secs(u64::from(will.delay_s))).await;
+            if !shard.sessions.is_current(&client_id, &owner) {
+                debug!(client_id, "will not published: the session was resumed");
+                return;
+            }
+            if let Err(e) = publish_stored_will(shard, client_id.clone(), will).await {
+                warn!(client_id, error = %e, "cannot publish a delayed will");
+            }
+        });
+    }
+
+    /// Resumes a persistent session's subscriptions and delivers what it missed.
+    pub(super) async fn resume(&mut self, state: crate::sessions::Stored) {
+        if state.subs.is_empty() {
+            self.save_session().await;
+            return;
+        }
+        let mailbox = Rc::new(Mailbox::persistent());
+        let client_id = self.info.client_id.clone();
+        mailbox.set_client_id(&client_id);
+        let in_flight = state
+            .in_flight
+            .iter()
+            .map(|f| {
+                (
+                    ((Rc::from(f.topic.as_str()), f.partition), f.offset),
+                    f.packet_id,
+                )
+            })
+            .collect();
+        let subs: Vec<(String, Granted)> = state
+            .subs
+            .iter()
+            .filter_map(|s| {
+                let granted = Granted {
+                    qos: QoS::from_bits(s.qos)?,
+                    no_local: s.no_local,
+                    retain_as_published: s.retain_as_published,
+                    id: s.id,
+                };
+                Some((s.filter.clone(), granted))
+            })
+            .collect();
+        self.shard
+            .delivery
+            .resume(self.id, &mailbox, &subs, &state.cursor, in_flight)
+            .await;
+        self.subscriber = Some(Box::new(Subscriber {
+            mailbox,
+            in_flight: Vec::new(),
+            window: usize::from(self.client_receive_maximum),
+            // New identifiers start after the ones being redelivered.
+            next_packet_id: state
+                .in_flight
+                .iter()
+                .map(|f| f.packet_id)
+                .max()
+                .unwrap_or(0),
+        }));
+        // The claim record carried no subscriptions: store the resumed state now.
+        self.save_session().await;
+    }
+
+    /// The session's state as it stands, for saving.
+    pub(super) fn stored(&self, connected: bool) -> Option<crate::sessions::Stored> {
+        let o = self.owned.as_ref()?;
+        let positions = self.shard.delivery.positions();
+        let cursor = self
+            .subscriber
+            .as_ref()
+            .map(|s| s.mailbox.cursor(&positions))
+            .unwrap_or_default();
+        Some(crate::sessions::Stored {
+            gen: o.gen,
+            owner: o.owner.clone(),
+            subs: o.subs.clone(),
+            cursor,
+            expiry_s: o.expiry_s,
+            connected,
+            at_ms: crate::sessions::now_ms(),
+            will: o.will.clone().filter(|_| connected),
+            in_flight: self
+                .subscriber
+                .iter()
+                .flat_map(|s| s.in_flight.iter())
+                .filter_map(|(packet_id, source)| {
+                    let source = source.as_ref()?;
+                    Some(InFlight {
+                        topic: source.partition.0.to_string(),
+                        partition: source.partition.1,
+                        offset: source.offset,
+                        packet_id: *packet_id,
+                    })
+                })
+                .collect(),
+        })
+    }
+
+    /// Writes a persistent session's state (subscriptions, cursor) to Kafka and waits for
+    /// it. A failure is logged: the previous state stands, and what was delivered since
+    /// may be delivered again.
+    pub(super) async fn save_session(&mut self) {
+        let Some(state) = self.stored(true) else {
+            return;
+        };
+        if state.expiry_s == 0 {
+            return;
+        }
+        let client_id = self
+            .owned
+            .as_ref()
+            .map(|o| o.client_id.clone())
+            .unwrap_or_default();
+        if let Err(e) = self.shard.sessions.save(&client_id, Some(&state)).await {
+            warn!(error = %e, "cannot save the session state");
+        }
+        if let Some(o) = &mut self.owned {
+            o.since_save = 0;
+            o.saved_at = Instant::now();
+        }
+    }
+
+    /// The connection ended: a persistent session is saved as disconnected (from when its
+    /// expiry counts); any other ends (a null record).
+    pub(super) fn release(&mut self, owned: Owned) {
+        self.owned = Some(Box::new(owned));
+        let state = self.stored(false);
+        let owned = self.owned.take().expect("just set");
+        let sessions = self.shard.sessions.clone();
+        sessions.release(&owned.client_id, &owned.owner);
+        let state = state.filter(|s| s.expiry_s > 0);
+        if state.is_none() && owned.gen == 0 {
+            // A clean session claimed in the background (no will): nothing is cached for
+            // it anywhere, so there is nothing to end.
+            return;
+        }
+        runtime::spawn(async move {
+            let saved = match &state {
+                Some(state) => sessions.save(&owned.client_id, Some(state)).await,
+                // Also clears the will the claim carries, so no other process publishes it.
+                None => sessions.end_clean(&owned.client_id, &owned.owner).await,
+            };
+            if let Err(e) = saved {
+                warn!(error = %e, client_id = %owned.client_id, "cannot save the session at disconnect");
+            }
+        });
+    }
+}
+
+/// Writes a will that was routed at CONNECT (a delayed will, or one of a session whose
+/// process died) to Kafka, and to the retained topic when it is retained; returns once
+/// Kafka has it.
+pub async fn publish_stored_will(
+    shard: Rc<Shard>,
+    client_id: String,
+    will: StoredWill,
+) -> kafka_wire::Result<()> {
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(&will.payload)
+        .unwrap_or_default();
+    const QOS: [&[u8]; 3] = [b"0", b"1", b"2"];
+    let headers = [
+        kafka_wire::record::Header {
+            key: "mqtt.client_id",
+            value: Some(client_id.as_bytes()),
+        },
+        kafka_wire::record::Header {
+            key: "mqtt.qos",
+            value: Some(QOS[usize::from(will.qos.min(2))]),
+        },
+    ];
+    let mut deliveries = Vec::new();
+    if will.retain {
+        deliveries.push(
+            shard
+                .producer
+                .send(ProducerRecord {
+                    topic: shard.delivery.retained_topic(),
+                    partition: None,
+                    key: Some(will.topic.as_bytes()),
+                    value: (!payload.is_empty()).then_some(&payload[..]),
+                    headers: &headers,
+                    timestamp: None,
+                })
+                .await?,
+        );
+    }
+    deliveries.push(
+        shard
+            .producer
+            .send(ProducerRecord {
+                topic: &will.kafka_topic,
+                partition: None,
+                key: will.key.as_deref().map(str::as_bytes),
+                value: Some(&payload),
+                headers: &headers,
+                timestamp: None,
+            })
+            .await?,
+    );
+    for d in deliveries {
+        d.await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! The MQTT connection as a subscriber: SUBSCRIBE with the retained messages it asks for,
+//! and writing what its mailbox holds within the client's in-flight window.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use codecs::mqtt::{MqttString, Packet, ProtocolVersion, Publish, QoS, RetainHandling};
+use codecs::Encoder;
+use tracing::debug;
+
+use super::{reason, Conn};
+use crate::delivery::{Granted, Mailbox, Source};
+use crate::sessions::StoredSub;
+
+/// Deliveries in flight per subscriber when the client does not announce its Receive
+/// Maximum (MQTT 3.1.1 has none).
+pub(super) const DEFAULT_DELIVERY_WINDOW: u16 = 64;
+
+/// A subscriber's delivery state (boxed: most connections never subscribe).
+pub(super) struct Subscriber {
+    pub(super) mailbox: Rc<Mailbox>,
+    /// QoS 1/2 PUBLISHes sent and not yet acknowledged: packet identifier and source.
+    pub(super) in_flight: Vec<(u16, Option<Source>)>,
+    /// At most this many in flight: the client's Receive Maximum (MQTT 5), else 64.
+    pub(super) window: usize,
+    pub(super) next_packet_id: u16,
+}
+
+impl Subscriber {
+    pub(super) fn packet_id(&mut self) -> u16 {
+        loop {
+            self.next_packet_id = self.next_packet_id.wrapping_add(1).max(1);
+            if !self
+                .in_flight
+                .iter()
+                .any(|(id, _)| *id == self.next_packet_id)
+            {
+                return self.next_packet_id;
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Adds the subscriptions at the QoS asked for (shared subscriptions are refused) and
+    /// answers with SUBACK once the shard's readers are tailing Kafka.
+    pub(super) async fn subscribe(&mut self, sub: codecs::mqtt::Subscribe) {
+        let v5 = self.codec.version() == Some(ProtocolVersion::V5);
+        let delivery = self.shard.delivery.clone();
+        let mut codes = Vec::with_capacity(sub.subscriptions.len());
+        for s in &sub.subscriptions {
+            let refused = if !delivery.available() {
+                Some(reason::UNSPECIFIED_ERROR)
+            } else if s.filter.shared().is_some() {
+                Some(reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
+            } else {
+                None
+            };
+            if let Some(code) = refused {
+                codes.push(if v5 { code } else { reason::UNSPECIFIED_ERROR });
+                continue;
+            }
+            let qos = s.options.qos;
+            if self.subscriber.is_none() && self.owned.as_ref().is_some_and(|o| o.expiry_s > 0) {
+                delivery.attach(self.id, Rc::new(Mailbox::persistent()));
+            }
+            let granted = Granted {
+                qos,
+                no_local: s.options.no_local,
+                retain_as_published: s.options.retain_as_published,
+                id: sub.properties.subscription_identifier,
+            };
+            let (mailbox, new) = delivery
+                .subscribe(self.id, &self.info.client_id, s.filter.as_str(), granted)
+                .await;
+            // Retained messages go out after the SUBACK (they are written on a later
+            // event), as retain handling asks (MQTT 5 §3.3.1.3; 3.1.1 always sends them).
+            let send_retained = match s.options.retain_handling {
+                RetainHandling::OnSubscribe => true,
+                RetainHandling::OnNewSubscribe => new,
+                RetainHandling::Never => false,
+            };
+            if send_retained {
+                delivery.send_retained(&s.filter, qos, &mailbox);
+            }
+            if self.subscriber.is_none() {
+                let window = usize::from(self.client_receive_maximum);
+                self.subscriber = Some(Box::new(Subscriber {
+                    mailbox,
+                    in_flight: Vec::new(),
+                    window,
+                    next_packet_id: 0,
+                }));
+            }
+            codes.push(qos as u8);
+            if let Some(o) = &mut self.owned {
+                o.subs.retain(|stored| stored.filter != s.filter.as_str());
+                o.subs.push(StoredSub {
+                    filter: s.filter.as_str().to_owned(),
+                    qos: qos as u8,
+                    no_local: granted.no_local,
+                    retain_as_published: granted.retain_as_published,
+                    id: granted.id,
+                });
+            }
+        }
+        // A persistent session's subscriptions are in Kafka before the SUBACK.
+        self.save_session().await;
+        self.session.suback(sub.packet_id, codes, &mut self.effects);
+    }
+
+    /// Writes waiting deliveries, as many as the in-flight window allows. A subscriber
+    /// whose mailbox overflowed is too slow: it is disconnected (Quota exceeded).
+    pub(super) fn deliver(&mut self) {
+        let Some(s) = self.subscriber.as_mut() else {
+            return;
+        };
+        if s.mailbox.overflowed() {
+            self.shard
+                .metrics
+                .slow_consumers
+                .fetch_add(1, Ordering::Relaxed);
+            debug!("subscriber too slow: its delivery queue is full");
+            self.session_close(reason::QUOTA_EXCEEDED);
+            return;
+        }
+        let v5 = self.codec.version() == Some(ProtocolVersion::V5);
+        while s.in_flight.len() < s.window {
+            let Some(m) = s.mailbox.pop() else { break };
+            let Ok(topic) = MqttString::from_bytes(m.topic) else {
+                continue;
+            };
+            // A resumed session's unacknowledged delivery goes again with DUP and its
+            // packet identifier (MQTT 5 §4.4), unless that identifier is taken meanwhile.
+            let redelivery = m
+                .redelivery
+                .filter(|id| m.qos != QoS::AtMostOnce && !s.in_flight.iter().any(|(i, _)| i == id));
+            let packet_id = match (m.qos, redelivery) {
+                (QoS::AtMostOnce, _) => 0,
+                (_, Some(id)) => id,
+                _ => s.packet_id(),
+            };
+            let packet = Packet::Publish(Publish {
+                dup: redelivery.is_some(),
+                qos: m.qos,
+                retain: m.retain,
+                topic,
+                packet_id,
+                payload: m.payload,
+                // MQTT 3.1.1 has no properties.
+                properties: if v5 {
+                    let mut p = (*m.properties).clone();
+                    p.subscription_identifiers = m.subscription_ids;
+                    p
+                } else {
+                    Default::default()
+                },
+            });
+            match self.codec.encode(&packet, &mut self.out) {
+                Ok(()) if packet_id != 0 => s.in_flight.push((packet_id, m.source)),
+                result => {
+                    // QoS 0 is done once written; a packet larger than the client's
+                    // Maximum Packet Size is discarded as if sent (MQTT 5 §3.1.2.25).
+                    if let Err(e) = result {
+                        debug!(error = %e, "delivery not encodable; discarded");
+                    }
+                    if let Some(source) = &m.source {
+                        s.mailbox.done(source);
+                    }
+                }
+            }
+        }
+    }
+}
