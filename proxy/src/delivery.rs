@@ -45,8 +45,8 @@ pub const MAILBOX_LIMIT: usize = 4096;
 /// One message for one subscriber.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    /// The MQTT topic (the record's key).
-    pub topic: Bytes,
+    /// The MQTT topic (the record's key), checked once for all subscribers.
+    pub topic: MqttString,
     /// The payload (the record's value).
     pub payload: Bytes,
     /// The QoS it is delivered with: the subscription's granted QoS.
@@ -401,12 +401,12 @@ impl Delivery {
     /// most at `qos`.
     pub fn send_retained(&self, filter: &TopicFilter, qos: QoS, mailbox: &Mailbox) {
         for (topic, r) in self.retained.borrow().iter() {
-            let Ok(name) = std::str::from_utf8(topic) else {
+            let Ok(name) = MqttString::from_bytes(topic.clone()) else {
                 continue;
             };
-            if filter.matches(name) {
+            if filter.matches(name.as_str()) {
                 mailbox.push(Outgoing {
-                    topic: topic.clone(),
+                    topic: name,
                     payload: r.payload.clone(),
                     qos: qos.min(r.qos),
                     properties: r.properties.clone(),
@@ -578,9 +578,12 @@ impl Delivery {
         properties: &Rc<PublishProperties>,
         source: &Source,
     ) {
-        let Ok(name) = std::str::from_utf8(topic) else {
+        // A key that is not an MQTT topic name reaches no one; checked once, not per
+        // subscriber.
+        let Ok(topic) = MqttString::from_bytes(topic.clone()) else {
             return;
         };
+        let name = topic.as_str();
         let mailboxes = self.mailboxes.borrow();
         let mut matched = self.matched.borrow_mut();
         matched.clear();
@@ -734,9 +737,10 @@ async fn catch_up(
             let Some(m) = mailbox.upgrade() else { return };
             for record in fetched.records.iter().filter(|r| r.offset < to) {
                 let Some(key) = &record.key else { continue };
-                let Ok(name) = std::str::from_utf8(key) else {
+                let Ok(topic) = MqttString::from_bytes(key.clone()) else {
                     continue;
                 };
+                let name = topic.as_str();
                 let meta = from_headers(&record.headers);
                 let own = meta
                     .client_id
@@ -757,7 +761,7 @@ async fn catch_up(
                     continue;
                 }
                 m.enqueue(Outgoing {
-                    topic: key.clone(),
+                    topic: topic.clone(),
                     payload: record.value.clone().unwrap_or_default(),
                     qos: qos.min(meta.qos),
                     properties: Rc::new(meta.properties),

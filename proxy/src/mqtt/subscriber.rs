@@ -4,7 +4,7 @@
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use codecs::mqtt::{MqttString, Packet, ProtocolVersion, Publish, QoS, RetainHandling};
+use codecs::mqtt::{Packet, ProtocolVersion, Publish, QoS, RetainHandling};
 use codecs::Encoder;
 use tracing::debug;
 
@@ -127,9 +127,7 @@ impl Conn {
         let v5 = self.codec.version() == Some(ProtocolVersion::V5);
         while s.in_flight.len() < s.window {
             let Some(m) = s.mailbox.pop() else { break };
-            let Ok(topic) = MqttString::from_bytes(m.topic) else {
-                continue;
-            };
+            let topic = m.topic;
             // A resumed session's unacknowledged delivery goes again with DUP and its
             // packet identifier (MQTT 5 §4.4), unless that identifier is taken meanwhile.
             let redelivery = m
