@@ -152,7 +152,10 @@ pub async fn run(index: usize, setup: ShardSetup) {
         next_conn: Cell::new(0),
     });
 
-    let serves_mqtt = config.listeners.iter().any(|l| l.protocol == Protocol::Mqtt);
+    let serves_mqtt = config
+        .listeners
+        .iter()
+        .any(|l| l.protocol == Protocol::Mqtt);
     if index == 0 && serves_mqtt {
         // One watcher per process: heartbeats, and the wills of processes that died.
         let watcher = shard.clone();
