@@ -250,6 +250,10 @@ pub struct ListenerConfig {
     /// Time allowed between accepting the connection and CONNECT.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
+    /// MQTT: an idle plain-TCP connection parks (drops its task and keeps only its state)
+    /// after this long without traffic; 0 never parks.
+    #[serde(default = "default_park_after")]
+    pub park_after_ms: u64,
     /// Listen backlog.
     #[serde(default = "default_backlog")]
     pub backlog: i32,
@@ -313,6 +317,9 @@ fn default_alias_max() -> u16 {
 }
 fn default_connect_timeout() -> u64 {
     10_000
+}
+fn default_park_after() -> u64 {
+    2_000
 }
 fn default_backlog() -> i32 {
     4096

@@ -44,7 +44,7 @@ use futures::future::{select, Either};
 use futures_lite::AsyncWriteExt;
 use kafka_wire::record::Header;
 use kafka_wire::{DeliveryFuture, KafkaCode, ProducerRecord, RecordMetadata};
-use tracing::{debug, info_span};
+use tracing::debug;
 
 use crate::config::ListenerConfig;
 use crate::driver::{self, Input};
@@ -186,7 +186,7 @@ impl Drop for Conn {
 
 /// Serves one client connection until it ends.
 pub async fn serve(tcp: TcpStream, shard: Rc<Shard>, listener: Rc<HttpListener>) {
-    let span = info_span!("conn", listener = %listener.config.name, peer = %driver::peer(&tcp));
+    let span = driver::conn_span!(listener, tcp);
     let driver = async {
         let stream = driver::secure(&listener.config, tcp).await?;
         let mut conn = Conn::new(shard.clone(), listener.clone());

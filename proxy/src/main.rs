@@ -9,6 +9,7 @@
 //! - `mqtt`: the MQTT connection driver (socket ↔ codec ↔ session ↔ producer).
 //! - `http`: the HTTP produce driver (`POST /topics/{topic}`, single records and batches).
 //! - `driver`: what the connection drivers share (reads, input buffers, accounting).
+//! - `park`: idle connections parked without a task, woken by epoll, wakers or deadlines.
 //! - `stream`: the record-stream driver (framed, lines, plugged-in record codecs).
 //! - `route`: which Kafka topic, key and headers a message gets.
 //! - `auth`: MQTT client authentication (password file, JWT) and publish ACLs.
@@ -24,6 +25,7 @@ mod driver;
 mod http;
 mod metrics;
 mod mqtt;
+mod park;
 mod route;
 mod runtime;
 mod sessions;
@@ -48,6 +50,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::shard::ShardSetup;
 
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

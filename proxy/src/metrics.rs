@@ -71,6 +71,8 @@ pub struct ShardMetrics {
     latency_sum_us: AtomicU64,
     /// Record bytes waiting for Kafka (the producer's buffer).
     pub buffered_bytes: AtomicU64,
+    /// Idle connections parked without a task (`park`).
+    pub parked: Arc<AtomicU64>,
     /// Produce requests and batches sent, and batch retries.
     pub produce_requests: AtomicU64,
     pub produce_batches: AtomicU64,
@@ -93,6 +95,7 @@ impl ShardMetrics {
             latency_buckets: Default::default(),
             latency_sum_us: AtomicU64::new(0),
             buffered_bytes: AtomicU64::new(0),
+            parked: Arc::default(),
             produce_requests: AtomicU64::new(0),
             produce_batches: AtomicU64::new(0),
             produce_retries: AtomicU64::new(0),
@@ -204,7 +207,7 @@ impl Metrics {
             }
         }
         type ShardField = fn(&ShardMetrics) -> u64;
-        let per_shard: [(&str, &str, &str, ShardField); 10] = [
+        let per_shard: [(&str, &str, &str, ShardField); 11] = [
             (
                 "sluice_deliveries_total",
                 "counter",
@@ -252,6 +255,12 @@ impl Metrics {
                 "gauge",
                 "Record bytes waiting for Kafka.",
                 |s| s.buffered_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "sluice_connections_parked",
+                "gauge",
+                "Idle connections parked without a task.",
+                |s| s.parked.load(Ordering::Relaxed),
             ),
             (
                 "sluice_kafka_ready",

@@ -30,12 +30,13 @@ use codecs::{Decoder, Encoder};
 use futures::future::{select, Either};
 use futures_lite::AsyncWriteExt;
 use kafka_wire::{DeliveryFuture, KafkaCode, ProducerRecord};
-use tracing::{debug, info_span, warn};
+use tracing::{debug, warn, Instrument};
 
 use crate::auth::{Acl, ShardAuth};
 use crate::config::ListenerConfig;
 use crate::driver::{self, Input};
 use crate::metrics::ErrorKind;
+use crate::park::Key;
 use crate::route::{self, ConnInfo, Routes};
 use crate::runtime::{self, TcpStream};
 use crate::shard::Shard;
@@ -102,6 +103,8 @@ enum Event {
     Deliver,
     /// Another connection claimed this client's session.
     TakenOver,
+    /// Idle for the listener's `park_after_ms`: time to park.
+    Park,
 }
 
 struct Conn {
@@ -133,6 +136,9 @@ struct Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        self.shard.metrics.listeners[self.listener.index]
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
         self.shard.shutdown.unregister(self.id);
         if self.subscriber.is_some() {
             self.shard.delivery.disconnect(self.id);
@@ -143,19 +149,45 @@ impl Drop for Conn {
     }
 }
 
-/// Serves one client connection until it ends.
+/// Serves one client connection until it ends or parks (see [`crate::park`]).
 pub async fn serve(tcp: TcpStream, shard: Rc<Shard>, listener: Rc<MqttListener>) {
-    let peer = driver::peer(&tcp);
-    let span = info_span!("conn", listener = %listener.config.name, %peer, client_id = tracing::field::Empty);
-    let driver = async {
+    shard.metrics.listeners[listener.index]
+        .connections_total
+        .fetch_add(1, Ordering::Relaxed);
+    let span = driver::conn_span!(listener, tcp, client_id = tracing::field::Empty);
+    let start = async {
         let mut stream = driver::secure(&listener.config, tcp).await?;
-        let mut conn = Conn::new(shard.clone(), listener.clone());
+        let mut conn = Box::new(Conn::new(shard.clone(), listener.clone()));
         if let Some(config) = &listener.config.websocket {
             Box::pin(conn.upgrade(&mut stream, config)).await?;
         }
-        conn.run(stream).await
+        Ok((conn, stream))
     };
-    driver::track(&shard, listener.index, span, driver).await;
+    match start.instrument(span.clone()).await {
+        Ok((conn, stream)) => drive(conn, stream, span).await,
+        Err((kind, e)) => driver::ended(&shard, &span, kind, &e),
+    }
+}
+
+/// Runs a connection until it ends (logging why once, here) or parks.
+async fn drive(mut conn: Box<Conn>, stream: Stream, span: tracing::Span) {
+    match conn.run(stream).instrument(span.clone()).await {
+        Ok(None) => {}
+        Ok(Some((Stream::Tcp(tcp), key))) => {
+            let deadline = conn.deadline().map(|d| Instant::now() + d);
+            let lot = conn.shard.lot.clone().expect("parks only with a lot");
+            lot.park(key, conn, tcp, deadline);
+        }
+        Ok(Some((_, _))) => unreachable!("only plain TCP connections park"),
+        Err((kind, e)) => driver::ended(&conn.shard, &span, kind, &e),
+    }
+}
+
+impl crate::park::Resume for Conn {
+    fn resume(self: Box<Self>, stream: TcpStream) {
+        let span = driver::conn_span!(self.listener, stream, client_id = %self.info.client_id);
+        runtime::spawn(drive(self, Stream::Tcp(stream), span));
+    }
 }
 
 impl Conn {
@@ -171,6 +203,9 @@ impl Conn {
             },
             shard.now_ms(),
         );
+        shard.metrics.listeners[listener.index]
+            .connections_open
+            .fetch_add(1, Ordering::Relaxed);
         Conn {
             codec: MqttCodec::server(c.max_packet_size),
             session,
@@ -227,7 +262,12 @@ impl Conn {
         Ok(())
     }
 
-    async fn run(&mut self, mut stream: Stream) -> Result<(), (ErrorKind, String)> {
+    /// Serves the connection until it ends (`None`) or parks: then its socket and the slot
+    /// reserved for it in the shard's parking lot come back.
+    async fn run(
+        &mut self,
+        mut stream: Stream,
+    ) -> Result<Option<(Stream, Key)>, (ErrorKind, String)> {
         let io_err = |e: io::Error| (ErrorKind::Io, e.to_string());
         let mut reading = true;
         let mut shutdown_seen = false;
@@ -235,7 +275,7 @@ impl Conn {
             self.flush(&mut stream).await.map_err(io_err)?;
             if self.closing.is_some() {
                 let _ = stream.close().await;
-                return Ok(());
+                return Ok(None);
             }
             if self.owned.as_ref().is_some_and(|o| o.save_due()) {
                 Box::pin(self.save_session()).await;
@@ -247,8 +287,9 @@ impl Conn {
             }
             // The handlers below are boxed: an async fn's state is as large as its largest
             // await point, and inlined they made every idle connection's task ~6 KB.
+            let park = reading && !shutdown_seen && self.parkable(&stream);
             match self
-                .next_event(&mut stream, reading && !shutdown_seen)
+                .next_event(&mut stream, reading && !shutdown_seen, park)
                 .await
             {
                 Event::Read(Ok(0)) => {
@@ -312,59 +353,100 @@ impl Conn {
                     shutdown_seen = true;
                     reading = false;
                 }
+                Event::Park => {
+                    let Some(lot) = self.shard.lot.clone() else {
+                        continue;
+                    };
+                    let (key, waker) = lot.reserve();
+                    // Whatever else can wake the connection now wakes its slot. Any news
+                    // that is already here stays (mailbox, flags): look at it instead.
+                    let mut cx = Context::from_waker(&waker);
+                    if self.poll_event(&mut stream, false, &mut cx).is_pending() {
+                        return Ok(Some((stream, key)));
+                    }
+                    lot.cancel(key);
+                }
             }
         }
     }
 
     /// Waits for the next thing to do: data from the client, Kafka's answer for the oldest
-    /// pending PUBLISH, the session's deadline, or shutdown.
-    async fn next_event(&mut self, stream: &mut Stream, reading: bool) -> Event {
-        let shard = self.shard.clone();
-        let id = self.id;
+    /// pending PUBLISH, the session's deadline, or shutdown; with `park`, nothing at all
+    /// for the listener's `park_after_ms`.
+    async fn next_event(&mut self, stream: &mut Stream, reading: bool, park: bool) -> Event {
         let deadline = self.deadline();
-        let takeover = self.owned.as_ref().map(|o| o.takeover.clone());
-        let acks = &mut self.acks;
-        let deliveries = self
-            .subscriber
-            .as_ref()
-            .filter(|s| s.in_flight.len() < s.window && self.closing.is_none())
-            .map(|s| s.mailbox.clone());
-        let io = futures::future::poll_fn(|cx| {
-            if let Poll::Ready(ack) = poll_front(acks, cx) {
-                return Poll::Ready(ack);
-            }
-            if let Some(mailbox) = &deliveries {
-                if mailbox.poll_ready(cx).is_ready() {
-                    return Poll::Ready(Event::Deliver);
-                }
-            }
-            if let Some(t) = &takeover {
-                if t.poll(cx).is_ready() {
-                    return Poll::Ready(Event::TakenOver);
-                }
-            }
-            // Reported once: after it the driver stops reading and only waits for acks, so
-            // reporting it again would spin without yielding to the tasks that bring them.
-            if reading && shard.shutdown.is_set() {
-                return Poll::Ready(Event::Shutdown);
-            }
-            shard.shutdown.register(id, cx);
-            if reading {
-                if let Poll::Ready(r) = driver::poll_read(&shard, stream, cx) {
-                    return Poll::Ready(Event::Read(r));
-                }
-            }
-            Poll::Pending
-        });
-        let Some(wait) = deadline else {
+        let park_after = park.then(|| Duration::from_millis(self.listener.config.park_after_ms));
+        // (how long, whether it is the parking time rather than the deadline)
+        let wait = match (deadline, park_after) {
+            (Some(d), Some(p)) if p < d => Some((p, true)),
+            (Some(d), _) => Some((d, false)),
+            (None, Some(p)) => Some((p, true)),
+            (None, None) => None,
+        };
+        let io = futures::future::poll_fn(|cx| self.poll_event(stream, reading, cx));
+        let Some((wait, parks)) = wait else {
             return io.await;
         };
         let timer = std::pin::pin!(runtime::sleep(wait));
         let io = std::pin::pin!(io);
         match select(io, timer).await {
             Either::Left((event, _)) => event,
+            Either::Right(_) if parks => Event::Park,
             Either::Right(_) => Event::Deadline,
         }
+    }
+
+    /// Polls everything but the deadline: acks, deliveries, takeover, shutdown and (when
+    /// `reading`) the socket.
+    fn poll_event(
+        &mut self,
+        stream: &mut Stream,
+        reading: bool,
+        cx: &mut Context<'_>,
+    ) -> Poll<Event> {
+        if let Poll::Ready(ack) = poll_front(&mut self.acks, cx) {
+            return Poll::Ready(ack);
+        }
+        let deliveries = self
+            .subscriber
+            .as_ref()
+            .filter(|s| s.in_flight.len() < s.window && self.closing.is_none());
+        if let Some(s) = deliveries {
+            if s.mailbox.poll_ready(cx).is_ready() {
+                return Poll::Ready(Event::Deliver);
+            }
+        }
+        if let Some(o) = &self.owned {
+            if o.takeover.poll(cx).is_ready() {
+                return Poll::Ready(Event::TakenOver);
+            }
+        }
+        // Reported once: after it the driver stops reading and only waits for acks, so
+        // reporting it again would spin without yielding to the tasks that bring them.
+        if reading && self.shard.shutdown.is_set() {
+            return Poll::Ready(Event::Shutdown);
+        }
+        self.shard.shutdown.register(self.id, cx);
+        if reading {
+            if let Poll::Ready(r) = driver::poll_read(&self.shard, stream, cx) {
+                return Poll::Ready(Event::Read(r));
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Whether the connection may park when idle: a plain TCP MQTT connection that is
+    /// connected and owes nothing (no acks pending, nothing to write, no partial packet).
+    fn parkable(&self, stream: &Stream) -> bool {
+        self.shard.lot.is_some()
+            && self.listener.config.park_after_ms > 0
+            && matches!(stream, Stream::Tcp(_))
+            && self.ws.is_none()
+            && self.session.is_connected()
+            && self.closing.is_none()
+            && self.acks.is_empty()
+            && self.pending.is_empty()
+            && self.out.is_empty()
     }
 
     /// How long until the MQTT session (keepalive, CONNECT) or the WebSocket session (ping,
@@ -462,6 +544,7 @@ impl Conn {
                 .frames_in
                 .fetch_add(1, Ordering::Relaxed);
             let now = self.shard.now_ms();
+            self.lend_effects();
             self.session.handle(now, packet, &mut self.effects);
             self.execute().await;
         }
@@ -507,7 +590,7 @@ impl Conn {
                     let resumed = match Box::pin(self.claim(&connect)).await {
                         Ok(resumed) => resumed,
                         Err(e) => {
-                            warn!(error = %e, "cannot claim the session");
+                            warn!(client_id = %self.info.client_id, error = %e, "cannot claim the session");
                             self.session
                                 .refuse(reason::SERVER_UNAVAILABLE, &mut self.effects);
                             continue;
@@ -579,7 +662,29 @@ impl Conn {
                 Effect::Close { reason_code } => self.closing = Some(reason_code),
             }
         }
-        self.effects.clear();
+        self.return_effects();
+    }
+
+    /// Borrows the shard's effects buffer for the packet about to be handled, so handling
+    /// a packet allocates nothing.
+    fn lend_effects(&mut self) {
+        if self.effects.capacity() == 0 {
+            std::mem::swap(
+                &mut self.effects,
+                &mut self.shard.spare_effects.borrow_mut(),
+            );
+        }
+    }
+
+    /// Hands the effects buffer back to the shard (keeping the larger of the two when
+    /// another connection borrowed meanwhile): an idle connection holds no buffer.
+    fn return_effects(&mut self) {
+        let mut effects = std::mem::take(&mut self.effects);
+        effects.clear();
+        let mut spare = self.shard.spare_effects.borrow_mut();
+        if effects.capacity() > spare.capacity() {
+            *spare = effects;
+        }
     }
 
     /// Ends the session from the server side (a DISCONNECT on MQTT 5).

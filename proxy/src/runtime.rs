@@ -5,8 +5,11 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -73,4 +76,82 @@ pub fn listen(addr: SocketAddr, options: ListenOptions) -> io::Result<TcpListene
 /// Prepares an accepted client connection: no Nagle delay (acks go out at once).
 pub fn prepare(stream: &TcpStream) -> io::Result<()> {
     stream.set_nodelay(true).map_err(io::Error::from)
+}
+
+/// A duplicate of `stream`'s file descriptor, to keep the socket open once the stream (and
+/// with it glommio's state and pending readiness poll) is dropped: how a socket is taken
+/// away from glommio. The caller briefly holds one more open file.
+pub fn detach(stream: &TcpStream) -> io::Result<OwnedFd> {
+    // SAFETY: the descriptor is open for as long as `stream` lives, which is past the
+    // duplication.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    fd.try_clone_to_owned()
+}
+
+/// Hands a socket taken by [`detach`] back to glommio.
+pub fn attach(fd: OwnedFd) -> TcpStream {
+    // SAFETY: `fd` is a connected TCP socket that we own and give away here.
+    unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
+}
+
+/// One epoll set watching many detached sockets for input (data, EOF or an error), each
+/// under a key; waiting happens on the shard's blocking-thread pool, so the shard never
+/// blocks. Each watch fires once (`EPOLLONESHOT`).
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    epoll: Arc<Epoll>,
+}
+
+/// Keys returned by one [`Readiness::wait`] at most.
+const READY_BATCH: usize = 1024;
+
+impl Readiness {
+    /// A new, empty set.
+    pub fn new() -> io::Result<Readiness> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        Ok(Readiness {
+            epoll: Arc::new(epoll),
+        })
+    }
+
+    /// Watches `fd` until it has input, then reports `key` once.
+    pub fn watch(&self, fd: &OwnedFd, key: u64) -> io::Result<()> {
+        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLONESHOT;
+        self.epoll.add(fd, EpollEvent::new(flags, key))?;
+        Ok(())
+    }
+
+    /// Stops watching `fd` (before it is attached again or closed).
+    pub fn unwatch(&self, fd: &OwnedFd) {
+        // Fails only if it was not watched; either way it is not watched now.
+        let _ = self.epoll.delete(fd);
+    }
+
+    /// The keys of sockets that got input, waiting at most `timeout` (an empty list then).
+    /// The wait runs on a blocking thread: dropping the returned future before it is done
+    /// loses what that wait reports, and a one-shot watch never fires again, so callers
+    /// keep polling it to the end.
+    pub fn wait(&self, timeout: Duration) -> impl Future<Output = Vec<u64>> {
+        let epoll = self.epoll.clone();
+        let ms = timeout.as_millis().min(isize::MAX as u128) as isize;
+        glommio::executor().spawn_blocking(move || {
+            let mut events = vec![EpollEvent::empty(); READY_BATCH];
+            match epoll.wait(&mut events, ms) {
+                Ok(n) => events[..n].iter().map(|e| e.data()).collect(),
+                Err(_) => Vec::new(),
+            }
+        })
+    }
+}
+
+/// Returns this thread's free allocator pages to the operating system. mimalloc purges
+/// freed pages lazily, on later allocations, so a shard that went quiet after a burst
+/// (connections that parked) would keep the burst's memory resident; the parking lot calls
+/// this once parking settles.
+pub fn release_free_memory() {
+    #[cfg(feature = "mimalloc")]
+    // SAFETY: mi_collect only walks and trims the calling thread's own heap.
+    unsafe {
+        libmimalloc_sys::mi_collect(false);
+    }
 }

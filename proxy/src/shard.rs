@@ -20,6 +20,7 @@ use crate::driver::ShutdownSignal;
 use crate::http;
 use crate::metrics::{Metrics, ShardMetrics};
 use crate::mqtt::{self, MqttListener};
+use crate::park::ParkingLot;
 use crate::route::Routes;
 use crate::runtime::{self, ListenOptions, TcpListener};
 use crate::sessions::SessionStore;
@@ -50,6 +51,11 @@ pub struct Shard {
     pub delivery: Rc<Delivery>,
     /// MQTT sessions kept in Kafka.
     pub sessions: Rc<SessionStore>,
+    /// The MQTT session effects buffer, lent to the connection handling a packet: an idle
+    /// connection holds none (`mqtt::Conn::lend_effects`).
+    pub spare_effects: RefCell<Vec<codecs::mqtt::session::Effect>>,
+    /// Idle connections without a task; `None` if the shard could not make its epoll set.
+    pub lot: Option<Rc<ParkingLot>>,
     started: Instant,
     next_conn: Cell<u64>,
 }
@@ -135,6 +141,18 @@ pub async fn run(index: usize, setup: ShardSetup) {
         metrics: metrics.clone(),
         scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
         arena: RefCell::new(BytesMut::new()),
+        spare_effects: RefCell::new(Vec::new()),
+        lot: match ParkingLot::new(metrics.parked.clone()) {
+            Ok(lot) => {
+                let lot = Rc::new(lot);
+                runtime::spawn(lot.clone().run());
+                Some(lot)
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot create an epoll set: idle connections will not park");
+                None
+            }
+        },
         shutdown: ShutdownSignal::default(),
         delivery: Rc::new(Delivery::new(
             reader.clone(),

@@ -21,7 +21,7 @@ use codecs::registry::{Ack, CodecRegistry, RecordFrame};
 use futures_lite::AsyncWriteExt;
 use kafka_wire::record::Header;
 use kafka_wire::{DeliveryFuture, ProducerRecord};
-use tracing::{debug, info_span};
+use tracing::debug;
 
 use crate::config::{codec_settings, ListenerConfig};
 use crate::driver::{self, Input};
@@ -55,7 +55,7 @@ enum Event {
 
 /// Serves one client connection until it ends.
 pub async fn serve(tcp: TcpStream, shard: Rc<Shard>, listener: Rc<StreamListener>) {
-    let span = info_span!("conn", listener = %listener.config.name, peer = %driver::peer(&tcp));
+    let span = driver::conn_span!(listener, tcp);
     let id = shard.next_conn_id();
     let driver = async {
         let mut stream = driver::secure(&listener.config, tcp).await?;

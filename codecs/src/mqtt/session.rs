@@ -147,7 +147,8 @@ pub struct Session {
     /// 1.5 × keepalive in milliseconds; 0 when keepalive is off.
     keep_alive_window: u64,
     deadline: Option<u64>,
-    will: Option<Will>,
+    /// Boxed: most clients have no will, and an idle connection keeps its session.
+    will: Option<Box<Will>>,
     session_expiry: u32,
     enhanced_auth: bool,
     client_max_packet_size: Option<u32>,
@@ -230,7 +231,7 @@ impl Session {
 
     fn on_connect(&mut self, connect: Box<Connect>, out: &mut Vec<Effect>) {
         self.version = connect.protocol;
-        self.will = connect.will.clone();
+        self.will = connect.will.clone().map(Box::new);
         let props = &connect.properties;
         self.session_expiry = props.session_expiry_interval.unwrap_or(0);
         self.enhanced_auth = props.authentication_method.is_some();
@@ -489,7 +490,7 @@ impl Session {
             return;
         }
         if let Some(will) = self.will.take() {
-            out.push(Effect::PublishWill(will));
+            out.push(Effect::PublishWill(*will));
         }
         self.state = State::Closed;
         self.deadline = None;

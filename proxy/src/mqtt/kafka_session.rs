@@ -255,7 +255,7 @@ impl Conn {
             .map(|o| o.client_id.clone())
             .unwrap_or_default();
         if let Err(e) = self.shard.sessions.save(&client_id, Some(&state)).await {
-            warn!(error = %e, "cannot save the session state");
+            warn!(client_id, error = %e, "cannot save the session state");
         }
         if let Some(o) = &mut self.owned {
             o.since_save = 0;

@@ -1,0 +1,351 @@
+//! Parking idle connections, so that a million of them fit in memory.
+//!
+//! A connection served by a task costs the task (its future holds every await point's
+//! state, a few KB) and glommio's pending readiness poll on its socket (~0.5 KB). Most
+//! connections of a large fleet are idle nearly all the time, so once a connection has had
+//! nothing to do for a while its driver hands it to the shard's [`ParkingLot`]: the task
+//! ends, glommio lets go of the socket ([`runtime::detach`]), and what is left is the
+//! connection's own state and a file descriptor in a slot. One epoll set per shard
+//! ([`Readiness`]) watches every parked socket; anything else that concerns a parked
+//! connection (a delivery, a session takeover, shutdown) wakes it through a [`Waker`] for
+//! its slot; its deadline (keepalive, a pending save) is kept in an ordered set. Whichever
+//! comes first, the lot gives the connection a task and a glommio stream again
+//! ([`Resume`]), and its driver carries on as if it had never stopped.
+//!
+//! Waking a parked connection costs a hop through the shard's blocking thread (the epoll
+//! wait), tens of microseconds, which is why only connections idle for
+//! `park_after_ms` are parked: an active one never pays it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use futures::task::AtomicWaker;
+use tracing::warn;
+
+use crate::runtime::{self, Readiness, TcpStream};
+
+/// How long one epoll wait lasts at most before the lot looks again (it also bounds how
+/// long a stopping shard waits for its blocking thread).
+const WAIT_AT_MOST: Duration = Duration::from_millis(250);
+
+/// Quiet time after the last park before the shard's free memory goes back to the system.
+const TRIM_AFTER: Duration = Duration::from_millis(500);
+
+/// A parked connection's state: given a socket back, it resumes its own task.
+pub trait Resume {
+    /// Spawns the connection's task again with `stream`.
+    fn resume(self: Box<Self>, stream: TcpStream);
+}
+
+/// A slot's key: its index and, in the high half, its generation, so a wake-up meant for a
+/// connection that has since left the slot does not resume the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key(u64);
+
+impl Key {
+    fn new(index: usize, generation: u32) -> Key {
+        Key(u64::from(generation) << 32 | index as u64)
+    }
+
+    fn index(self) -> usize {
+        (self.0 & u64::from(u32::MAX)) as usize
+    }
+
+    fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+enum Slot {
+    /// Empty; the next connection parked here gets this generation.
+    Free { generation: u32 },
+    /// Handed out by [`ParkingLot::reserve`], not parked yet.
+    Reserved { generation: u32 },
+    Parked {
+        generation: u32,
+        conn: Box<dyn Resume>,
+        fd: OwnedFd,
+        deadline: Option<Instant>,
+    },
+}
+
+impl Slot {
+    fn generation(&self) -> u32 {
+        match self {
+            Slot::Free { generation }
+            | Slot::Reserved { generation }
+            | Slot::Parked { generation, .. } => *generation,
+        }
+    }
+}
+
+/// Keys whose wakers fired, and the lot task to tell.
+#[derive(Debug, Default)]
+struct Woken {
+    keys: Mutex<Vec<Key>>,
+    lot: AtomicWaker,
+}
+
+/// Wakes one parked connection.
+struct SlotWaker {
+    key: Key,
+    woken: Arc<Woken>,
+}
+
+impl Wake for SlotWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken
+            .keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.key);
+        self.woken.lot.wake();
+    }
+}
+
+/// A shard's parked connections.
+pub struct ParkingLot {
+    readiness: Readiness,
+    slots: RefCell<Vec<Slot>>,
+    free: RefCell<Vec<usize>>,
+    deadlines: RefCell<BTreeSet<(Instant, Key)>>,
+    woken: Arc<Woken>,
+    parked: Cell<usize>,
+    /// When a connection last parked, until the memory it freed was released.
+    last_park: Cell<Option<Instant>>,
+    /// Parked connections, for the metrics.
+    gauge: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for ParkingLot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParkingLot")
+            .field("parked", &self.parked.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ParkingLot {
+    /// A lot whose size is published in `gauge`; its task must be spawned with [`run`].
+    ///
+    /// [`run`]: ParkingLot::run
+    pub fn new(gauge: Arc<std::sync::atomic::AtomicU64>) -> std::io::Result<ParkingLot> {
+        Ok(ParkingLot {
+            readiness: Readiness::new()?,
+            slots: RefCell::new(Vec::new()),
+            free: RefCell::new(Vec::new()),
+            deadlines: RefCell::new(BTreeSet::new()),
+            woken: Arc::default(),
+            parked: Cell::new(0),
+            last_park: Cell::new(None),
+            gauge,
+        })
+    }
+
+    /// Reserves a slot for a connection about to park, and the waker that resumes it. The
+    /// connection registers that waker wherever it waits for news, then calls [`park`], or
+    /// [`cancel`] if news came meanwhile.
+    ///
+    /// [`park`]: ParkingLot::park
+    /// [`cancel`]: ParkingLot::cancel
+    pub fn reserve(&self) -> (Key, Waker) {
+        let mut slots = self.slots.borrow_mut();
+        let index = match self.free.borrow_mut().pop() {
+            Some(i) => i,
+            None => {
+                slots.push(Slot::Free { generation: 0 });
+                slots.len() - 1
+            }
+        };
+        let generation = slots[index].generation();
+        slots[index] = Slot::Reserved { generation };
+        let key = Key::new(index, generation);
+        let waker = Waker::from(Arc::new(SlotWaker {
+            key,
+            woken: self.woken.clone(),
+        }));
+        (key, waker)
+    }
+
+    /// Gives back a reserved slot unused.
+    pub fn cancel(&self, key: Key) {
+        self.vacate(key);
+    }
+
+    /// Parks `conn` in its reserved slot until `stream` has input, its waker fires, or
+    /// `deadline` passes. If the socket cannot be watched, the connection resumes at once.
+    pub fn park(
+        &self,
+        key: Key,
+        conn: Box<dyn Resume>,
+        stream: TcpStream,
+        deadline: Option<Instant>,
+    ) {
+        let fd = match runtime::detach(&stream) {
+            Ok(fd) => {
+                drop(stream);
+                fd
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot park a connection (no file descriptor to spare?)");
+                self.vacate(key);
+                conn.resume(stream);
+                return;
+            }
+        };
+        if let Err(e) = self.readiness.watch(&fd, key.0) {
+            warn!(error = %e, "cannot watch a parked connection's socket");
+            self.vacate(key);
+            conn.resume(runtime::attach(fd));
+            return;
+        }
+        if let Some(at) = deadline {
+            self.deadlines.borrow_mut().insert((at, key));
+        }
+        self.slots.borrow_mut()[key.index()] = Slot::Parked {
+            generation: key.generation(),
+            conn,
+            fd,
+            deadline,
+        };
+        self.parked.set(self.parked.get() + 1);
+        self.last_park.set(Some(Instant::now()));
+        self.gauge
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The lot task may need a sooner timer, or to start waiting on epoll.
+        self.woken.lot.wake();
+    }
+
+    /// Frees `key`'s slot for the next generation and returns what was parked there.
+    fn vacate(&self, key: Key) -> Option<(Box<dyn Resume>, OwnedFd, Option<Instant>)> {
+        let mut slots = self.slots.borrow_mut();
+        let slot = slots.get_mut(key.index())?;
+        if slot.generation() != key.generation() || matches!(slot, Slot::Free { .. }) {
+            return None;
+        }
+        let next = Slot::Free {
+            generation: key.generation().wrapping_add(1),
+        };
+        self.free.borrow_mut().push(key.index());
+        match std::mem::replace(slot, next) {
+            Slot::Parked {
+                conn, fd, deadline, ..
+            } => {
+                self.parked.set(self.parked.get() - 1);
+                self.gauge
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                Some((conn, fd, deadline))
+            }
+            _ => None,
+        }
+    }
+
+    /// Resumes the connection parked under `key`, if it still is.
+    fn resume(&self, key: Key) {
+        let Some((conn, fd, deadline)) = self.vacate(key) else {
+            return;
+        };
+        self.readiness.unwatch(&fd);
+        if let Some(at) = deadline {
+            self.deadlines.borrow_mut().remove(&(at, key));
+        }
+        conn.resume(runtime::attach(fd));
+    }
+
+    /// The lot's task: resumes parked connections as their sockets get input, their wakers
+    /// fire or their deadlines pass. Runs for the life of the shard.
+    pub async fn run(self: Rc<Self>) {
+        let mut epoll: Option<Pin<Box<dyn Future<Output = Vec<u64>>>>> = None;
+        let mut due: Vec<Key> = Vec::new();
+        loop {
+            let next_deadline = self.deadlines.borrow().first().map(|(at, _)| *at);
+            let mut timer = next_deadline
+                .map(|at| Box::pin(runtime::sleep(at.saturating_duration_since(Instant::now()))));
+            futures::future::poll_fn(|cx| {
+                self.woken.lot.register(cx.waker());
+                due.extend(
+                    self.woken
+                        .keys
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .drain(..),
+                );
+                // Another turn of the loop after each of these: a wait to start again, a
+                // timer to set for a new first deadline.
+                let mut again = false;
+                if epoll.is_none() && self.parked.get() > 0 {
+                    epoll = Some(Box::pin(self.readiness.wait(WAIT_AT_MOST)));
+                }
+                if let Some(wait) = &mut epoll {
+                    if let Poll::Ready(keys) = wait.as_mut().poll(cx) {
+                        epoll = None;
+                        due.extend(keys.into_iter().map(Key));
+                        again = true;
+                    }
+                }
+                if let Some(t) = &mut timer {
+                    if t.as_mut().poll(cx).is_ready() {
+                        let now = Instant::now();
+                        let mut deadlines = self.deadlines.borrow_mut();
+                        while let Some(&(at, key)) = deadlines.first() {
+                            if at > now {
+                                break;
+                            }
+                            deadlines.pop_first();
+                            due.push(key);
+                        }
+                        again = true;
+                    }
+                }
+                let first = self.deadlines.borrow().first().map(|(at, _)| *at);
+                if first != next_deadline {
+                    again = true;
+                }
+                if again || !due.is_empty() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            for key in due.drain(..) {
+                self.resume(key);
+            }
+            // Parked tasks freed their memory, which the allocator keeps until told.
+            if self
+                .last_park
+                .get()
+                .is_some_and(|at| at.elapsed() >= TRIM_AFTER)
+            {
+                self.last_park.set(None);
+                runtime::release_free_memory();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_index_and_generation() {
+        let key = Key::new(7, 3);
+        assert_eq!(key.index(), 7);
+        assert_eq!(key.generation(), 3);
+        let key = Key::new(u32::MAX as usize, u32::MAX);
+        assert_eq!(key.index(), u32::MAX as usize);
+        assert_eq!(key.generation(), u32::MAX);
+    }
+}
