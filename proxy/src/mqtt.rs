@@ -312,7 +312,25 @@ impl Conn {
                     Box::pin(self.execute()).await;
                     return Err(io_err(e));
                 }
-                Event::Acked(ack, result) => Box::pin(self.on_ack(ack, result)).await,
+                Event::Acked(ack, result) => {
+                    // Kafka answers a whole batch at once: take every acknowledgement that
+                    // is already in, so their PUBACKs go out in one write.
+                    let now = Instant::now();
+                    let mut next = Some((ack, result));
+                    while let Some((ack, result)) = next.take() {
+                        self.on_ack(ack, result, now);
+                        if !self.execute_replies() {
+                            Box::pin(self.execute()).await;
+                        }
+                        let more = futures::future::poll_fn(|cx| {
+                            Poll::Ready(poll_front(&mut self.acks, cx))
+                        })
+                        .await;
+                        if let Poll::Ready(Event::Acked(ack, result)) = more {
+                            next = Some((ack, result));
+                        }
+                    }
+                }
                 Event::Deliver => self.deliver(),
                 Event::TakenOver => {
                     debug!("session taken over by another connection");
@@ -814,16 +832,19 @@ impl Conn {
         }
     }
 
-    async fn on_ack(
+    /// Counts Kafka's answer for a PUBLISH and tells the session, which queues the
+    /// PUBACK / PUBREC (or the refusal). `now` is when the answer was taken.
+    fn on_ack(
         &mut self,
         ack: PendingAck,
         result: Result<kafka_wire::RecordMetadata, kafka_wire::Error>,
+        now: Instant,
     ) {
         let m = &self.shard.metrics;
         let outcome = match result {
             Ok(_) => {
                 m.records_produced.fetch_add(1, Ordering::Relaxed);
-                m.produce_latency(ack.received.elapsed());
+                m.produce_latency(now.saturating_duration_since(ack.received));
                 KafkaAck::Written
             }
             Err(e) => {
@@ -836,10 +857,34 @@ impl Conn {
             }
         };
         if ack.qos != QoS::AtMostOnce {
+            self.lend_effects();
             self.session
                 .on_kafka_ack(ack.packet_id, outcome, &mut self.effects);
-            self.execute().await;
         }
+    }
+
+    /// Runs the session's effects without awaiting when they are only replies and a close
+    /// (what acknowledgements produce); `false`, untouched, when something needs
+    /// [`Conn::execute`].
+    fn execute_replies(&mut self) -> bool {
+        let simple = self
+            .effects
+            .iter()
+            .all(|e| matches!(e, Effect::Send(_) | Effect::Close { .. }));
+        if !simple {
+            return false;
+        }
+        let mut effects = std::mem::take(&mut self.effects);
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Send(packet) => self.send(&packet),
+                Effect::Close { reason_code } => self.closing = Some(reason_code),
+                _ => unreachable!("checked above"),
+            }
+        }
+        self.effects = effects;
+        self.return_effects();
+        true
     }
 
     /// Writes what the session queued; on a WebSocket connection, as one binary frame, and
