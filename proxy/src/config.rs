@@ -275,16 +275,18 @@ pub struct ListenerConfig {
     /// `http` listeners: how long a connection may wait for a request before it is closed.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_ms: u64,
-    /// MQTT listeners: how clients authenticate (`none`, `password_file`, `jwt`).
+    /// How clients authenticate (`none`, `password_file`, `jwt`; stream listeners
+    /// `client_cert`).
     #[serde(default)]
     pub auth: AuthMethod,
-    /// MQTT listeners, `auth = "password_file"`: a mosquitto_passwd file.
+    /// `auth = "password_file"`: a mosquitto_passwd file.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-    /// MQTT listeners, `auth = "jwt"`: how tokens are checked.
+    /// `auth = "jwt"`: how tokens are checked.
     #[serde(default)]
     pub jwt: Option<JwtConfig>,
-    /// MQTT listeners: the topics a client may publish to; absent means every topic.
+    /// The topics a client may publish to (and, on HTTP listeners, subscribe to); absent
+    /// means every topic.
     #[serde(default)]
     pub acl: Option<Vec<AclRule>>,
     /// Terminate TLS on this listener.

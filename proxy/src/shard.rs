@@ -202,6 +202,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
                     config: l.clone(),
                     routes: Routes::for_listener(&l.name, l.protocol, &config.routes),
                     registry: registry.clone(),
+                    auth: l.authenticator.clone().map(ShardAuth::new),
                 });
                 let shard = shard.clone();
                 runtime::spawn(accept_loop(

@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use sluice_tests::ConsumedRecord;
@@ -269,6 +269,75 @@ pub fn node_modules() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// A client process whose stdout lines arrive as they are printed; killed on drop.
+pub struct Lines {
+    pub child: Child,
+    rx: Receiver<String>,
+}
+
+impl Lines {
+    pub fn spawn(mut cmd: Command) -> Lines {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("client starts");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Lines { child, rx }
+    }
+
+    /// The next line; `None` once the client closed its output.
+    pub fn next(&self, until: Instant, what: &str) -> Option<String> {
+        match self
+            .rx
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+        {
+            Ok(line) => Some(line),
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => panic!("timed out waiting for {what}"),
+        }
+    }
+
+    /// Waits for the client to exit and returns whether it succeeded.
+    pub fn wait_success(&mut self, deadline: Duration) -> bool {
+        let mut status = None;
+        sluice_tests::poll_until(deadline, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status.is_some_and(|s| s.success())
+    }
+}
+
+impl Lines {
+    /// The first line that `pick` accepts within `deadline`; panics without one.
+    pub fn find(&self, deadline: Duration, what: &str, pick: impl Fn(&str) -> bool) -> String {
+        let until = Instant::now() + deadline;
+        loop {
+            match self.next(until, what) {
+                Some(line) if pick(&line) => return line,
+                Some(_) => {}
+                None => panic!("the client ended before {what}"),
+            }
+        }
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A child process that is killed when the guard drops, also when a test fails first.
