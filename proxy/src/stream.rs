@@ -18,6 +18,7 @@ use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
@@ -47,7 +48,7 @@ pub struct StreamListener {
     /// The listener's route.
     pub routes: Routes,
     /// Where codecs come from.
-    pub registry: Rc<CodecRegistry>,
+    pub registry: Arc<CodecRegistry>,
     /// Its authentication (client certificates) and ACL, with this shard's cache.
     pub auth: Option<ShardAuth>,
 }
