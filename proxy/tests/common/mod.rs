@@ -70,10 +70,19 @@ pub fn config_with_http(bootstrap: &str, extra_kafka: &str, listener_keys: &str)
 impl Sluice {
     /// Starts sluice with `config` and waits until it listens.
     pub fn start(config: &str) -> Result<Sluice> {
+        // `option_env`: this module also serves crates whose binary is another sluice
+        // (examples/jsonlines-proxy), which call `start_bin`.
+        let bin = option_env!("CARGO_BIN_EXE_sluice").context("no sluice binary here")?;
+        Sluice::start_bin(bin, config)
+    }
+
+    /// Starts the sluice binary `bin` (sluice itself, or one built on the library) with
+    /// `config` and waits until it listens.
+    pub fn start_bin(bin: &str, config: &str) -> Result<Sluice> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("sluice.toml");
         std::fs::write(&path, config)?;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let mut child = Command::new(bin)
             .arg("--config")
             .arg(&path)
             .env("SLUICE_LOG", "info,sluice=debug")
