@@ -73,15 +73,6 @@ fn node(name: &str, args: &[&str]) -> Lines {
     Lines::spawn(cmd)
 }
 
-/// `sluice_connection_errors_total{kind="auth"}` summed over the shards.
-fn auth_errors(sluice: &Sluice) -> u64 {
-    let (_, body) = sluice.admin_get("/metrics").unwrap();
-    body.lines()
-        .filter(|l| l.starts_with("sluice_connection_errors_total{kind=\"auth\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 #[test]
 fn basic_bearer_and_access_token_decide_who_writes_and_reads_what() {
     let broker = Broker::start().expect("broker");
@@ -285,5 +276,11 @@ fn basic_bearer_and_access_token_decide_who_writes_and_reads_what() {
         .collect();
     values.sort();
     assert_eq!(values, ["b0", "ws-0", "ws-1"]);
-    assert_eq!(auth_errors(&sluice), refused, "each refusal counted once");
+    assert_eq!(
+        sluice
+            .metric_where("sluice_connection_errors_total", "kind=\"auth\"")
+            .unwrap(),
+        refused,
+        "each refusal counted once"
+    );
 }

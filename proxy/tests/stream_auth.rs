@@ -97,11 +97,8 @@ fn client_certificates_name_the_principal_and_the_acl_guards_the_topic() {
         .consume_all("lines.forbidden", 0, Duration::from_secs(30))
         .unwrap();
     assert!(forbidden.is_empty(), "{forbidden:?}");
-    let (_, metrics) = sluice.admin_get("/metrics").unwrap();
-    let auth: u64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("sluice_connection_errors_total{kind=\"auth\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
+    let auth = sluice
+        .metric_where("sluice_connection_errors_total", "kind=\"auth\"")
+        .unwrap();
     assert_eq!(auth, 1, "the refused connection is counted");
 }

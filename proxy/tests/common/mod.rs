@@ -186,6 +186,20 @@ impl Sluice {
     }
 }
 
+impl Sluice {
+    /// A counter summed over the label sets that start with `labels`, e.g.
+    /// `metric_where("sluice_connection_errors_total", "kind=\"auth\"")`.
+    pub fn metric_where(&self, name: &str, labels: &str) -> Result<u64> {
+        let (_, body) = self.admin_get("/metrics")?;
+        let prefix = format!("{name}{{{labels}");
+        Ok(body
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum())
+    }
+}
+
 impl Drop for Sluice {
     fn drop(&mut self) {
         let _ = self.child.kill();
