@@ -1,20 +1,27 @@
-//! Client authentication and publish authorization for MQTT listeners.
+//! Client authentication and authorization, for every kind of listener.
 //!
 //! An [`Authenticator`] is built once per listener when the config is loaded (files read
 //! and parsed then, so a bad file fails `--check` and startup) and shared read-only by
 //! every shard. Each shard wraps it in a [`ShardAuth`] holding that shard's cache of
 //! password verifications, so nothing is locked or shared mutably.
 //!
-//! - `auth = "password_file"`: the MQTT user name and password are checked against a
-//!   mosquitto_passwd file; the principal is the user name.
-//! - `auth = "jwt"`: the password carries a JWT; the principal is a claim of it.
-//! - `acl`: publish rules, topic filters with `{client_id}` / `{username}` filled in per
-//!   connection (`{username}` is the principal when the listener authenticates).
+//! - `auth = "password_file"`: a user name and password (MQTT CONNECT, HTTP `Basic`) are
+//!   checked against a mosquitto_passwd file; the principal is the user name.
+//! - `auth = "jwt"`: a JWT (the MQTT password, HTTP `Bearer` or `access_token`); the
+//!   principal is a claim of it.
+//! - `auth = "client_cert"` (stream listeners): the verified TLS client certificate; the
+//!   principal is its subject's common name.
+//! - `acl`: on MQTT listeners, publish rules, topic filters with `{client_id}` /
+//!   `{username}` filled in per connection (`{username}` is the principal when the
+//!   listener authenticates); on HTTP and stream listeners, `publish` (write) and
+//!   `subscribe` (read) rules in Kafka topic patterns ([`topics`]).
 
+mod cert;
 mod jwt;
 mod password;
 #[cfg(test)]
 mod tests;
+mod topics;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -29,6 +36,7 @@ use crate::config::{topic_filter, ConfigError, ListenerConfig, Protocol};
 
 pub use jwt::JwtVerifier;
 pub use password::PasswordFile;
+pub use topics::TopicAcl;
 
 /// MQTT 5 CONNACK reason codes of a refusal (the session maps them to 3.1.1's 4 and 5).
 pub mod reason {
@@ -50,8 +58,10 @@ pub enum AuthMethod {
     None,
     /// User name and password from `password_file`.
     PasswordFile,
-    /// A JWT in the password, checked as `jwt` says.
+    /// A JWT (in the MQTT password, or an HTTP bearer token), checked as `jwt` says.
     Jwt,
+    /// Stream listeners: the TLS client certificate's subject common name.
+    ClientCert,
 }
 
 /// `jwt = { ... }`.
@@ -84,12 +94,17 @@ fn default_claim() -> String {
     "sub".into()
 }
 
-/// One `acl` entry.
+/// One `acl` entry: a topic a client may write (`publish`), read (`subscribe`), or both.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AclRule {
-    /// Topic filter a client may publish to, with `{client_id}` and `{username}`.
-    pub publish: String,
+    /// MQTT: a topic filter with `{client_id}` and `{username}`. HTTP and stream: a Kafka
+    /// topic pattern (a name, or a prefix ending in `*`) with `{username}`.
+    #[serde(default)]
+    pub publish: Option<String>,
+    /// HTTP: a Kafka topic pattern with `{username}` that subscribers may read.
+    #[serde(default)]
+    pub subscribe: Option<String>,
 }
 
 #[derive(Debug)]
@@ -97,6 +112,7 @@ enum Method {
     None,
     Password(PasswordFile),
     Jwt(JwtVerifier),
+    ClientCert,
 }
 
 /// A listener's authentication and ACL, read-only, shared by the shards.
@@ -105,6 +121,8 @@ pub struct Authenticator {
     method: Method,
     /// `None`: no ACL, every topic may be published to.
     acl: Option<Vec<String>>,
+    /// HTTP and stream listeners: their topic ACL (`acl` in topic patterns).
+    topic_acl: Option<topics::Rules>,
 }
 
 impl Authenticator {
@@ -118,19 +136,6 @@ impl Authenticator {
             key: key(k),
             problem,
         };
-        let used = l.auth != AuthMethod::None
-            || l.password_file.is_some()
-            || l.jwt.is_some()
-            || l.acl.is_some();
-        if l.protocol != Protocol::Mqtt {
-            return match used {
-                true => Err(invalid(
-                    "auth",
-                    "and password_file, jwt, acl apply to MQTT listeners only".into(),
-                )),
-                false => Ok(None),
-            };
-        }
         let method = match (l.auth, &l.password_file, &l.jwt) {
             (AuthMethod::None, None, None) => Method::None,
             (AuthMethod::PasswordFile, Some(path), None) => Method::Password(
@@ -140,6 +145,7 @@ impl Authenticator {
             (AuthMethod::Jwt, None, Some(c)) => {
                 Method::Jwt(JwtVerifier::load(c).map_err(|(k, e)| invalid(&format!("jwt.{k}"), e))?)
             }
+            (AuthMethod::ClientCert, None, None) => Method::ClientCert,
             (AuthMethod::PasswordFile, None, _) => {
                 return Err(invalid(
                     "password_file",
@@ -159,16 +165,68 @@ impl Authenticator {
                 return Err(invalid("jwt", "is used only with auth = \"jwt\"".into()))
             }
         };
+        match (l.protocol, &method) {
+            (Protocol::Stream, Method::Password(_) | Method::Jwt(_)) => {
+                return Err(invalid(
+                    "auth",
+                    "of a stream listener is none or client_cert: its codecs carry no credentials"
+                        .into(),
+                ))
+            }
+            (Protocol::Mqtt | Protocol::Http, Method::ClientCert) => {
+                return Err(invalid(
+                    "auth",
+                    "client_cert applies to stream listeners only".into(),
+                ))
+            }
+            (_, Method::ClientCert) => {
+                let verified = l
+                    .tls
+                    .as_ref()
+                    .is_some_and(|t| t.client_ca_file.is_some() && t.require_client_cert);
+                if !verified {
+                    return Err(invalid(
+                        "auth",
+                        "client_cert needs tls.client_ca_file with require_client_cert = true"
+                            .into(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if l.protocol != Protocol::Mqtt {
+            let topic_acl = match &l.acl {
+                None => None,
+                Some(rules) => Some(
+                    topics::Rules::load(rules, l.protocol == Protocol::Http)
+                        .map_err(|(i, k, e)| invalid(&format!("acl[{i}].{k}"), e))?,
+                ),
+            };
+            if matches!(method, Method::None) && topic_acl.is_none() {
+                return Ok(None);
+            }
+            return Ok(Some(Arc::new(Authenticator {
+                method,
+                acl: None,
+                topic_acl,
+            })));
+        }
         let acl = match &l.acl {
             None => None,
             Some(rules) => Some(
                 rules
                     .iter()
                     .enumerate()
-                    .map(|(i, r)| {
-                        check_rule(&r.publish)
-                            .map(|()| r.publish.clone())
-                            .map_err(|e| invalid(&format!("acl[{i}].publish"), e))
+                    .map(|(i, r)| match (&r.publish, &r.subscribe) {
+                        (Some(publish), None) => check_rule(publish)
+                            .map(|()| publish.clone())
+                            .map_err(|e| invalid(&format!("acl[{i}].publish"), e)),
+                        (_, Some(_)) => Err(invalid(
+                            &format!("acl[{i}].subscribe"),
+                            "is not enforced on MQTT listeners yet; their acl lists publish rules"
+                                .into(),
+                        )),
+                        (None, None) => Err(invalid(&format!("acl[{i}]"), "has no publish".into())),
                     })
                     .collect::<Result<_, _>>()?,
             ),
@@ -176,7 +234,11 @@ impl Authenticator {
         if matches!(method, Method::None) && acl.is_none() {
             return Ok(None);
         }
-        Ok(Some(Arc::new(Authenticator { method, acl })))
+        Ok(Some(Arc::new(Authenticator {
+            method,
+            acl,
+            topic_acl: None,
+        })))
     }
 }
 
@@ -259,23 +321,16 @@ impl ShardAuth {
     pub fn connect(&self, connect: &Connect, client_id: &str) -> Result<Authorized, Refused> {
         let username = connect.username.as_ref().map(|u| u.as_str());
         let password = connect.password.as_deref();
-        let bad = |why: &str| (reason::BAD_CREDENTIALS, why.to_owned());
-        let principal = match &self.shared.method {
-            Method::None => None,
-            Method::Password(file) => {
-                let (Some(user), Some(password)) = (username, password) else {
-                    return Err(bad("no user name or password"));
-                };
-                if !self.cache.borrow_mut().verify(file, user, password) {
-                    return Err(bad("wrong user name or password"));
-                }
-                Some(user.to_owned())
+        let credentials = match (&self.shared.method, username, password) {
+            (Method::Jwt(_), _, Some(token)) => Credentials::Token(token),
+            (Method::Password(_), Some(user), Some(password)) => {
+                Credentials::Password(user, password)
             }
-            Method::Jwt(verifier) => {
-                let token = password.ok_or_else(|| bad("no token in the password"))?;
-                Some(verifier.verify(token).map_err(|e| bad(&e))?)
-            }
+            _ => Credentials::None,
         };
+        let principal = self
+            .verify(credentials)
+            .map_err(|e| (reason::BAD_CREDENTIALS, e.to_string()))?;
         let acl = self.shared.acl.as_ref().map(|rules| Acl {
             filters: rules
                 .iter()
@@ -291,6 +346,82 @@ impl ShardAuth {
             }
         }
         Ok(Authorized { principal, acl })
+    }
+}
+
+/// What a client presented to prove who it is.
+#[derive(Debug, Clone, Copy)]
+pub enum Credentials<'a> {
+    /// Nothing.
+    None,
+    /// A user name and password (MQTT CONNECT, HTTP `Basic`).
+    Password(&'a str, &'a [u8]),
+    /// A token (the MQTT password on a JWT listener, HTTP `Bearer`, `access_token`).
+    Token(&'a [u8]),
+    /// The verified TLS client certificate, DER.
+    Certificate(&'a [u8]),
+}
+
+/// Why credentials were not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Denied {
+    /// The listener authenticates and the client presented nothing it takes.
+    #[error("no credentials")]
+    Missing,
+    /// The credentials were checked and refused (the reason is for the log only).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ShardAuth {
+    /// How the listener authenticates.
+    pub fn method(&self) -> AuthMethod {
+        match self.shared.method {
+            Method::None => AuthMethod::None,
+            Method::Password(_) => AuthMethod::PasswordFile,
+            Method::Jwt(_) => AuthMethod::Jwt,
+            Method::ClientCert => AuthMethod::ClientCert,
+        }
+    }
+
+    /// Checks credentials; the principal, or `None` on a listener that does not
+    /// authenticate (which takes anyone, whatever they present).
+    pub fn verify(&self, credentials: Credentials<'_>) -> Result<Option<String>, Denied> {
+        let principal = match (&self.shared.method, credentials) {
+            (Method::None, _) => return Ok(None),
+            (Method::Password(file), Credentials::Password(user, password)) => {
+                if !self.cache.borrow_mut().verify(file, user, password) {
+                    return Err(Denied::Invalid("wrong user name or password".into()));
+                }
+                user.to_owned()
+            }
+            (Method::Jwt(verifier), Credentials::Token(token)) => {
+                verifier.verify(token).map_err(Denied::Invalid)?
+            }
+            (Method::ClientCert, Credentials::Certificate(der)) => {
+                cert::common_name(der).map_err(Denied::Invalid)?
+            }
+            (_, Credentials::None) => return Err(Denied::Missing),
+            (Method::Password(_), _) => {
+                return Err(Denied::Invalid(
+                    "a user name and password are required".into(),
+                ))
+            }
+            (Method::Jwt(_), _) => return Err(Denied::Invalid("a token is required".into())),
+            (Method::ClientCert, _) => {
+                return Err(Denied::Invalid("a client certificate is required".into()))
+            }
+        };
+        Ok(Some(principal))
+    }
+
+    /// The topics `principal` may write and read (HTTP and stream listeners).
+    pub fn topic_acl(&self, principal: Option<&str>) -> TopicAcl {
+        match &self.shared.topic_acl {
+            None => TopicAcl::everything(),
+            Some(rules) => rules.fill(principal),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use codecs::mqtt::{check_topic_filter, MqttString, TopicFilter};
+use codecs::registry::CodecRegistry;
 use kafka_wire::record::Compression;
 use kafka_wire::sasl::{SaslConfig, SaslMechanism};
 use kafka_wire::tls::TlsConfig;
@@ -279,16 +280,18 @@ pub struct ListenerConfig {
     /// `http` listeners: how long a connection may wait for a request before it is closed.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_ms: u64,
-    /// MQTT listeners: how clients authenticate (`none`, `password_file`, `jwt`).
+    /// How clients authenticate (`none`, `password_file`, `jwt`; stream listeners
+    /// `client_cert`).
     #[serde(default)]
     pub auth: AuthMethod,
-    /// MQTT listeners, `auth = "password_file"`: a mosquitto_passwd file.
+    /// `auth = "password_file"`: a mosquitto_passwd file.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-    /// MQTT listeners, `auth = "jwt"`: how tokens are checked.
+    /// `auth = "jwt"`: how tokens are checked.
     #[serde(default)]
     pub jwt: Option<JwtConfig>,
-    /// MQTT listeners: the topics a client may publish to; absent means every topic.
+    /// The topics a client may publish to (and, on HTTP listeners, subscribe to); absent
+    /// means every topic.
     #[serde(default)]
     pub acl: Option<Vec<AclRule>>,
     /// Terminate TLS on this listener.
@@ -374,11 +377,20 @@ impl RouteConfig {
 impl Config {
     /// Parses and validates TOML text; `path` names the file in errors.
     pub fn parse(text: &str, path: Option<PathBuf>) -> Result<Config, ConfigError> {
+        Config::parse_with(text, path, &CodecRegistry::with_builtins())
+    }
+
+    /// [`Config::parse`] with the record codecs of `codecs` (built-in and plugged in).
+    pub fn parse_with(
+        text: &str,
+        path: Option<PathBuf>,
+        codecs: &CodecRegistry,
+    ) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path,
             message: e.to_string(),
         })?;
-        config.validate()?;
+        config.validate_with(codecs)?;
         for (i, l) in config.listeners.iter_mut().enumerate() {
             l.authenticator = Authenticator::load(l, &|k| format!("listeners[{i}].{k}"))?;
             if let Some(tls) = &l.tls {
@@ -396,17 +408,21 @@ impl Config {
         Config::parse(DEFAULT_TOML, None).expect("the embedded default configuration is valid")
     }
 
-    /// Reads, parses and validates a file.
-    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+    /// Reads, parses and validates a file, with the record codecs of `codecs`.
+    pub fn load_with(
+        path: &std::path::Path,
+        codecs: &CodecRegistry,
+    ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text, Some(path.to_owned()))
+        Config::parse_with(&text, Some(path.to_owned()), codecs)
     }
 
-    /// Checks values and cross-references, naming the first bad key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks values and cross-references, naming the first bad key; stream listeners may
+    /// name the record codecs of `registry`.
+    pub fn validate_with(&self, registry: &CodecRegistry) -> Result<(), ConfigError> {
         self.client_config()?;
         self.producer_config()?;
         if self.server.topic_partitions < 1 {
@@ -453,7 +469,6 @@ impl Config {
             }
             Self::validate_transport(l, &key)?;
         }
-        let registry = codecs::registry::CodecRegistry::with_builtins();
         for (i, l) in self.listeners.iter().enumerate() {
             let key = |k: &str| format!("listeners[{i}].{k}");
             match (l.protocol, &l.codec) {

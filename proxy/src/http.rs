@@ -16,6 +16,7 @@
 //! subscribers ([`subscribe`]): `GET /topics/{topic}/events` (Server-Sent Events, [`sse`])
 //! and a WebSocket upgrade to `/topics/{topic}/ws` ([`socket_subscriber`]).
 
+mod access;
 mod feed;
 mod position;
 mod records;
@@ -46,12 +47,14 @@ use kafka_wire::record::Header;
 use kafka_wire::{DeliveryFuture, KafkaCode, ProducerRecord, RecordMetadata};
 use tracing::debug;
 
+use crate::auth::ShardAuth;
 use crate::config::ListenerConfig;
 use crate::driver::{self, Input};
 use crate::metrics::ErrorKind;
 use crate::runtime::{self, TcpStream};
 use crate::shard::Shard;
 use crate::transport::Stream;
+use access::{Access, PRINCIPAL_HEADER};
 use records::{parse_batch, BodyFormat, Record};
 use subscribe::{Endpoint, Subscribe, Subscriber};
 pub use topics::TopicPatterns;
@@ -76,6 +79,8 @@ pub struct HttpListener {
     pub config: ListenerConfig,
     /// The topics it may write.
     pub topics: TopicPatterns,
+    /// Its authentication and ACL, with this shard's cache.
+    pub auth: Option<ShardAuth>,
 }
 
 impl HttpListener {
@@ -84,6 +89,7 @@ impl HttpListener {
         HttpListener {
             index,
             topics: TopicPatterns::parse(&config.topics).expect("validated topic patterns"),
+            auth: config.authenticator.clone().map(ShardAuth::new),
             config,
         }
     }
@@ -101,8 +107,8 @@ enum Entry {
 
 /// What a connection becomes after a [`Entry::Takeover`].
 enum Takeover {
-    /// A raw-message WebSocket producer on this topic.
-    Producer(String, codecs::ws::UpgradeRequest),
+    /// A raw-message WebSocket producer on this topic, with its principal.
+    Producer(String, Option<String>, codecs::ws::UpgradeRequest),
     /// A Server-Sent Events stream.
     Events(Subscribe),
     /// A WebSocket subscriber.
@@ -377,9 +383,18 @@ impl Conn {
                 Some(_) => refuse(426, "WebSocket subscribers must ask to upgrade."),
             };
         }
-        match Subscribe::from_request(req, endpoint, topic, &self.listener) {
-            Ok(sub) => Entry::Takeover(Box::new(Takeover::Events(sub))),
-            Err((status, message)) => refuse(status, &message),
+        let (listener, shard) = (&self.listener, &self.shard);
+        let principal = match listener.authenticate(shard, req, true, keep_alive) {
+            Ok(p) => p,
+            Err(r) => return Entry::Ready(r),
+        };
+        let sub = match Subscribe::from_request(req, endpoint, topic, listener) {
+            Ok(sub) => sub,
+            Err((status, message)) => return refuse(status, &message),
+        };
+        match listener.authorize(shard, principal.as_deref(), topic, Access::Read, keep_alive) {
+            Ok(()) => Entry::Takeover(Box::new(Takeover::Events(sub))),
+            Err(r) => Entry::Ready(r),
         }
     }
 
@@ -394,10 +409,20 @@ impl Conn {
             Ok(r) => r,
             Err(e) => return refuse(e.status(), &e.to_string()),
         };
+        let (listener, shard) = (&self.listener, &self.shard);
+        let principal = match listener.authenticate(shard, req, true, false) {
+            Ok(p) => p,
+            Err(r) => return Entry::Ready(r),
+        };
         if let Some((Endpoint::Socket, topic)) = subscribe::endpoint(req.path()) {
-            return match Subscribe::from_request(req, Endpoint::Socket, topic, &self.listener) {
-                Ok(sub) => Entry::Takeover(Box::new(Takeover::Subscriber(sub, request))),
-                Err((status, message)) => refuse(status, &message),
+            let sub = match Subscribe::from_request(req, Endpoint::Socket, topic, listener) {
+                Ok(sub) => sub,
+                Err((status, message)) => return refuse(status, &message),
+            };
+            return match listener.authorize(shard, principal.as_deref(), topic, Access::Read, false)
+            {
+                Ok(()) => Entry::Takeover(Box::new(Takeover::Subscriber(sub, request))),
+                Err(r) => Entry::Ready(r),
             };
         }
         let topic = match req.path().strip_prefix(PATH_PREFIX) {
@@ -407,11 +432,14 @@ impl Conn {
                 return refuse(404, msg);
             }
         };
-        if !self.listener.topics.allows(&topic) {
+        if !listener.topics.allows(&topic) {
             let msg = format!("Topic {topic} may not be written on this listener.");
             return refuse(403, &msg);
         }
-        Entry::Takeover(Box::new(Takeover::Producer(topic, request)))
+        match listener.authorize(shard, principal.as_deref(), &topic, Access::Write, false) {
+            Ok(()) => Entry::Takeover(Box::new(Takeover::Producer(topic, principal, request))),
+            Err(r) => Entry::Ready(r),
+        }
     }
 
     /// Hands the connection to what `takeover` asked for, once every response before it
@@ -431,8 +459,9 @@ impl Conn {
             id: self.id,
         };
         match takeover {
-            Takeover::Producer(topic, request) => {
-                let socket = socket::Socket::new(&self.shard, &self.listener, topic, self.id);
+            Takeover::Producer(topic, principal, request) => {
+                let socket =
+                    socket::Socket::new(&self.shard, &self.listener, topic, principal, self.id);
                 Box::pin(socket.run(stream, &request, frames)).await
             }
             Takeover::Events(request) => Box::pin(sse::run(sub, stream, request)).await,
@@ -455,12 +484,28 @@ impl Conn {
             Ok(p) => p,
             Err(e) => return refuse(e.status(), &e.to_string()),
         };
-        if !self.listener.topics.allows(&produce.topic) {
+        let (listener, shard) = (&self.listener, &self.shard);
+        let principal = match listener.authenticate(shard, req, false, keep_alive) {
+            Ok(p) => p,
+            Err(r) => return Entry::Ready(r),
+        };
+        if !listener.topics.allows(&produce.topic) {
             let msg = format!(
                 "Topic {} may not be written on this listener.",
                 produce.topic
             );
             return refuse(403, &msg);
+        }
+        let topic = &produce.topic;
+        let access = listener.authorize(
+            shard,
+            principal.as_deref(),
+            topic,
+            Access::Write,
+            keep_alive,
+        );
+        if let Err(r) = access {
+            return Entry::Ready(r);
         }
         let format = BodyFormat::from_content_type(req.header("content-type"));
         let records = match format {
@@ -474,6 +519,17 @@ impl Conn {
                 Err(e) => return refuse(e.status(), &e.to_string()),
             },
         };
+        let spoofed = |name: &str| name.eq_ignore_ascii_case(PRINCIPAL_HEADER);
+        if principal.is_some()
+            && (produce.headers.iter().any(|(k, _)| spoofed(k))
+                || records
+                    .iter()
+                    .any(|r| r.headers.iter().any(|(k, _)| spoofed(k))))
+        {
+            let msg =
+                format!("The record header {PRINCIPAL_HEADER} is set by sluice, not by clients.");
+            return refuse(400, &msg);
+        }
         // Refuse rather than wait: the request goes only if the producer's buffer can take
         // it now (or is empty, as kafka-wire lets one oversized request through alone).
         let size: usize = records.iter().map(|r| record_size(r, &produce)).sum();
@@ -507,6 +563,12 @@ impl Conn {
                 key: k,
                 value: v.as_deref(),
             }));
+            if let Some(p) = &principal {
+                headers.push(Header {
+                    key: PRINCIPAL_HEADER,
+                    value: Some(p.as_bytes()),
+                });
+            }
             let record = ProducerRecord {
                 topic: &produce.topic,
                 partition: None,

@@ -25,15 +25,20 @@ pub enum ErrorKind {
     Kafka,
     /// The TLS handshake failed or timed out.
     Tls,
+    /// Authentication or authorization refused the client (missing or wrong credentials,
+    /// a topic its ACL forbids); counted once per refusal, whether or not the connection
+    /// ends.
+    Auth,
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 5] = [
+    const ALL: [ErrorKind; 6] = [
         ErrorKind::Protocol,
         ErrorKind::Io,
         ErrorKind::Timeout,
         ErrorKind::Kafka,
         ErrorKind::Tls,
+        ErrorKind::Auth,
     ];
 
     fn label(self) -> &'static str {
@@ -43,6 +48,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Kafka => "kafka",
             ErrorKind::Tls => "tls",
+            ErrorKind::Auth => "auth",
         }
     }
 }
@@ -284,7 +290,7 @@ impl Metrics {
         let name = "sluice_connection_errors_total";
         let _ = writeln!(
             out,
-            "# HELP {name} Connections ended by an error, by kind.\n# TYPE {name} counter"
+            "# HELP {name} Connections ended by an error, by kind (auth: each refused authentication or authorization).\n# TYPE {name} counter"
         );
         for (shard, s) in self.shards.iter().enumerate() {
             for kind in ErrorKind::ALL {

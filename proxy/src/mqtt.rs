@@ -600,6 +600,7 @@ impl Conn {
                             }
                             Err((reason_code, why)) => {
                                 debug!(reason_code, why, "CONNECT refused");
+                                self.shard.metrics.error(ErrorKind::Auth);
                                 self.session.refuse(reason_code, &mut self.effects);
                                 continue;
                             }
@@ -735,6 +736,7 @@ impl Conn {
                 topic = publish.topic.as_str(),
                 "PUBLISH not allowed by the ACL"
             );
+            self.shard.metrics.error(ErrorKind::Auth);
             if publish.qos == QoS::AtMostOnce {
                 // Nothing to answer a QoS 0 PUBLISH with: end the session, visibly.
                 self.session_close(reason::NOT_AUTHORIZED);

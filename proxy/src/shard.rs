@@ -101,6 +101,8 @@ pub struct ShardSetup {
     pub listening: Arc<std::sync::atomic::AtomicUsize>,
     /// Shards that finished their shutdown (everything accepted was answered or failed).
     pub stopped: Arc<std::sync::atomic::AtomicUsize>,
+    /// The record codecs stream listeners name: built in and plugged in.
+    pub codecs: Arc<codecs::registry::CodecRegistry>,
 }
 
 /// Runs shard `index` until shutdown.
@@ -187,7 +189,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
         );
     }
     let accepting = Rc::new(Cell::new(true));
-    let registry = Rc::new(codecs::registry::CodecRegistry::with_builtins());
+    let registry = setup.codecs.clone();
     for (i, l) in config.listeners.iter().enumerate() {
         let addr = setup.addresses[i];
         let socket = match runtime::listen(addr, ListenOptions { backlog: l.backlog }) {
@@ -220,6 +222,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
                     config: l.clone(),
                     routes: Routes::for_listener(&l.name, l.protocol, &config.routes),
                     registry: registry.clone(),
+                    auth: l.authenticator.clone().map(ShardAuth::new),
                 });
                 let shard = shard.clone();
                 runtime::spawn(accept_loop(

@@ -4,6 +4,11 @@
 //! in order, once Kafka acknowledged it (or with a rejection); without, records are
 //! produced without an answer.
 //!
+//! Record codecs carry no credentials: a listener with `auth = "client_cert"` takes the
+//! verified TLS client certificate's common name as the principal (stamped as
+//! `sluice.principal` when the route asks for `principal`), and its `acl` must allow the
+//! route's topic, else the connection is closed before anything is read.
+//!
 //! Reads go through the shard's scratch buffer as for MQTT, so an idle connection holds no
 //! read buffer; while the producer's budget is used up the connection stops reading.
 
@@ -13,6 +18,7 @@ use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
@@ -23,6 +29,7 @@ use kafka_wire::record::Header;
 use kafka_wire::{DeliveryFuture, ProducerRecord};
 use tracing::debug;
 
+use crate::auth::{Credentials, ShardAuth};
 use crate::config::{codec_settings, ListenerConfig};
 use crate::driver::{self, Input};
 use crate::metrics::ErrorKind;
@@ -41,7 +48,9 @@ pub struct StreamListener {
     /// The listener's route.
     pub routes: Routes,
     /// Where codecs come from.
-    pub registry: Rc<CodecRegistry>,
+    pub registry: Arc<CodecRegistry>,
+    /// Its authentication (client certificates) and ACL, with this shard's cache.
+    pub auth: Option<ShardAuth>,
 }
 
 enum Event {
@@ -55,7 +64,7 @@ enum Event {
 
 /// Serves one client connection until it ends.
 pub async fn serve(tcp: TcpStream, shard: Rc<Shard>, listener: Rc<StreamListener>) {
-    let span = driver::conn_span!(listener, tcp);
+    let span = driver::conn_span!(listener, tcp, principal = tracing::field::Empty);
     let id = shard.next_conn_id();
     let driver = async {
         let mut stream = driver::secure(&listener.config, tcp).await?;
@@ -85,6 +94,7 @@ async fn run(
     let route = listener.routes.single().expect("validated: one route");
     let info = ConnInfo {
         listener: config.name.clone(),
+        principal: authenticate(stream, listener.auth.as_ref(), &route.kafka_topic)?,
         ..ConnInfo::default()
     };
     let lm = &shard.metrics.listeners[listener.index];
@@ -182,6 +192,33 @@ async fn run(
     }
 }
 
+/// The principal of a connection (`None` on a listener without `auth`), or why it is
+/// refused: no usable certificate, or an ACL that does not let it write `topic`.
+fn authenticate(
+    stream: &Stream,
+    auth: Option<&ShardAuth>,
+    topic: &str,
+) -> Result<Option<String>, (ErrorKind, String)> {
+    let Some(auth) = auth else {
+        return Ok(None);
+    };
+    let credentials = stream
+        .peer_certificate()
+        .map_or(Credentials::None, Credentials::Certificate);
+    let principal = auth
+        .verify(credentials)
+        .map_err(|e| (ErrorKind::Auth, format!("authentication failed: {e}")))?;
+    tracing::Span::current().record("principal", principal.as_deref());
+    if !auth.topic_acl(principal.as_deref()).may_write(topic) {
+        let who = principal.as_deref().unwrap_or("an anonymous client");
+        return Err((
+            ErrorKind::Auth,
+            format!("the acl does not let {who:?} write topic {topic}"),
+        ));
+    }
+    Ok(principal)
+}
+
 async fn produce(
     shard: &Shard,
     route: &crate::route::Route,
@@ -210,6 +247,15 @@ async fn produce(
         headers.push(Header {
             key: "sluice.listener",
             value: Some(info.listener.as_bytes()),
+        });
+    }
+    if let (true, Some(p)) = (
+        route.headers.contains(&HeaderField::Principal),
+        &info.principal,
+    ) {
+        headers.push(Header {
+            key: "sluice.principal",
+            value: Some(p.as_bytes()),
         });
     }
     shard

@@ -138,6 +138,20 @@ impl Stream {
         }
     }
 
+    /// The client's TLS certificate (DER, leaf), verified in the handshake; `None` on plain
+    /// TCP or when the client presented none.
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        match self {
+            Stream::Tcp(_) => None,
+            Stream::Tls(s) => s
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|c| c.as_ref()),
+        }
+    }
+
     /// Writes all of `buf` and pushes it to the socket (TLS buffers records until flushed).
     pub async fn write_flushed(&mut self, buf: &[u8]) -> io::Result<()> {
         self.write_all(buf).await?;

@@ -9,12 +9,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{node_modules, script, Sluice};
+use common::{node_modules, script, Lines, Sluice};
 use serde_json::Value;
 use sluice_tests::{Broker, ProduceRecord};
 
@@ -24,61 +23,6 @@ const WAIT: Duration = Duration::from_secs(60);
 fn start(broker: &Broker, topics: &str) -> Sluice {
     let keys = format!("topics = {topics}\nwebsocket = {{ acks = true }}");
     Sluice::start(&common::config_with_http(&broker.bootstrap(), "", &keys)).expect("sluice")
-}
-
-/// A client process whose stdout lines arrive as they are printed; killed on drop.
-struct Lines {
-    child: Child,
-    rx: Receiver<String>,
-}
-
-impl Lines {
-    fn spawn(mut cmd: Command) -> Lines {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("client starts");
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Lines { child, rx }
-    }
-
-    /// The next line; `None` once the client closed its output.
-    fn next(&self, until: Instant, what: &str) -> Option<String> {
-        match self
-            .rx
-            .recv_timeout(until.saturating_duration_since(Instant::now()))
-        {
-            Ok(line) => Some(line),
-            Err(RecvTimeoutError::Disconnected) => None,
-            Err(RecvTimeoutError::Timeout) => panic!("timed out waiting for {what}"),
-        }
-    }
-
-    /// Waits for the client to exit and returns whether it succeeded.
-    fn wait_success(&mut self, deadline: Duration) -> bool {
-        let mut status = None;
-        sluice_tests::poll_until(deadline, || {
-            status = self.child.try_wait().ok().flatten();
-            status.is_some()
-        });
-        status.is_some_and(|s| s.success())
-    }
-}
-
-impl Drop for Lines {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// One block of an event stream.

@@ -247,4 +247,9 @@ fn passwords_jwts_and_acls_decide_what_reaches_kafka() {
         seen, expected,
         "exactly the accepted messages, with principals"
     );
+    // Six refused CONNECTs and two PUBLISHes outside the ACL.
+    let refusals = sluice
+        .metric_where("sluice_connection_errors_total", "kind=\"auth\"")
+        .unwrap();
+    assert_eq!(refusals, 8, "each refusal counted once");
 }

@@ -19,6 +19,8 @@ pub struct Response {
     pub keep_alive: bool,
     /// Seconds for a `Retry-After` header, sent with 503 when Kafka is slow or down.
     pub retry_after: Option<u32>,
+    /// A `WWW-Authenticate` challenge, sent with 401 (e.g. `Basic realm="sluice"`).
+    pub www_authenticate: Option<&'static str>,
 }
 
 impl Response {
@@ -29,6 +31,7 @@ impl Response {
             body: body.into(),
             keep_alive,
             retry_after: None,
+            www_authenticate: None,
         }
     }
 
@@ -100,6 +103,9 @@ impl Encoder<&Response> for ResponseEncoder {
         );
         if let Some(secs) = r.retry_after {
             let _ = write!(head, "Retry-After: {secs}\r\n");
+        }
+        if let Some(challenge) = r.www_authenticate {
+            let _ = write!(head, "WWW-Authenticate: {challenge}\r\n");
         }
         if !r.keep_alive {
             head.push_str("Connection: close\r\n");

@@ -352,12 +352,90 @@ fn jwt_principal_fills_username_placeholders() {
     assert!(acl.allows("u/real/x") && !acl.allows("u/spoofed/x"));
 }
 
-#[test]
-fn auth_keys_apply_to_mqtt_listeners_only() {
+/// The default config with its `http` listener's keys extended; the parse error, if any.
+fn http_listener(keys: &str) -> Result<ShardAuth, String> {
     let text = DEFAULT_TOML.replace(
         "protocol = \"http\"\n",
-        "protocol = \"http\"\nacl = [{ publish = \"#\" }]\n",
+        &format!("protocol = \"http\"\n{keys}\n"),
     );
-    let err = Config::parse(&text, None).unwrap_err().to_string();
+    let config = Config::parse(&text, None).map_err(|e| e.to_string())?;
+    let l = config.listeners.iter().find(|l| l.name == "http").unwrap();
+    Ok(ShardAuth::new(l.authenticator.clone().expect("auth")))
+}
+
+#[test]
+fn each_listener_kind_takes_its_own_auth_keys() {
+    // HTTP ACLs are Kafka topic patterns, not MQTT filters.
+    let err = http_listener("acl = [{ publish = \"#\" }]").unwrap_err();
+    assert!(err.contains("listeners[3].acl[0].publish"), "{err}");
+    let err = http_listener("acl = [{ subscribe = \"t.{client_id}\" }]").unwrap_err();
+    assert!(
+        err.contains("acl[0].subscribe") && err.contains("placeholder"),
+        "{err}"
+    );
+    let err = http_listener("acl = [{}]").unwrap_err();
+    assert!(err.contains("acl[0].publish"), "{err}");
+    let err = http_listener("auth = \"client_cert\"").unwrap_err();
     assert!(err.contains("listeners[3].auth"), "{err}");
+    // MQTT subscribe rules are not enforced, so they are refused rather than ignored.
+    let err = listener("acl = [{ subscribe = \"#\" }]")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("acl[0].subscribe"), "{err}");
+    // Stream listeners: no in-band credentials; client certificates need verified TLS.
+    let stream = |keys: &str| {
+        let text = DEFAULT_TOML.replace(
+            "protocol = \"stream\"\n",
+            &format!("protocol = \"stream\"\n{keys}\n"),
+        );
+        Config::parse(&text, None).unwrap_err().to_string()
+    };
+    let err = stream(&format!(
+        "auth = \"password_file\"\npassword_file = \"{}\"",
+        fixture("passwd")
+    ));
+    assert!(err.contains("auth") && err.contains("client_cert"), "{err}");
+    let err = stream("auth = \"client_cert\"");
+    assert!(err.contains("client_ca_file"), "{err}");
+    let err = stream("acl = [{ subscribe = \"x\" }]");
+    assert!(err.contains("acl[0].subscribe"), "{err}");
+}
+
+#[test]
+fn http_credentials_and_topic_acls() {
+    let auth = http_listener(&format!(
+        "auth = \"password_file\"\npassword_file = \"{}\"\nacl = [{{ publish = \"devices.{{username}}\", subscribe = \"devices.{{username}}\" }}, {{ subscribe = \"alerts.*\" }}]",
+        fixture("passwd")
+    ))
+    .unwrap();
+    assert_eq!(auth.method(), AuthMethod::PasswordFile);
+    assert_eq!(auth.verify(Credentials::None), Err(Denied::Missing));
+    assert!(matches!(
+        auth.verify(Credentials::Token(b"x")),
+        Err(Denied::Invalid(_))
+    ));
+    assert!(matches!(
+        auth.verify(Credentials::Password("alice", b"builder")),
+        Err(Denied::Invalid(_))
+    ));
+    let alice = auth
+        .verify(Credentials::Password("alice", b"wonderland"))
+        .unwrap();
+    assert_eq!(alice.as_deref(), Some("alice"));
+    let acl = auth.topic_acl(alice.as_deref());
+    assert!(acl.may_write("devices.alice") && acl.may_read("devices.alice"));
+    assert!(!acl.may_write("devices.bob") && !acl.may_read("devices.bob"));
+    assert!(acl.may_read("alerts.fire") && !acl.may_write("alerts.fire"));
+    // A principal that would change a pattern's meaning fills no rule.
+    for odd in ["a*", "a/b", ""] {
+        let acl = auth.topic_acl(Some(odd));
+        assert!(
+            !acl.may_write("devices.a") && !acl.may_write("devices.abc"),
+            "{odd:?}"
+        );
+        assert!(
+            acl.may_read("alerts.x"),
+            "rules without placeholders still apply"
+        );
+    }
 }

@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use codecs::http::write_json_string;
 use codecs::ws::{close_code, Message, MessageAssembler, UpgradeRequest};
 use futures_lite::AsyncWriteExt;
+use kafka_wire::record::Header;
 use kafka_wire::{DeliveryFuture, ProducerRecord, RecordMetadata};
 use tracing::debug;
 
@@ -45,6 +46,8 @@ pub(super) struct Socket<'a> {
     shard: &'a Rc<Shard>,
     listener: &'a HttpListener,
     topic: String,
+    /// Who the client authenticated as, stamped on every record.
+    principal: Option<String>,
     id: u64,
     layer: WsLayer,
     assembler: MessageAssembler,
@@ -61,6 +64,7 @@ impl<'a> Socket<'a> {
         shard: &'a Rc<Shard>,
         listener: &'a HttpListener,
         topic: String,
+        principal: Option<String>,
         id: u64,
     ) -> Socket<'a> {
         let config = listener
@@ -73,6 +77,7 @@ impl<'a> Socket<'a> {
             shard,
             listener,
             topic,
+            principal,
             id,
             layer: WsLayer::new(config, max),
             assembler: MessageAssembler::new(max),
@@ -189,12 +194,16 @@ impl<'a> Socket<'a> {
     async fn produce(&mut self, value: Bytes) {
         let lm = &self.shard.metrics.listeners[self.listener.index];
         lm.frames_in.fetch_add(1, Ordering::Relaxed);
+        let principal = self.principal.as_ref().map(|p| Header {
+            key: super::access::PRINCIPAL_HEADER,
+            value: Some(p.as_bytes()),
+        });
         let record = ProducerRecord {
             topic: &self.topic,
             partition: None,
             key: None,
             value: Some(&value),
-            headers: &[],
+            headers: principal.as_slice(),
             timestamp: None,
         };
         let received = Instant::now();

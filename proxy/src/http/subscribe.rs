@@ -5,8 +5,9 @@
 //! The query says where to start and what to send: `from=latest` (the default) or
 //! `from=earliest`, `position=0:15,1:22` to resume (an SSE `Last-Event-ID` header wins over
 //! both, as that is how browsers resume), `key=...` (repeatable) to deliver only records with
-//! one of these keys, and `format=value` or `format=json`. Unknown parameters are refused, so
-//! a typo does not silently change what is delivered.
+//! one of these keys, `format=value` or `format=json`, and `access_token` (checked by
+//! [`super::access`]). Unknown parameters are refused, so a typo does not silently change
+//! what is delivered.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -142,9 +143,11 @@ impl Subscribe {
                         _ => return Err((400, "format is value or json.".into())),
                     }
                 }
+                // The credentials, checked before ([`super::access`]).
+                "access_token" => {}
                 _ => {
                     let msg = format!(
-                        "Unknown query parameter {name:?}; subscribers take from, position, key and format."
+                        "Unknown query parameter {name:?}; subscribers take from, position, key, format and access_token."
                     );
                     return Err((400, msg));
                 }
@@ -185,7 +188,7 @@ fn is_topic_name(t: &str) -> bool {
 
 /// Decodes a query value as `application/x-www-form-urlencoded`: `%XX` escapes and `+` for
 /// a space (so a literal `+` is `%2B`). `None` for a broken escape.
-fn percent_decode(s: &str) -> Option<Vec<u8>> {
+pub(super) fn percent_decode(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len());
     let mut bytes = s.bytes();
     while let Some(b) = bytes.next() {

@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use sluice_tests::ConsumedRecord;
@@ -70,10 +70,19 @@ pub fn config_with_http(bootstrap: &str, extra_kafka: &str, listener_keys: &str)
 impl Sluice {
     /// Starts sluice with `config` and waits until it listens.
     pub fn start(config: &str) -> Result<Sluice> {
+        // `option_env`: this module also serves crates whose binary is another sluice
+        // (examples/jsonlines-proxy), which call `start_bin`.
+        let bin = option_env!("CARGO_BIN_EXE_sluice").context("no sluice binary here")?;
+        Sluice::start_bin(bin, config)
+    }
+
+    /// Starts the sluice binary `bin` (sluice itself, or one built on the library) with
+    /// `config` and waits until it listens.
+    pub fn start_bin(bin: &str, config: &str) -> Result<Sluice> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("sluice.toml");
         std::fs::write(&path, config)?;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let mut child = Command::new(bin)
             .arg("--config")
             .arg(&path)
             .env("SLUICE_LOG", "info,sluice=debug")
@@ -177,6 +186,20 @@ impl Sluice {
     }
 }
 
+impl Sluice {
+    /// A counter summed over the label sets that start with `labels`, e.g.
+    /// `metric_where("sluice_connection_errors_total", "kind=\"auth\"")`.
+    pub fn metric_where(&self, name: &str, labels: &str) -> Result<u64> {
+        let (_, body) = self.admin_get("/metrics")?;
+        let prefix = format!("{name}{{{labels}");
+        Ok(body
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum())
+    }
+}
+
 impl Drop for Sluice {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -269,6 +292,75 @@ pub fn node_modules() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// A client process whose stdout lines arrive as they are printed; killed on drop.
+pub struct Lines {
+    pub child: Child,
+    rx: Receiver<String>,
+}
+
+impl Lines {
+    pub fn spawn(mut cmd: Command) -> Lines {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("client starts");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Lines { child, rx }
+    }
+
+    /// The next line; `None` once the client closed its output.
+    pub fn next(&self, until: Instant, what: &str) -> Option<String> {
+        match self
+            .rx
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+        {
+            Ok(line) => Some(line),
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => panic!("timed out waiting for {what}"),
+        }
+    }
+
+    /// Waits for the client to exit and returns whether it succeeded.
+    pub fn wait_success(&mut self, deadline: Duration) -> bool {
+        let mut status = None;
+        sluice_tests::poll_until(deadline, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status.is_some_and(|s| s.success())
+    }
+}
+
+impl Lines {
+    /// The first line that `pick` accepts within `deadline`; panics without one.
+    pub fn find(&self, deadline: Duration, what: &str, pick: impl Fn(&str) -> bool) -> String {
+        let until = Instant::now() + deadline;
+        loop {
+            match self.next(until, what) {
+                Some(line) if pick(&line) => return line,
+                Some(_) => {}
+                None => panic!("the client ended before {what}"),
+            }
+        }
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A child process that is killed when the guard drops, also when a test fails first.
