@@ -392,7 +392,7 @@ impl Producer {
         };
         let queue = &mut topic.partitions[partition as usize];
         let (future, appended) =
-            queue.append(partition as i32, rec, limits, &mut source, Instant::now());
+            queue.append(partition as i32, rec, limits, &mut source, Instant::now);
         if let Some(id) = appended.opened {
             state.outstanding.insert(id);
         }

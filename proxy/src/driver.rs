@@ -32,7 +32,11 @@ pub fn poll_read(
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
     let mut scratch = shard.scratch.borrow_mut();
-    Pin::new(stream).poll_read(cx, &mut scratch[..])
+    let read = Pin::new(stream).poll_read(cx, &mut scratch[..]);
+    if matches!(read, Poll::Ready(Ok(n)) if n > 0) {
+        shard.mark_read();
+    }
+    read
 }
 
 /// The bytes a driver decodes after a read: the new bytes behind the tail of an incomplete

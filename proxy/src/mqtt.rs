@@ -726,7 +726,7 @@ impl Conn {
 
     /// Routes a PUBLISH and hands its record to the producer.
     async fn publish(&mut self, publish: Publish) {
-        let received = Instant::now();
+        let received = self.shard.read_at();
         if self
             .acl
             .as_ref()
@@ -781,7 +781,7 @@ impl Conn {
             key,
             value: Some(&publish.payload),
             headers: &headers,
-            timestamp: None,
+            timestamp: Some(self.shard.read_at_unix_ms()),
         };
         match self.shard.producer.send(record).await {
             Ok(delivery) => self.acks.push_back(PendingAck {

@@ -58,9 +58,31 @@ pub struct Shard {
     pub lot: Option<Rc<ParkingLot>>,
     started: Instant,
     next_conn: Cell<u64>,
+    /// When the shard last read from a socket (monotonic, and milliseconds since the Unix
+    /// epoch): what the packets decoded from that read count as their arrival time, so a
+    /// read of many packets costs two clock reads, not a few per packet.
+    read_at: Cell<(Instant, i64)>,
 }
 
 impl Shard {
+    /// Notes that data was just read from a socket.
+    pub fn mark_read(&self) {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        self.read_at.set((Instant::now(), unix_ms));
+    }
+
+    /// When the latest read happened ([`Shard::mark_read`]).
+    pub fn read_at(&self) -> Instant {
+        self.read_at.get().0
+    }
+
+    /// The latest read's time in milliseconds since the Unix epoch (a record's timestamp).
+    pub fn read_at_unix_ms(&self) -> i64 {
+        self.read_at.get().1
+    }
+
     /// Milliseconds since the shard started (the sessions' clock).
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
@@ -170,6 +192,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
         )),
         started: Instant::now(),
         next_conn: Cell::new(0),
+        read_at: Cell::new((Instant::now(), 0)),
     });
 
     let serves_mqtt = config

@@ -96,14 +96,15 @@ pub(crate) struct Limits {
 }
 
 impl PartitionQueue {
-    /// Appends a record, closing the open batch first when the record does not fit.
+    /// Appends a record, closing the open batch first when the record does not fit. `now`
+    /// is read only when a batch is opened (a clock read per record shows in profiles).
     pub(crate) fn append(
         &mut self,
         partition: i32,
         record: RecordRef<'_>,
         limits: Limits,
         producer: &mut SequenceSource<'_>,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
     ) -> (DeliveryFuture, Appended) {
         let mut appended = Appended {
             opened: None,
@@ -128,7 +129,7 @@ impl PartitionQueue {
             id,
             builder: BatchBuilder::new(limits.compression, limits.batch_size),
             accounted: record.approx_size(),
-            created: now,
+            created: now(),
             completion: Completion::new(partition),
         };
         let delta = open

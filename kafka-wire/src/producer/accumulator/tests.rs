@@ -47,7 +47,7 @@ fn full_batches_close_and_sequences_follow_record_counts() {
     let mut closed = 0;
     let mut futures = Vec::new();
     for _ in 0..12 {
-        let (f, a) = q.append(0, record(&value), LIMITS, &mut ids.source(0), now);
+        let (f, a) = q.append(0, record(&value), LIMITS, &mut ids.source(0), || now);
         closed += usize::from(a.closed);
         futures.push(f);
     }
@@ -72,7 +72,7 @@ fn a_requeued_batch_goes_first_and_holds_the_partition() {
     let mut ids = Ids(0);
     let now = Instant::now();
     for _ in 0..3 {
-        let _ = q.append(0, record(b"x"), LIMITS, &mut ids.source(0), now);
+        let _ = q.append(0, record(b"x"), LIMITS, &mut ids.source(0), || now);
         q.close(&mut ids.source(0));
     }
     assert!(q.can_send(5, now));
@@ -104,10 +104,10 @@ fn old_batches_expire_but_not_young_ones() {
     let mut q = PartitionQueue::default();
     let mut ids = Ids(0);
     let start = Instant::now();
-    let _ = q.append(0, record(b"old"), LIMITS, &mut ids.source(0), start);
+    let _ = q.append(0, record(b"old"), LIMITS, &mut ids.source(0), || start);
     q.close(&mut ids.source(0));
     let later = start + Duration::from_secs(10);
-    let _ = q.append(0, record(b"young"), LIMITS, &mut ids.source(0), later);
+    let _ = q.append(0, record(b"young"), LIMITS, &mut ids.source(0), || later);
     q.close(&mut ids.source(0));
     let expired = q.expire(later, Duration::from_secs(5));
     assert_eq!(expired.len(), 1);
@@ -120,8 +120,8 @@ fn resequencing_renumbers_from_zero_under_the_new_epoch() {
     let mut ids = Ids(0);
     let now = Instant::now();
     for _ in 0..3 {
-        let _ = q.append(0, record(b"abc"), LIMITS, &mut ids.source(0), now);
-        let _ = q.append(0, record(b"def"), LIMITS, &mut ids.source(0), now);
+        let _ = q.append(0, record(b"abc"), LIMITS, &mut ids.source(0), || now);
+        let _ = q.append(0, record(b"def"), LIMITS, &mut ids.source(0), || now);
         q.close(&mut ids.source(0));
     }
     let dropped = q.ready.pop_front().unwrap();
@@ -143,9 +143,9 @@ fn resequencing_renumbers_from_zero_under_the_new_epoch() {
 fn failing_everything_completes_every_record() {
     let mut q = PartitionQueue::default();
     let mut ids = Ids(0);
-    let (f1, _) = q.append(3, record(b"a"), LIMITS, &mut ids.source(0), Instant::now());
+    let (f1, _) = q.append(3, record(b"a"), LIMITS, &mut ids.source(0), Instant::now);
     q.close(&mut ids.source(0));
-    let (f2, _) = q.append(3, record(b"b"), LIMITS, &mut ids.source(0), Instant::now());
+    let (f2, _) = q.append(3, record(b"b"), LIMITS, &mut ids.source(0), Instant::now);
     assert_eq!(q.fail_all(&crate::Error::Closed), 2);
     assert!(q.is_idle());
     assert!(matches!(f1.try_result(), Some(Err(crate::Error::Closed))));
