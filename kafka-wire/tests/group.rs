@@ -27,14 +27,14 @@ fn partitions(g: &Generation) -> Vec<i32> {
 /// Keeps `member` in the group: heartbeats and rejoins, recording each generation, until
 /// `stop` is set.
 async fn stay(
-    member: Rc<RefCell<GroupMember>>,
+    mut member: GroupMember,
     seen: Rc<RefCell<Vec<Generation>>>,
     stop: Rc<RefCell<bool>>,
 ) {
     while !*stop.borrow() {
-        let beat = member.borrow_mut().heartbeat().await;
+        let beat = member.heartbeat().await;
         if beat.expect("heartbeat") == Heartbeat::Rejoin {
-            let g = member.borrow_mut().join().await.expect("rejoin");
+            let g = member.join().await.expect("rejoin");
             seen.borrow_mut().push(g);
         }
         glommio::timer::sleep(Duration::from_millis(100)).await;
@@ -53,19 +53,14 @@ fn members_split_partitions_commit_and_hand_over_on_leave() {
             .expect("CreateTopics");
 
         // Alone, the first member gets everything, and commits.
-        let a = Rc::new(RefCell::new(GroupMember::new(
-            common::client(&bootstrap).await,
-            group_config("g1"),
-        )));
-        let first = a.borrow_mut().join().await.expect("first join");
+        let mut a = GroupMember::new(common::client(&bootstrap).await, group_config("g1"));
+        let first = a.join().await.expect("first join");
         assert!(first.leader);
         assert_eq!(partitions(&first), [0, 1, 2, 3]);
-        a.borrow_mut()
-            .commit(&[("grouped", 0, 5), ("grouped", 3, 9)])
+        a.commit(&[("grouped", 0, 5), ("grouped", 3, 9)])
             .await
             .expect("commit");
         let committed = a
-            .borrow_mut()
             .committed("grouped", &[0, 1, 3])
             .await
             .expect("offset fetch");
@@ -75,7 +70,7 @@ fn members_split_partitions_commit_and_hand_over_on_leave() {
         // generation that splits the partitions between them.
         let seen = Rc::new(RefCell::new(vec![first]));
         let stop = Rc::new(RefCell::new(false));
-        glommio::spawn_local(stay(a.clone(), seen.clone(), stop.clone())).detach();
+        glommio::spawn_local(stay(a, seen.clone(), stop.clone())).detach();
         let mut b = GroupMember::new(common::client(&bootstrap).await, group_config("g1"));
         let deadline = Instant::now() + Duration::from_secs(30);
         let (gb, ga) = loop {

@@ -10,6 +10,7 @@
 //! - `http`: the HTTP produce driver (`POST /topics/{topic}`, single records and batches).
 //! - `driver`: what the connection drivers share (reads, input buffers, accounting).
 //! - `stream`: the record-stream driver (framed, lines, plugged-in record codecs).
+//! - `share`: shared subscriptions, as Kafka consumer groups.
 //! - `route`: which Kafka topic, key and headers a message gets.
 //! - `auth`: MQTT client authentication (password file, JWT) and publish ACLs.
 //! - `metrics` and `admin`: Prometheus counters and the admin HTTP listener.
@@ -28,6 +29,7 @@ mod route;
 mod runtime;
 mod sessions;
 mod shard;
+mod share;
 mod stream;
 mod table;
 mod transport;
