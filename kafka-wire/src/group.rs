@@ -29,8 +29,9 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
+    ApiKey, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, OffsetCommitRequest,
+    OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use tracing::debug;
@@ -90,6 +91,8 @@ pub struct GroupMember {
     coordinator: Option<Connection>,
     /// The last heartbeat said the group is rebalancing.
     rebalancing: bool,
+    /// The next join leaves first and joins as a new member.
+    force_new: bool,
 }
 
 impl GroupMember {
@@ -102,6 +105,7 @@ impl GroupMember {
             generation: -1,
             coordinator: None,
             rebalancing: false,
+            force_new: false,
         }
     }
 
@@ -189,6 +193,9 @@ impl GroupMember {
     /// generation. Retries what is retriable (coordinator moves, rebalances in progress)
     /// until twice the rebalance timeout has passed.
     pub async fn join(&mut self) -> Result<Generation> {
+        if std::mem::take(&mut self.force_new) {
+            self.leave_for_new_generation().await;
+        }
         let (before, rebalancing) = (self.generation, std::mem::take(&mut self.rebalancing));
         let generation = self.join_retrying().await?;
         // Heartbeats sent while joining say nothing about the generation just joined.
@@ -200,13 +207,39 @@ impl GroupMember {
             // partitions unassigned: leaving and joining as a new member forces the new
             // generation.
             debug!(group = %self.config.group_id, generation = before, "the rebalance kept the generation; joining as a new member");
-            if let Err(e) = self.leave().await {
-                debug!(group = %self.config.group_id, error = %e, "LeaveGroup failed");
-            }
-            self.member_id = StrBytes::default();
+            self.leave_for_new_generation().await;
             return self.join_retrying().await;
         }
         Ok(generation)
+    }
+
+    /// Makes the next [`join`](Self::join) leave and join as a new member, which makes
+    /// the coordinator start a new generation: for a group the coordinator left
+    /// rebalancing without telling its members (see [`state`](Self::state)).
+    pub fn force_new_generation(&mut self) {
+        self.force_new = true;
+    }
+
+    async fn leave_for_new_generation(&mut self) {
+        if let Err(e) = self.leave().await {
+            debug!(group = %self.config.group_id, error = %e, "LeaveGroup failed");
+        }
+        self.member_id = StrBytes::default();
+    }
+
+    /// The group's state as the coordinator describes it (DescribeGroups): `Stable` while
+    /// a generation stands. A group that stays in another state while heartbeats say all
+    /// is well is stuck: tansu 0.6 moves a group whose member stopped heartbeating back to
+    /// assigning without a new generation and without telling the others.
+    pub async fn state(&mut self) -> Result<String> {
+        let mut request = DescribeGroupsRequest::default();
+        request.groups = vec![GroupId(StrBytes::from_string(self.config.group_id.clone()))];
+        let response = self.request(&request).await?;
+        let group = response.groups.into_iter().next().ok_or_else(|| {
+            Error::protocol("DescribeGroups answered without our group", self.ctx())
+        })?;
+        check(group.error_code, None, || self.ctx()).inspect_err(|e| self.after_error(e))?;
+        Ok(group.group_state.to_string())
     }
 
     async fn join_retrying(&mut self) -> Result<Generation> {

@@ -48,6 +48,7 @@ pub(crate) const fn our_versions(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::LeaveGroup => (0, 3),
         ApiKey::OffsetCommit => (2, 7),
         ApiKey::OffsetFetch => (1, 5),
+        ApiKey::DescribeGroups => (0, 4),
         _ => return None,
     })
 }
@@ -132,6 +133,7 @@ pub(crate) fn api_name(key: i16) -> &'static str {
         Ok(ApiKey::LeaveGroup) => "LeaveGroup",
         Ok(ApiKey::OffsetCommit) => "OffsetCommit",
         Ok(ApiKey::OffsetFetch) => "OffsetFetch",
+        Ok(ApiKey::DescribeGroups) => "DescribeGroups",
         _ => "unknown API",
     }
 }

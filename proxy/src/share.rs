@@ -25,7 +25,7 @@
 //! commit. Retained messages are never sent to shared subscriptions (§4.8.2).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -49,6 +49,8 @@ use crate::runtime;
 const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 /// How long a fetch waits at the broker for records.
 const MAX_WAIT: Duration = Duration::from_millis(100);
+/// Heartbeats between two checks of the group's state (DescribeGroups).
+const STATE_CHECK_EVERY: u32 = 3;
 /// Pause after a Kafka error before trying again.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -440,13 +442,20 @@ async fn run(shares: Rc<Shares>, group: Rc<Group>) {
 struct Assigned {
     reader: PartitionReader,
     /// Offsets read and matching the filter, not yet acknowledged.
-    owed: BTreeSet<i64>,
+    /// with the offset the fetch that read each started at.
+    owed: BTreeMap<i64, i64>,
 }
 
 impl Assigned {
-    /// Where the group may resume: the oldest record owed, else the next to read.
+    /// Where the group may resume: the start of the fetch that read the oldest record
+    /// owed, else the next to read. Always where a fetch started, so at a record batch's
+    /// start: tansu 0.6 answers a fetch from inside a batch with the batches after it,
+    /// which would skip the rest of that batch. The records of that fetch before the owed
+    /// one are then delivered again by the partition's next owner.
     fn commit_point(&self) -> i64 {
-        self.owed.first().copied().unwrap_or(self.reader.position())
+        self.owed
+            .first_key_value()
+            .map_or(self.reader.position(), |(_, start)| *start)
     }
 }
 
@@ -471,6 +480,7 @@ async fn serve(
         .fetch_add(parts.len() as u64, Ordering::Relaxed);
     info!(
         group = %group.group_id,
+        kafka = %client.config().bootstrap_servers.join(","),
         generation = generation.id,
         member = %generation.member_id,
         leader = generation.leader,
@@ -485,6 +495,9 @@ async fn serve(
     let (mut last_heartbeat, mut last_commit, mut dirty) = (Instant::now(), Instant::now(), false);
     // The first heartbeat at once: joining may have taken most of a session timeout.
     let mut beat_now = true;
+    // Heartbeats since the group's state was last checked, and checks in a row that
+    // found it not stable.
+    let (mut beats, mut unstable) = (0u32, 0u32);
     loop {
         dirty |= apply_events(
             group,
@@ -501,7 +514,16 @@ async fn serve(
         if beat_now || last_heartbeat.elapsed() >= heartbeat {
             (last_heartbeat, beat_now) = (Instant::now(), false);
             match member.heartbeat().await {
-                Ok(Heartbeat::Stable) => {}
+                Ok(Heartbeat::Stable) => {
+                    beats += 1;
+                    if beats >= STATE_CHECK_EVERY {
+                        beats = 0;
+                        if stuck(group, member, &mut unstable).await {
+                            member.force_new_generation();
+                            break;
+                        }
+                    }
+                }
                 Ok(Heartbeat::Rejoin) => {
                     info!(group = %group.group_id, "the share's consumer group is rebalancing");
                     break;
@@ -552,6 +574,25 @@ async fn serve(
     }
 }
 
+/// Whether the group has looked unsettled on two checks in a row although the heartbeats
+/// say it is stable: the coordinator dropped a member without starting a new generation
+/// (tansu 0.6 does when a member's session times out), which would leave that member's
+/// partitions unread. On Kafka a rebalance always reaches the members' heartbeats first.
+async fn stuck(group: &Group, member: &mut GroupMember, unstable: &mut u32) -> bool {
+    match member.state().await {
+        Ok(state) if state == "Stable" => *unstable = 0,
+        Ok(state) => {
+            *unstable += 1;
+            if *unstable >= 2 {
+                info!(group = %group.group_id, %state, "the share's consumer group is not stable though no rebalance was announced; forcing a new generation");
+                return true;
+            }
+        }
+        Err(e) => debug!(group = %group.group_id, error = %e, "DescribeGroups failed"),
+    }
+    false
+}
+
 /// Readers for the assigned partitions at the group's committed offsets. A partition the
 /// group never committed starts at its end, and that position is committed at once, so
 /// whoever owns it next starts there too.
@@ -583,6 +624,7 @@ async fn positions(
                     .await
                 {
                     Ok(o) => {
+                        info!(group = %group.group_id, %topic, partition, offset = o, "no committed offset: the share starts at the partition's end");
                         fresh.push((topic.clone(), partition, o));
                         o
                     }
@@ -603,7 +645,7 @@ async fn positions(
             .retry_for(Duration::ZERO);
             let assigned = Assigned {
                 reader,
-                owed: BTreeSet::new(),
+                owed: BTreeMap::new(),
             };
             parts.insert((Rc::from(topic.as_str()), partition), assigned);
         }
@@ -746,7 +788,7 @@ async fn fetch(
                 continue;
             }
             let meta = from_headers(&record.headers);
-            a.owed.insert(record.offset);
+            a.owed.insert(record.offset, before);
             queue.push_back(Message {
                 partition: tp.clone(),
                 offset: record.offset,
