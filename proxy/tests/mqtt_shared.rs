@@ -381,3 +381,54 @@ fn a_persistent_session_keeps_its_share_and_resumes_it_on_another_process() {
     got.sort();
     assert_eq!(got, ["away-0", "away-1"], "{events:?}");
 }
+
+#[test]
+fn a_kafka_consumer_in_the_same_group_shares_the_partitions() {
+    let (broker, one, _two) = start(4);
+    let member = Member::join(&one, "mqttv5", 1);
+    // A confluent-kafka (librdkafka) consumer joins the share's consumer group.
+    let mut consumer = Command::new(sluice_tests::python())
+        .arg(common::script("group_consumer.py"))
+        .args([
+            &broker.bootstrap(),
+            "sluice-share-workers/jobs/#",
+            "mqtt-messages",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    let stdout = consumer.stdout.take().unwrap();
+    let (assigned, values) = (
+        Arc::new(Mutex::new(Vec::new())),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let (a, v) = (assigned.clone(), values.clone());
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let e: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+            if e["event"] == "assigned" {
+                *a.lock().unwrap() = e["partitions"].as_array().unwrap().clone();
+            } else if let Some(value) = e["value"].as_str() {
+                v.lock().unwrap().push(value.to_owned());
+            }
+        }
+    });
+    let _guard = common::Guard(consumer);
+    // Both sides settled on one generation: the consumer has part of the partitions and
+    // sluice the rest.
+    sluice_tests::wait_until(Duration::from_secs(60), "the group split", || {
+        let n = assigned.lock().unwrap().len();
+        n > 0 && n < 4 && one.metric("sluice_share_partitions").unwrap_or(0) as usize + n == 4
+    });
+    produce(&broker, "x", 0..100);
+    sluice_tests::wait_until(Duration::from_secs(60), "every message consumed", || {
+        member.count() + values.lock().unwrap().len() >= 100
+    });
+    let mut all = member.got();
+    all.extend(values.lock().unwrap().iter().cloned());
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 100);
+    assert!(member.count() > 0 && !values.lock().unwrap().is_empty());
+}
