@@ -22,6 +22,8 @@
 //! - [`Client`]: connections per broker, metadata refresh, admin requests.
 //! - [`Producer`]: per-partition batching, idempotence, retries, delivery reports.
 //! - [`fetch`]: reading partitions from an offset.
+//! - [`group`]: classic consumer group membership (join, assign, heartbeat, commit);
+//!   its assignors and embedded messages ([`group::assign`]) are sans-IO.
 //!
 //! Everything is shard-local (`Rc`, not `Send`): each shard has its own client, as it has
 //! its own sockets.
@@ -30,6 +32,7 @@ pub mod client;
 mod conn;
 pub mod error;
 pub mod fetch;
+pub mod group;
 pub mod metadata;
 pub mod partitioner;
 pub mod producer;
@@ -43,6 +46,7 @@ pub use client::{Client, ClientConfig, NewTopic, OffsetSpec};
 pub use conn::Connection;
 pub use error::{Error, KafkaCode, Result};
 pub use fetch::{FetchOptions, FetchedPartition, IsolationLevel, PartitionReader};
+pub use group::{Assignor, Generation, GroupConfig, GroupMember, Heartbeat};
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };

@@ -39,6 +39,16 @@ pub(crate) const fn our_versions(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::DeleteTopics => (1, 5),
         ApiKey::SaslHandshake => (1, 1),
         ApiKey::SaslAuthenticate => (0, 2),
+        // Consumer groups: the last versions before flexible encodings (tagged fields),
+        // which carry everything a classic group member needs.
+        ApiKey::FindCoordinator => (0, 2),
+        ApiKey::JoinGroup => (1, 5),
+        ApiKey::SyncGroup => (0, 3),
+        ApiKey::Heartbeat => (0, 3),
+        ApiKey::LeaveGroup => (0, 3),
+        ApiKey::OffsetCommit => (2, 7),
+        ApiKey::OffsetFetch => (1, 5),
+        ApiKey::DescribeGroups => (0, 4),
         _ => return None,
     })
 }
@@ -116,6 +126,14 @@ pub(crate) fn api_name(key: i16) -> &'static str {
         Ok(ApiKey::DeleteTopics) => "DeleteTopics",
         Ok(ApiKey::SaslHandshake) => "SaslHandshake",
         Ok(ApiKey::SaslAuthenticate) => "SaslAuthenticate",
+        Ok(ApiKey::FindCoordinator) => "FindCoordinator",
+        Ok(ApiKey::JoinGroup) => "JoinGroup",
+        Ok(ApiKey::SyncGroup) => "SyncGroup",
+        Ok(ApiKey::Heartbeat) => "Heartbeat",
+        Ok(ApiKey::LeaveGroup) => "LeaveGroup",
+        Ok(ApiKey::OffsetCommit) => "OffsetCommit",
+        Ok(ApiKey::OffsetFetch) => "OffsetFetch",
+        Ok(ApiKey::DescribeGroups) => "DescribeGroups",
         _ => "unknown API",
     }
 }

@@ -94,6 +94,14 @@ pub struct MqttStateConfig {
     /// Compacted topic of MQTT sessions: key = client identifier, value = the session's
     /// state (JSON), a null value ends it. Created (cleanup.policy=compact) when missing.
     pub sessions_topic: String,
+    /// Shared subscriptions (`$share/{name}/{filter}`) are Kafka consumer groups with this
+    /// id prefix, followed by the share name, `/` and the filter.
+    pub share_group_prefix: String,
+    /// The share groups' session timeout: how long after a process dies its partitions
+    /// move to the other members.
+    pub share_session_timeout_ms: u64,
+    /// How often a share group member heartbeats (and notices rebalances).
+    pub share_heartbeat_ms: u64,
 }
 
 impl Default for MqttStateConfig {
@@ -101,6 +109,9 @@ impl Default for MqttStateConfig {
         MqttStateConfig {
             retained_topic: "mqtt-retained".into(),
             sessions_topic: "mqtt-sessions".into(),
+            share_group_prefix: "sluice-share-".into(),
+            share_session_timeout_ms: 10_000,
+            share_heartbeat_ms: 1_000,
         }
     }
 }
@@ -433,6 +444,14 @@ impl Config {
         }
         if self.mqtt.sessions_topic.trim().is_empty() {
             return Err(invalid("mqtt.sessions_topic", "is empty"));
+        }
+        if self.mqtt.share_heartbeat_ms == 0
+            || self.mqtt.share_heartbeat_ms * 3 > self.mqtt.share_session_timeout_ms
+        {
+            return Err(invalid(
+                "mqtt.share_heartbeat_ms",
+                "must be above 0 and at most a third of mqtt.share_session_timeout_ms",
+            ));
         }
         if self.mqtt.sessions_topic == self.mqtt.retained_topic {
             return Err(invalid(

@@ -17,9 +17,12 @@
 //! before its first SUBACK and keeps tailing it, so its map holds the last value per key
 //! (which is also right on a broker that does not compact).
 //!
+//! Shared subscriptions are not fanned out here: each share reads through its own Kafka
+//! consumer group (`crate::share`) and only uses the connection's [`Mailbox`].
+//!
 //! What this slice does not do yet (docs/architecture.md, "Delivery"): sessions that
-//! outlive their connection (cursors in Kafka), shared subscriptions, and one fetch per
-//! process: every shard with subscribers fetches the partitions itself.
+//! outlive their connection (cursors in Kafka) and one fetch per process: every shard with
+//! subscribers fetches the partitions itself.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -63,6 +66,9 @@ pub struct Outgoing {
     /// A resumed session's unacknowledged delivery: resent with DUP under this packet
     /// identifier.
     pub redelivery: Option<u16>,
+    /// A shared subscription's delivery: acknowledge it once written (QoS 0) or
+    /// acknowledged by the client (QoS 1/2), else it goes to another member.
+    pub share: Option<crate::share::Ticket>,
 }
 
 /// A record's place in Kafka.
@@ -175,6 +181,11 @@ impl Mailbox {
         if self.client_id.borrow().as_str() != client_id {
             *self.client_id.borrow_mut() = client_id.to_owned();
         }
+    }
+
+    /// Queues a message from outside the shard's fan-out (a shared subscription's).
+    pub fn deliver(&self, message: Outgoing) {
+        self.push(message);
     }
 
     fn push(&self, message: Outgoing) {
@@ -414,6 +425,7 @@ impl Delivery {
                     source: None,
                     subscription_ids: Vec::new(),
                     redelivery: None,
+                    share: None,
                 });
             }
         }
@@ -481,6 +493,14 @@ impl Delivery {
     /// sessions track what they owe).
     pub fn attach(&self, conn: u64, mailbox: Rc<Mailbox>) {
         self.mailboxes.borrow_mut().insert(conn, mailbox);
+    }
+
+    /// Connection `conn`'s mailbox, created if it has none yet (for a shared subscription,
+    /// which needs no readers of the shard's own).
+    pub fn mailbox(&self, conn: u64, client_id: &str) -> Rc<Mailbox> {
+        let mailbox = self.mailboxes.borrow_mut().entry(conn).or_default().clone();
+        mailbox.set_client_id(client_id);
+        mailbox
     }
 
     /// Removes a subscription; true when it existed.
@@ -623,6 +643,7 @@ impl Delivery {
                     source: Some(source.clone()),
                     subscription_ids: ids,
                     redelivery: None,
+                    share: None,
                 });
                 delivered += 1;
             }
@@ -772,6 +793,7 @@ async fn catch_up(
                     }),
                     subscription_ids: ids,
                     redelivery: in_flight.get(&(tp.clone(), record.offset)).copied(),
+                    share: None,
                 });
             }
             if let Some(t) = &m.tracking {

@@ -29,6 +29,7 @@
 //! - `driver`: what the connection drivers share (reads, input buffers, accounting).
 //! - `park`: idle connections parked without a task, woken by epoll, wakers or deadlines.
 //! - `stream`: the record-stream driver (framed, lines, plugged-in record codecs).
+//! - `share`: shared subscriptions, as Kafka consumer groups.
 //! - `route`: which Kafka topic, key and headers a message gets.
 //! - `auth`: client authentication (password file, JWT, TLS client certificates) and ACLs.
 //! - `metrics` and `admin`: Prometheus counters and the admin HTTP listener.
@@ -48,6 +49,7 @@ mod route;
 mod runtime;
 mod sessions;
 mod shard;
+mod share;
 mod stream;
 mod table;
 mod transport;

@@ -72,6 +72,12 @@ pub struct ShardMetrics {
     /// Messages handed to subscribers' mailboxes, and subscribers dropped as too slow.
     pub deliveries: AtomicU64,
     pub slow_consumers: AtomicU64,
+    /// Shared subscriptions: local MQTT members, partitions this shard's share groups
+    /// are assigned, deliveries, and deliveries returned for another member.
+    pub share_members: AtomicU64,
+    pub share_partitions: AtomicU64,
+    pub share_deliveries: AtomicU64,
+    pub share_redeliveries: AtomicU64,
     errors: [AtomicU64; ErrorKind::ALL.len()],
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
     latency_sum_us: AtomicU64,
@@ -97,6 +103,10 @@ impl ShardMetrics {
             records_failed: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
+            share_members: AtomicU64::new(0),
+            share_partitions: AtomicU64::new(0),
+            share_deliveries: AtomicU64::new(0),
+            share_redeliveries: AtomicU64::new(0),
             errors: Default::default(),
             latency_buckets: Default::default(),
             latency_sum_us: AtomicU64::new(0),
@@ -213,7 +223,31 @@ impl Metrics {
             }
         }
         type ShardField = fn(&ShardMetrics) -> u64;
-        let per_shard: [(&str, &str, &str, ShardField); 11] = [
+        let per_shard: [(&str, &str, &str, ShardField); 15] = [
+            (
+                "sluice_share_members",
+                "gauge",
+                "MQTT connections subscribed to shared subscriptions (one per share joined).",
+                |s| s.share_members.load(Ordering::Relaxed),
+            ),
+            (
+                "sluice_share_partitions",
+                "gauge",
+                "Kafka partitions assigned to this shard's shared-subscription consumer groups.",
+                |s| s.share_partitions.load(Ordering::Relaxed),
+            ),
+            (
+                "sluice_share_deliveries_total",
+                "counter",
+                "Messages handed to one member of a shared subscription.",
+                |s| s.share_deliveries.load(Ordering::Relaxed),
+            ),
+            (
+                "sluice_share_redeliveries_total",
+                "counter",
+                "Shared deliveries returned unacknowledged (member gone) and handed to another member.",
+                |s| s.share_redeliveries.load(Ordering::Relaxed),
+            ),
             (
                 "sluice_deliveries_total",
                 "counter",

@@ -44,6 +44,7 @@ use crate::transport::Stream;
 use crate::ws::{self, MqttOverWs};
 
 mod kafka_session;
+mod shared;
 mod subscriber;
 
 pub use kafka_session::publish_stored_will;
@@ -62,7 +63,6 @@ mod reason {
     pub const PACKET_TOO_LARGE: u8 = 0x95;
     pub const QUOTA_EXCEEDED: u8 = 0x97;
     pub const MALFORMED_PACKET: u8 = 0x81;
-    pub const SHARED_SUBSCRIPTIONS_NOT_SUPPORTED: u8 = 0x9E;
     pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
 }
 
@@ -141,6 +141,7 @@ impl Drop for Conn {
             .fetch_sub(1, Ordering::Relaxed);
         self.shard.shutdown.unregister(self.id);
         if self.subscriber.is_some() {
+            self.shard.shares.disconnect(self.id);
             self.shard.delivery.disconnect(self.id);
         }
         if let Some(owned) = self.owned.take() {
@@ -657,7 +658,11 @@ impl Conn {
                     let codes = unsub
                         .filters
                         .iter()
-                        .map(|f| match delivery.unsubscribe(self.id, f.as_str()) {
+                        .map(|f| {
+                            delivery.unsubscribe(self.id, f.as_str())
+                                || self.shard.shares.unsubscribe(self.id, f.as_str())
+                        })
+                        .map(|existed| match existed {
                             true => 0,
                             false => reason::NO_SUBSCRIPTION_EXISTED,
                         })
@@ -669,8 +674,9 @@ impl Conn {
                 Effect::Delivered { packet_id, .. } => {
                     if let Some(s) = &mut self.subscriber {
                         if let Some(i) = s.in_flight.iter().position(|(id, _)| *id == packet_id) {
-                            if let (_, Some(source)) = s.in_flight.swap_remove(i) {
-                                s.mailbox.done(&source);
+                            match s.in_flight.swap_remove(i) {
+                                (_, Some(source)) => s.mailbox.done(&source),
+                                (_, None) => self.shard.shares.delivered(self.id, packet_id),
                             }
                             if let Some(o) = &mut self.owned {
                                 o.since_save += 1;

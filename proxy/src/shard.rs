@@ -24,6 +24,7 @@ use crate::park::ParkingLot;
 use crate::route::Routes;
 use crate::runtime::{self, ListenOptions, TcpListener};
 use crate::sessions::SessionStore;
+use crate::share::{ShareSettings, Shares};
 use crate::stream::{self, StreamListener};
 
 /// Bytes read from a socket at a time, into the shard's scratch buffer.
@@ -56,6 +57,8 @@ pub struct Shard {
     pub spare_effects: RefCell<Vec<codecs::mqtt::session::Effect>>,
     /// Idle connections without a task; `None` if the shard could not make its epoll set.
     pub lot: Option<Rc<ParkingLot>>,
+    /// Shared subscriptions, as Kafka consumer groups.
+    pub shares: Rc<Shares>,
     started: Instant,
     next_conn: Cell<u64>,
     /// When the shard last read from a socket (monotonic, and milliseconds since the Unix
@@ -189,6 +192,16 @@ pub async fn run(index: usize, setup: ShardSetup) {
             producer.clone(),
             config.mqtt.sessions_topic.clone(),
             index,
+        )),
+        shares: Rc::new(Shares::new(
+            config.client_config().expect("validated"),
+            delivery_topics(config),
+            ShareSettings {
+                group_prefix: config.mqtt.share_group_prefix.clone(),
+                session_timeout: Duration::from_millis(config.mqtt.share_session_timeout_ms),
+                heartbeat_interval: Duration::from_millis(config.mqtt.share_heartbeat_ms),
+            },
+            metrics.clone(),
         )),
         started: Instant::now(),
         next_conn: Cell::new(0),

@@ -73,6 +73,16 @@ fn bad_values_name_the_key() {
             "topic_partitions = 0",
             "server.topic_partitions",
         ),
+        (
+            "share_heartbeat_ms = 1000",
+            "share_heartbeat_ms = 4000",
+            "mqtt.share_heartbeat_ms",
+        ),
+        (
+            "share_heartbeat_ms = 1000",
+            "share_heartbeat_ms = 0",
+            "mqtt.share_heartbeat_ms",
+        ),
     ];
     for (from, to, key) in cases {
         assert!(DEFAULT_TOML.contains(from), "default lacks {from}");

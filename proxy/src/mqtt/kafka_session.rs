@@ -184,6 +184,10 @@ impl Conn {
                 Some((s.filter.clone(), granted))
             })
             .collect();
+        // Shared subscriptions resume through their consumer groups, not the cursor.
+        let (shared, subs): (Vec<_>, Vec<_>) = subs
+            .into_iter()
+            .partition(|(f, _)| super::shared::is_shared(f));
         self.shard
             .delivery
             .resume(self.id, &mailbox, &subs, &state.cursor, in_flight)
@@ -200,6 +204,7 @@ impl Conn {
                 .max()
                 .unwrap_or(0),
         }));
+        self.resume_shared(&shared).await;
         // The claim record carried no subscriptions: store the resumed state now.
         self.save_session().await;
     }

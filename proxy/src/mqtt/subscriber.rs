@@ -42,8 +42,9 @@ impl Subscriber {
 }
 
 impl Conn {
-    /// Adds the subscriptions at the QoS asked for (shared subscriptions are refused) and
-    /// answers with SUBACK once the shard's readers are tailing Kafka.
+    /// Adds the subscriptions at the QoS asked for and answers with SUBACK once the
+    /// shard's readers are tailing Kafka (or, for a shared subscription, once the shard is
+    /// in the share's consumer group).
     pub(super) async fn subscribe(&mut self, sub: codecs::mqtt::Subscribe) {
         let v5 = self.codec.version() == Some(ProtocolVersion::V5);
         let delivery = self.shard.delivery.clone();
@@ -51,8 +52,6 @@ impl Conn {
         for s in &sub.subscriptions {
             let refused = if !delivery.available() {
                 Some(reason::UNSPECIFIED_ERROR)
-            } else if s.filter.shared().is_some() {
-                Some(reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
             } else {
                 None
             };
@@ -70,16 +69,29 @@ impl Conn {
                 retain_as_published: s.options.retain_as_published,
                 id: sub.properties.subscription_identifier,
             };
-            let (mailbox, new) = delivery
-                .subscribe(self.id, &self.info.client_id, s.filter.as_str(), granted)
-                .await;
-            // Retained messages go out after the SUBACK (they are written on a later
-            // event), as retain handling asks (MQTT 5 §3.3.1.3; 3.1.1 always sends them).
-            let send_retained = match s.options.retain_handling {
-                RetainHandling::OnSubscribe => true,
-                RetainHandling::OnNewSubscribe => new,
-                RetainHandling::Never => false,
+            let shared = s.filter.shared().is_some();
+            let (mailbox, new) = if shared {
+                match self.subscribe_shared(s.filter.as_str(), granted).await {
+                    Some(mailbox) => (mailbox, false),
+                    None => {
+                        codes.push(reason::UNSPECIFIED_ERROR);
+                        continue;
+                    }
+                }
+            } else {
+                delivery
+                    .subscribe(self.id, &self.info.client_id, s.filter.as_str(), granted)
+                    .await
             };
+            // Retained messages go out after the SUBACK (they are written on a later
+            // event), as retain handling asks (MQTT 5 §3.3.1.3; 3.1.1 always sends them);
+            // never to shared subscriptions (§4.8.2).
+            let send_retained = !shared
+                && match s.options.retain_handling {
+                    RetainHandling::OnSubscribe => true,
+                    RetainHandling::OnNewSubscribe => new,
+                    RetainHandling::Never => false,
+                };
             if send_retained {
                 delivery.send_retained(&s.filter, qos, &mailbox);
             }
@@ -128,6 +140,7 @@ impl Conn {
         while s.in_flight.len() < s.window {
             let Some(m) = s.mailbox.pop() else { break };
             let topic = m.topic;
+            let share = m.share;
             // A resumed session's unacknowledged delivery goes again with DUP and its
             // packet identifier (MQTT 5 §4.4), unless that identifier is taken meanwhile.
             let redelivery = m
@@ -155,8 +168,16 @@ impl Conn {
                 },
             });
             match self.codec.encode(&packet, &mut self.out) {
-                Ok(()) if packet_id != 0 => s.in_flight.push((packet_id, m.source)),
+                Ok(()) if packet_id != 0 => {
+                    s.in_flight.push((packet_id, m.source));
+                    if let Some(ticket) = share {
+                        self.shard.shares.sent(self.id, packet_id, ticket);
+                    }
+                }
                 result => {
+                    if let Some(ticket) = share {
+                        ticket.ack();
+                    }
                     // QoS 0 is done once written; a packet larger than the client's
                     // Maximum Packet Size is discarded as if sent (MQTT 5 §3.1.2.25).
                     if let Err(e) = result {
