@@ -418,6 +418,15 @@ pub enum PeerKind {
 }
 
 impl PeerKind {
+    /// The keepalive its clients must ask for at least (seconds): rumqttd 0.20 closes a
+    /// connection whose CONNECT says 0 without a CONNACK.
+    pub fn min_keepalive(self) -> u16 {
+        match self {
+            PeerKind::Mosquitto => 0,
+            PeerKind::Rumqttd => 60,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             PeerKind::Mosquitto => "mosquitto",

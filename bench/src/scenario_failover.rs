@@ -79,6 +79,10 @@ pub struct FailoverRun {
     pub failed_reconnect_attempts: u64,
     /// Sessions that did not receive their check message, of all N.
     pub missing_deliveries: u64,
+    /// Of those, sessions that had moved to a survivor.
+    pub missing_moved: u64,
+    /// Session numbers of up to 20 of them (client id `{prefix}{n}`), to look into.
+    pub missing_sample: Vec<u64>,
     pub duplicate_deliveries: u64,
     /// Records the check produced that Kafka did not acknowledge.
     pub check_produce_failed: u64,
@@ -170,6 +174,7 @@ fn run_once(a: &FailoverArgs) -> Result<FailoverRun> {
         first_index: first,
         connect_rate: a.connect_rate / clients as f64,
         mqtt: a.mqtt,
+        keepalive: 0,
         clean: false,
         subscribe: true,
         prefix: prefix.clone(),
@@ -237,6 +242,8 @@ fn run_once(a: &FailoverArgs) -> Result<FailoverRun> {
             not_resumed: 0,
             failed_reconnect_attempts: 0,
             missing_deliveries: 0,
+            missing_moved: 0,
+            missing_sample: Vec::new(),
             duplicate_deliveries: 0,
             sessions_lost: 0,
             total_seconds: 0.0,
@@ -263,6 +270,9 @@ fn summarise(records: &[Record], killed_at: u64, mut run: FailoverRun) -> Failov
     run.missing_deliveries = run
         .sessions
         .saturating_sub(records.iter().filter(|r| r.received > 0).count() as u64);
+    let missing = records.iter().filter(|r| r.received == 0);
+    run.missing_moved = missing.clone().filter(|r| r.lost_at > 0).count() as u64;
+    run.missing_sample = missing.take(20).map(|r| r.index).collect();
     run.duplicate_deliveries = records
         .iter()
         .map(|r| u64::from(r.received.saturating_sub(1)))
@@ -361,10 +371,12 @@ fn print_run(r: &FailoverRun) {
         r.survivor_rss_after as f64 / 1e6,
     );
     println!(
-        "\nlost: {} not resumed, {} without session present, {} sessions without their check message ({} duplicates, {} check records unacknowledged); {} failed reconnect attempts; initial connect+subscribe p50/p99 {:.0}/{:.0} ms\n",
+        "\nlost: {} not resumed, {} without session present, {} sessions without their check message ({} of them moved; e.g. {:?}) ({} duplicates, {} check records unacknowledged); {} failed reconnect attempts; initial connect+subscribe p50/p99 {:.0}/{:.0} ms\n",
         r.not_resumed,
         r.resumed_without_session,
         r.missing_deliveries,
+        r.missing_moved,
+        r.missing_sample,
         r.duplicate_deliveries,
         r.check_produce_failed,
         r.failed_reconnect_attempts,

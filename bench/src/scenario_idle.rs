@@ -261,9 +261,19 @@ pub fn run(a: &IdleArgs) -> Result<IdleOutput> {
         if n > 0 {
             let m = Peer::start(kind)?;
             let n = n.min(15_000);
-            results.push(measure(kind.name(), &[m.pid()], m.addr, n, 16, a, &|| {
-                None
-            })?);
+            let a = IdleArgs {
+                keepalive: a.keepalive.max(kind.min_keepalive()),
+                ..a.clone()
+            };
+            results.push(measure(
+                kind.name(),
+                &[m.pid()],
+                m.addr,
+                n,
+                16,
+                &a,
+                &|| None,
+            )?);
         }
     }
     drop(broker);

@@ -179,7 +179,7 @@ pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
             connections: count,
             connect_rate: 5000.0 / processes as f64,
             mqtt: a.mqtt,
-            keepalive: 0,
+            keepalive: a.peer.map_or(0, PeerKind::min_keepalive),
             mode: Mode::Publish,
             rate,
             duration: a.duration,

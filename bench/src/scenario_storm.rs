@@ -167,7 +167,7 @@ fn storm_sluice(a: &StormArgs, variant: Variant, run: usize) -> Result<StormRun>
     let sluices = SluiceProc::start_on_one_port(&broker.bootstrap(), processes, a.sluice_shards)?;
     let listen = sluices[0].mqtt;
     let pids: Vec<u32> = sluices.iter().map(SluiceProc::pid).collect();
-    let r = storm(a, "sluice", variant, listen, &pids, a.connections, run);
+    let r = storm(a, "sluice", variant, (listen, 0), &pids, a.connections, run);
     drop(sluices);
     drop(broker);
     r
@@ -180,19 +180,20 @@ fn storm_peer(a: &StormArgs, kind: PeerKind, run: usize) -> Result<StormRun> {
         a,
         kind.name(),
         Variant::Clean,
-        peer.addr,
+        (peer.addr, kind.min_keepalive()),
         &[peer.pid()],
         n,
         run,
     )
 }
 
-/// Opens `n` connections to `addr`, storms them, and measures the server processes `pids`.
+/// Opens `n` connections to `addr` (with `keepalive`), storms them, and measures the
+/// server processes `pids`.
 fn storm(
     a: &StormArgs,
     server: &str,
     variant: Variant,
-    addr: std::net::SocketAddr,
+    (addr, keepalive): (std::net::SocketAddr, u16),
     pids: &[u32],
     n: u64,
     run: usize,
@@ -211,6 +212,7 @@ fn storm(
         first_index: first,
         connect_rate: a.connect_rate / clients as f64,
         mqtt: a.mqtt,
+        keepalive,
         clean: !persistent,
         subscribe: persistent,
         prefix: prefix.clone(),

@@ -30,6 +30,7 @@ impl SessionChild {
             .args(["--first-index", &a.first_index.to_string()])
             .args(["--connect-rate", &a.connect_rate.to_string()])
             .args(["--mqtt", a.mqtt.arg()])
+            .args(["--keepalive", &a.keepalive.to_string()])
             .args(["--prefix", &a.prefix])
             .args(["--reconnect-delay-ms", &a.reconnect_delay_ms.to_string()])
             .args(["--reconnect-jitter-ms", &a.reconnect_jitter_ms.to_string()])

@@ -206,7 +206,7 @@ async fn handshake(args: &SessionArgs, index: u64, subscribe: bool) -> Result<Se
     let connect = Connect {
         protocol: version,
         clean_start: !persistent,
-        keep_alive: 0,
+        keep_alive: args.keepalive,
         client_id: MqttString::try_from(format!("{}{index}", args.prefix)).map_err(|_| ())?,
         will: None,
         username: None,

@@ -51,6 +51,10 @@ pub struct SessionArgs {
     /// MQTT version of the CONNECTs.
     #[arg(long, value_enum, default_value = "3.1.1")]
     pub mqtt: MqttVersion,
+    /// Keepalive in seconds (0: none); these clients never PINGREQ, so keep it longer
+    /// than the run.
+    #[arg(long, default_value_t = 0)]
+    pub keepalive: u16,
     /// Clean sessions instead of persistent ones.
     #[arg(long)]
     pub clean: bool,
