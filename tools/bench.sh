@@ -163,10 +163,12 @@ if [[ "$profile" == full ]]; then
         "$bench" idle --connections "$large" --mosquitto-connections 0 --out "$out/idle-large.json"
     failover_large="${FAILOVER_LARGE:-100000}"
     # One shard per process: the 7 processes of 100k already outnumber the 2 cores. Persistent
-    # CONNECTs at 1,000/s: faster, sluice's session claims time out here (docs/benchmarks.md).
+    # CONNECTs at 1,000/s: faster, sluice's session claims time out here; on 2026-11-22 they
+    # timed out past ~30-60k sessions even so (docs/benchmarks.md), hence not fatal.
     step "failover, $failover_large persistent sessions" \
         "$bench" failover --sessions "$failover_large" --sluice-shards 1 --connect-rate 1000 \
-        --out "$out/failover-$failover_large.json"
+        --out "$out/failover-$failover_large.json" ||
+        say "the failover of $failover_large sessions did not complete (see docs/benchmarks.md)"
     step "fan-out ramp QoS 0" \
         "$bench" fanout --subscribers 1000 --rate 1000,2000,3000,4000,5000,6000 --qos 0 \
         --duration "$fanout_s" --out "$out/fanout-ramp-qos0.json"

@@ -184,7 +184,7 @@ fn run_once(a: &FailoverArgs) -> Result<FailoverRun> {
     })?;
     let deadline = Instant::now() + Duration::from_secs_f64(n as f64 / a.connect_rate + 120.0);
     wait_progress(&mut group, "connected", n, deadline, "sessions set up")?;
-    group.wait_ready(n, deadline)?;
+    group.wait_ready(n, deadline, true)?;
     let setup_seconds = setup.elapsed().as_secs_f64();
     // Let the claims and subscription saves settle before the kill.
     procs::sleep(Duration::from_secs(2))?;
