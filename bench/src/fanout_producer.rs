@@ -147,6 +147,33 @@ async fn connect(plan: &Plan) -> Result<Producer> {
     Ok(producer)
 }
 
+/// Produces one `size`-byte record per key (as fast as the producer takes them) on a glommio
+/// thread of its own; returns how many Kafka did not acknowledge. The failover scenario's
+/// check that every resumed subscription still delivers.
+pub fn produce_keyed(plan: Plan, keys: Vec<String>) -> Result<u64> {
+    glommio::LocalExecutorBuilder::default()
+        .name("keyed-producer")
+        .spawn(move || async move {
+            let producer = connect(&plan).await?;
+            let payload = vec![b'k'; plan.size];
+            let mut pending = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let record = ProducerRecord::new(TOPIC, &payload).key(key.as_bytes());
+                pending.push(producer.send(record).await?);
+            }
+            producer.flush().await;
+            let failed = pending
+                .iter()
+                .filter(|d| !matches!(d.try_result(), Some(Ok(_))))
+                .count() as u64;
+            producer.close(Duration::from_secs(5)).await;
+            Ok(failed)
+        })
+        .map_err(|e| anyhow!("starting the keyed producer: {e}"))?
+        .join()
+        .map_err(|e| anyhow!("the keyed producer panicked: {e:?}"))?
+}
+
 async fn run(plan: &Plan, producer: &Producer) -> Result<Produced> {
     let cpu0 = thread_cpu();
     let total = plan.records();

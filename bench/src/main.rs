@@ -7,6 +7,10 @@
 //! - `publish`: MQTT QoS 0/1 publishing through sluice into Kafka: rate, PUBACK latency, CPU.
 //! - `fanout`: Kafka → sluice → N MQTT subscribers: deliveries/s, CPU per delivery,
 //!   produce → receipt latency, every delivery checked.
+//! - `failover`: persistent sessions resumed on the surviving sluice processes after one is
+//!   killed: time per session and in total, sessions lost, the survivors' CPU and memory.
+//! - `storm`: every connection disconnects and reconnects at once: CONNACK rate, latency,
+//!   server CPU per CONNACK; sluice against mosquitto and rumqttd.
 //! - `report`: the Markdown report (and latency plot) of a suite run's results directory;
 //!   `tools/bench.sh quick|full` runs the suite and calls it.
 //! - `discard-sink`: a measurement tool, not a broker: a Kafka-wire endpoint that acknowledges
@@ -26,9 +30,12 @@ mod micro_codecs;
 mod procs;
 mod produce;
 mod report;
+mod scenario_failover;
 mod scenario_fanout;
 mod scenario_idle;
 mod scenario_publish;
+mod scenario_storm;
+mod sessions;
 mod sink;
 mod stats;
 mod svg;
@@ -112,6 +119,30 @@ enum Cmd {
         /// Write the results as JSON to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Failover: K sluice processes on one port, N persistent sessions, one process killed
+    /// (SIGKILL); time until every session resumed on the survivors, sessions lost.
+    Failover {
+        #[command(flatten)]
+        args: scenario_failover::FailoverArgs,
+        /// Write the results as JSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Reconnect storm: N connections disconnect and reconnect at once; CONNACK rate,
+    /// latency and CPU, sluice (clean and persistent sessions) against mosquitto and rumqttd.
+    Storm {
+        #[command(flatten)]
+        args: scenario_storm::StormArgs,
+        /// Write the results as JSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Session clients for `failover` and `storm` (a child process driven over stdin).
+    #[command(hide = true)]
+    Sessions {
+        #[command(flatten)]
+        args: sessions::SessionArgs,
     },
     /// Writes DIR/report.md (and DIR/latency.svg) from the results of a suite run in DIR.
     Report {
@@ -259,6 +290,22 @@ fn main() -> Result<()> {
             let output = scenario_fanout::run(&args)?;
             scenario_fanout::print(&output);
             write_json(&out, &output)?;
+        }
+        Cmd::Failover { args, out } => {
+            procs::catch_interrupts();
+            let output = scenario_failover::run(&args)?;
+            scenario_failover::print(&output);
+            write_json(&out, &output)?;
+        }
+        Cmd::Storm { args, out } => {
+            procs::catch_interrupts();
+            let output = scenario_storm::run(&args)?;
+            scenario_storm::print(&output);
+            write_json(&out, &output)?;
+        }
+        Cmd::Sessions { args } => {
+            procs::catch_interrupts();
+            sessions::run(args)?;
         }
         Cmd::Report { dir } => report::write(&dir)?,
         Cmd::DiscardSink { args } => discard_sink::run(&args)?,

@@ -259,6 +259,28 @@ impl SluiceProc {
         self.child.pid()
     }
 
+    /// Starts `processes` sluice processes listening on one port (SO_REUSEPORT: the first
+    /// gets a free port, the others share it).
+    pub fn start_on_one_port(
+        bootstrap: &str,
+        processes: usize,
+        shards: usize,
+    ) -> Result<Vec<SluiceProc>> {
+        let mut sluices: Vec<SluiceProc> = Vec::new();
+        let mut listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+        for _ in 0..processes {
+            let s = SluiceProc::start(&SluiceSettings {
+                bootstrap: bootstrap.to_owned(),
+                listen,
+                shards,
+                receive_maximum: 1024,
+            })?;
+            listen = s.mqtt;
+            sluices.push(s);
+        }
+        Ok(sluices)
+    }
+
     /// A Prometheus metric summed over its label sets (shards, listeners).
     pub fn metric(&self, name: &str) -> Result<u64> {
         let body = http_get(self.admin, "/metrics")?;
@@ -335,6 +357,11 @@ impl EventChild {
         }
     }
 
+    /// The next event that has already arrived, if any.
+    pub fn try_event(&mut self) -> Option<serde_json::Value> {
+        self.events.try_recv().ok()
+    }
+
     /// Sends SIGTERM (the child's cue to print its summary and exit).
     pub fn terminate(&self) -> Result<()> {
         let pid = libc::pid_t::try_from(self.child.id()).context("a process id")?;
@@ -381,50 +408,97 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
     Ok(body.to_owned())
 }
 
-/// A mosquitto broker on a free loopback port; killed on drop.
+/// An MQTT broker the scenarios compare sluice with (no Kafka behind it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+pub enum PeerKind {
+    /// mosquitto 2.0 (Debian).
+    Mosquitto,
+    /// rumqttd 0.20 (`cargo install rumqttd --version 0.20.0`), config `rumqttd.toml`.
+    Rumqttd,
+}
+
+impl PeerKind {
+    /// The keepalive its clients must ask for at least (seconds): rumqttd 0.20 closes a
+    /// connection whose CONNECT says 0 without a CONNACK.
+    pub fn min_keepalive(self) -> u16 {
+        match self {
+            PeerKind::Mosquitto => 0,
+            PeerKind::Rumqttd => 60,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerKind::Mosquitto => "mosquitto",
+            PeerKind::Rumqttd => "rumqttd",
+        }
+    }
+}
+
+/// A peer broker on a free loopback port; killed on drop.
 #[derive(Debug)]
-pub struct Mosquitto {
+pub struct Peer {
     child: Child,
     pub addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
-impl Mosquitto {
-    pub fn start() -> Result<Mosquitto> {
+impl Peer {
+    pub fn start(kind: PeerKind) -> Result<Peer> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let dir = tempfile::tempdir()?;
-        let config = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\n\
-                 persistence false\nlog_dest none\n"
-            ),
-        )?;
-        let child = spawn_guarded(
-            Command::new("mosquitto")
-                .arg("-c")
-                .arg(&config)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        )
-        .context("starting mosquitto (apt-get install mosquitto)")?;
-        let mut m = Mosquitto {
+        let mut cmd = match kind {
+            PeerKind::Mosquitto => {
+                let config = dir.path().join("mosquitto.conf");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "listener {port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\n\
+                         persistence false\nlog_dest none\n"
+                    ),
+                )?;
+                let mut cmd = Command::new("mosquitto");
+                cmd.arg("-c").arg(config);
+                cmd
+            }
+            PeerKind::Rumqttd => {
+                let config = dir.path().join("rumqttd.toml");
+                std::fs::write(
+                    &config,
+                    include_str!("rumqttd.toml").replace("{port}", &port.to_string()),
+                )?;
+                let bin = std::env::var_os("RUMQTTD_BIN").unwrap_or_else(|| "rumqttd".into());
+                let mut cmd = Command::new(bin);
+                cmd.arg("--quiet").arg("--config").arg(config);
+                cmd
+            }
+        };
+        let child =
+            spawn_guarded(cmd.stdout(Stdio::null()).stderr(Stdio::null())).with_context(|| {
+                match kind {
+                PeerKind::Mosquitto => "starting mosquitto (apt-get install mosquitto)",
+                PeerKind::Rumqttd => {
+                    "starting rumqttd (cargo install rumqttd --version 0.20.0, or set RUMQTTD_BIN)"
+                }
+            }
+            })?;
+        let mut m = Peer {
             child,
             addr,
             _dir: dir,
         };
+        let name = kind.name();
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             check_interrupted()?;
             if let Ok(Some(status)) = m.child.try_wait() {
-                bail!("mosquitto exited: {status}");
+                bail!("{name} exited: {status}");
             }
             if Instant::now() > deadline {
-                bail!("mosquitto did not listen on {addr} within 10 s");
+                bail!("{name} did not listen on {addr} within 10 s");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -436,7 +510,7 @@ impl Mosquitto {
     }
 }
 
-impl Drop for Mosquitto {
+impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -3,10 +3,10 @@
 //! It reads what the suite left in DIR: `meta.env` (machine, commit, load before and
 //! after, written by bench.sh), the scenarios' JSON files by name (`micro.json`,
 //! `produce.json`, `publish-{max,20k}-{tansu,discard}-N.json`, `idle-*.json`,
-//! `fanout-*.json`) and `subscriptions.txt` (the subscription-index benchmark's output),
+//! `fanout-*.json`, `storm.json`, `failover-*.json`) and `subscriptions.txt` (the subscription-index benchmark's output),
 //! and writes `report.md` with one table per brief.md target (measured, target, peer in
 //! the same run) and one per scenario (every run, and medians), plus `latency.svg`, a
-//! latency percentile plot. Missing files leave their rows as "not run".
+//! latency percentile plot, and `failover.svg` (sessions resumed over time since the kill). Missing files leave their rows as "not run".
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,11 +16,13 @@ use anyhow::{Context as _, Result};
 use serde_json::Value;
 
 mod sections;
+mod sessions;
 mod targets;
 
 use crate::stats::{median, CurvePoint};
 use crate::svg::{latency_percentiles, Series};
 use sections::{fanout, idle, micro, produce, publish};
+use sessions::{failover, storm};
 use targets::{best_step, targets};
 
 /// The JSON files of a directory, by file stem.
@@ -113,6 +115,8 @@ pub fn write(dir: &Path) -> Result<()> {
     publish(&mut md, &r);
     idle(&mut md, &r);
     fanout(&mut md, &r);
+    storm(&mut md, &r);
+    failover(&mut md, &r, dir)?;
     plot(&mut md, &r, dir)?;
     micro(&mut md, &r, dir);
     let path = dir.join("report.md");

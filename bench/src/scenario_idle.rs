@@ -1,5 +1,5 @@
-//! Scenario `idle`: memory per idle MQTT connection, sluice against mosquitto in the same
-//! run.
+//! Scenario `idle`: memory per idle MQTT connection, sluice against mosquitto and rumqttd
+//! (peers without Kafka behind them) in the same run.
 //!
 //! For each server: a few warm-up connections come and go (so per-shard buffers touched by
 //! the first connection are in the baseline), the server's memory is read once it is
@@ -16,7 +16,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::loadgen::{Connected, Group, LoadgenArgs, LoadgenChild, Mode, MqttVersion, Rate};
-use crate::procs::{self, KernelMemory, Memory, Mosquitto, SluiceProc, SluiceSettings};
+use crate::procs::{self, KernelMemory, Memory, Peer, PeerKind, SluiceProc};
 
 /// The `idle` scenario's arguments.
 #[derive(Debug, Clone, Args, Serialize)]
@@ -43,6 +43,9 @@ pub struct IdleArgs {
     /// Connections to mosquitto (one process, 20k open files: capped at 15,000); 0 skips it.
     #[arg(long, default_value_t = 15_000)]
     pub mosquitto_connections: u64,
+    /// Connections to rumqttd (one process, capped at 15,000 like mosquitto); 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    pub rumqttd_connections: u64,
 }
 
 /// One server's measurement.
@@ -229,18 +232,9 @@ pub fn run(a: &IdleArgs) -> Result<IdleOutput> {
     let broker = sluice_tests::Broker::start().context("starting tansu")?;
     {
         let processes = a.connections.div_ceil(a.per_process) as usize;
-        let mut sluices: Vec<SluiceProc> = Vec::new();
-        let mut listen: std::net::SocketAddr = "127.0.0.1:0".parse().expect("an address");
-        for _ in 0..processes {
-            let s = SluiceProc::start(&SluiceSettings {
-                bootstrap: broker.bootstrap(),
-                listen,
-                shards: a.sluice_shards,
-                receive_maximum: 1024,
-            })?;
-            listen = s.mqtt;
-            sluices.push(s);
-        }
+        let sluices =
+            SluiceProc::start_on_one_port(&broker.bootstrap(), processes, a.sluice_shards)?;
+        let listen = sluices[0].mqtt;
         eprintln!("sluice: {processes} process(es) listening on {listen}");
         let pids: Vec<u32> = sluices.iter().map(SluiceProc::pid).collect();
         let open = || -> Option<u64> {
@@ -260,12 +254,27 @@ pub fn run(a: &IdleArgs) -> Result<IdleOutput> {
             &open,
         )?);
     }
-    if a.mosquitto_connections > 0 {
-        let n = a.mosquitto_connections.min(15_000);
-        let m = Mosquitto::start()?;
-        results.push(measure("mosquitto", &[m.pid()], m.addr, n, 16, a, &|| {
-            None
-        })?);
+    for (kind, n) in [
+        (PeerKind::Mosquitto, a.mosquitto_connections),
+        (PeerKind::Rumqttd, a.rumqttd_connections),
+    ] {
+        if n > 0 {
+            let m = Peer::start(kind)?;
+            let n = n.min(15_000);
+            let a = IdleArgs {
+                keepalive: a.keepalive.max(kind.min_keepalive()),
+                ..a.clone()
+            };
+            results.push(measure(
+                kind.name(),
+                &[m.pid()],
+                m.addr,
+                n,
+                16,
+                &a,
+                &|| None,
+            )?);
+        }
     }
     drop(broker);
     Ok(IdleOutput {

@@ -8,6 +8,10 @@
 //! the broker is not the bottleneck. The sink's record count is checked against sluice's
 //! metric too.
 //!
+//! With `--peer mosquitto|rumqttd` the clients publish to that broker instead (no Kafka
+//! behind it: a PUBACK there means the broker has the message in memory); the CPU columns
+//! are then the peer's and the Kafka count check does not apply.
+//!
 //! The load generator runs in child processes, so sluice's CPU (from /proc/PID/stat) is its
 //! own; it shares the machine's cores with sluice and the broker, which the report states.
 
@@ -19,7 +23,7 @@ use serde::Serialize;
 
 use crate::cpu::pid_cpu;
 use crate::loadgen::{histogram_from, Group, LatencySummary, LoadgenArgs, Mode, MqttVersion, Rate};
-use crate::procs::{self, SluiceProc, SluiceSettings};
+use crate::procs::{self, Peer, PeerKind, SluiceProc, SluiceSettings};
 use crate::sink::{Sink, SinkKind};
 use crate::stats::{latency_curve, CurvePoint};
 
@@ -60,6 +64,65 @@ pub struct PublishArgs {
     /// Produce without storing: sluice's own ceiling).
     #[arg(long, value_enum, default_value = "tansu")]
     pub sink: SinkKind,
+    /// Publish to this peer broker instead of sluice (no Kafka behind it; `--sink` unused).
+    #[arg(long, value_enum)]
+    pub peer: Option<PeerKind>,
+}
+
+/// What the clients publish to.
+enum Server {
+    Sluice { broker: Sink, sluice: SluiceProc },
+    Peer(Peer),
+}
+
+impl Server {
+    fn start(a: &PublishArgs) -> Result<Server> {
+        if let Some(kind) = a.peer {
+            return Ok(Server::Peer(Peer::start(kind)?));
+        }
+        // sluice creates its topic itself (CreateTopics), so the discard sink's default
+        // partition count is never used here.
+        let broker = Sink::start(a.sink, 3)?;
+        let sluice = SluiceProc::start(&SluiceSettings {
+            bootstrap: broker.bootstrap(),
+            listen: "127.0.0.1:0".parse().expect("an address"),
+            shards: a.sluice_shards,
+            receive_maximum: 1024.max(a.inflight.min(65_535) as u16),
+        })?;
+        Ok(Server::Sluice { broker, sluice })
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            Server::Sluice { sluice, .. } => sluice.mqtt,
+            Server::Peer(p) => p.addr,
+        }
+    }
+
+    /// The MQTT server's CPU time so far.
+    fn cpu(&self) -> Result<Duration> {
+        let pid = match self {
+            Server::Sluice { sluice, .. } => sluice.pid(),
+            Server::Peer(p) => p.pid(),
+        };
+        pid_cpu(pid).context("reading the server's CPU time")
+    }
+
+    /// The Kafka sink's CPU time so far (zero for a peer).
+    fn broker_cpu(&self) -> Duration {
+        match self {
+            Server::Sluice { broker, .. } => pid_cpu(broker.pid()).unwrap_or_default(),
+            Server::Peer(_) => Duration::ZERO,
+        }
+    }
+
+    /// A sluice metric summed over shards (zero for a peer).
+    fn metric(&self, name: &str) -> Result<u64> {
+        match self {
+            Server::Sluice { sluice, .. } => sluice.metric(name),
+            Server::Peer(_) => Ok(0),
+        }
+    }
 }
 
 /// The scenario's output.
@@ -78,6 +141,7 @@ pub struct PublishOutput {
     pub puback_latency: LatencySummary,
     /// PUBACK latency percentiles, for plotting.
     pub puback_curve: Vec<CurvePoint>,
+    /// sluice's CPU (with `--peer`, the peer's).
     pub sluice_cpu_seconds: f64,
     pub sluice_cpu_us_per_msg: f64,
     /// CPU of the sink (tansu or the discard sink, see `args.sink`).
@@ -103,15 +167,7 @@ pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
     if a.qos > 1 {
         bail!("--qos must be 0 or 1");
     }
-    // sluice creates its topic itself (CreateTopics), so the discard sink's default
-    // partition count is never used here.
-    let broker = Sink::start(a.sink, 3)?;
-    let sluice = SluiceProc::start(&SluiceSettings {
-        bootstrap: broker.bootstrap(),
-        listen: "127.0.0.1:0".parse().expect("an address"),
-        shards: a.sluice_shards,
-        receive_maximum: 1024.max(a.inflight.min(65_535) as u16),
-    })?;
+    let server = Server::start(a)?;
     let processes = a.clients.div_ceil(a.per_process);
     let mut group = Group::spawn(a.clients, processes, |count, first| {
         let rate = match a.rate {
@@ -119,11 +175,11 @@ pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
             Rate::Max => Rate::Max,
         };
         LoadgenArgs {
-            addr: sluice.mqtt,
+            addr: server.addr(),
             connections: count,
             connect_rate: 5000.0 / processes as f64,
             mqtt: a.mqtt,
-            keepalive: 0,
+            keepalive: a.peer.map_or(0, PeerKind::min_keepalive),
             mode: Mode::Publish,
             rate,
             duration: a.duration,
@@ -141,10 +197,10 @@ pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
     let connected = a.clients;
     // Let the connection burst's work finish before the CPU clock starts.
     procs::sleep(Duration::from_millis(500))?;
-    let produced0 = sluice.metric("sluice_records_produced_total")?;
-    let failed0 = sluice.metric("sluice_records_failed_total")?;
-    let sluice_cpu0 = pid_cpu(sluice.pid()).context("reading sluice's CPU time")?;
-    let broker_cpu0 = pid_cpu(broker.pid()).unwrap_or_default();
+    let produced0 = server.metric("sluice_records_produced_total")?;
+    let failed0 = server.metric("sluice_records_failed_total")?;
+    let sluice_cpu0 = server.cpu()?;
+    let broker_cpu0 = server.broker_cpu();
     eprintln!(
         "{connected} clients connected; publishing at {} msgs/s for {} s",
         a.rate, a.duration
@@ -156,8 +212,8 @@ pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
     for c in &mut group.children {
         c.wait_event("published", deadline)?;
     }
-    let sluice_cpu = pid_cpu(sluice.pid()).context("reading sluice's CPU time")? - sluice_cpu0;
-    let broker_cpu = pid_cpu(broker.pid()).unwrap_or_default() - broker_cpu0;
+    let sluice_cpu = server.cpu()? - sluice_cpu0;
+    let broker_cpu = server.broker_cpu() - broker_cpu0;
     let total = group.finish(Instant::now() + Duration::from_secs(60))?;
     // QoS 1: every PUBACK follows the record's count in the metric. QoS 0: the records may
     // still be in flight to Kafka; wait for them (bounded).
@@ -166,14 +222,20 @@ pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
     } else {
         total.counts.acked
     };
-    let mut produced = sluice.metric("sluice_records_produced_total")? - produced0;
+    let mut produced = server.metric("sluice_records_produced_total")? - produced0;
     let until = Instant::now() + Duration::from_secs(15);
-    while produced < expected && Instant::now() < until {
+    while produced < expected && Instant::now() < until && a.peer.is_none() {
         procs::sleep(Duration::from_millis(100))?;
-        produced = sluice.metric("sluice_records_produced_total")? - produced0;
+        produced = server.metric("sluice_records_produced_total")? - produced0;
     }
-    let failed = sluice.metric("sluice_records_failed_total")? - failed0;
-    let sink_records = broker.finish()?.map(|s| s.counts.records);
+    let failed = server.metric("sluice_records_failed_total")? - failed0;
+    let sink_records = match server {
+        Server::Sluice { broker, sluice } => {
+            drop(sluice);
+            broker.finish()?.map(|s| s.counts.records)
+        }
+        Server::Peer(_) => None,
+    };
     let messages = expected.max(1) as f64;
     let span = total.counts.publish_seconds.max(1e-9);
     Ok(PublishOutput {
@@ -195,7 +257,7 @@ pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
         loadgen_cpu_seconds: total.cpu_seconds,
         records_produced: produced,
         records_failed: failed,
-        kafka_count_matches: produced == expected,
+        kafka_count_matches: a.peer.is_none() && produced == expected,
         sink_records,
     })
 }
@@ -222,11 +284,13 @@ pub fn print(o: &PublishOutput) {
         l.max_us / 1000.0,
     );
     println!();
-    let broker = match o.args.sink {
-        SinkKind::Tansu => "tansu",
-        SinkKind::Discard => "discard sink",
+    let broker = match (o.args.peer, o.args.sink) {
+        (Some(_), _) => "(no Kafka)",
+        (None, SinkKind::Tansu) => "tansu",
+        (None, SinkKind::Discard) => "discard sink",
     };
-    println!("| sent | acked | unacked | dropped | sluice CPU µs/msg | {broker} CPU µs/msg | loadgen CPU s | records produced (sluice metric) | matches |");
+    let server = o.args.peer.map_or("sluice", PeerKind::name);
+    println!("| sent | acked | unacked | dropped | {server} CPU µs/msg | {broker} CPU µs/msg | loadgen CPU s | records produced (sluice metric) | matches |");
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
     println!(
         "| {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {} |",
@@ -238,7 +302,11 @@ pub fn print(o: &PublishOutput) {
         o.broker_cpu_us_per_msg,
         o.loadgen_cpu_seconds,
         o.records_produced,
-        if o.kafka_count_matches { "yes" } else { "NO" },
+        match (o.args.peer, o.kafka_count_matches) {
+            (Some(_), _) => "n/a",
+            (None, true) => "yes",
+            (None, false) => "NO",
+        },
     );
     if let Some(records) = o.sink_records {
         println!(

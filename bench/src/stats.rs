@@ -17,6 +17,33 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// Percentiles of a set of durations (nanoseconds in, milliseconds out): per session, per
+/// connection.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Spread {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Spread {
+    pub fn of(mut ns: Vec<u64>) -> Spread {
+        ns.sort_unstable();
+        let at = |q: f64| -> f64 {
+            if ns.is_empty() {
+                return f64::NAN;
+            }
+            let i = ((ns.len() as f64 * q).ceil() as usize).clamp(1, ns.len()) - 1;
+            ns[i] as f64 / 1e6
+        };
+        Spread {
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+        }
+    }
+}
+
 /// One point of a latency percentile curve.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct CurvePoint {
@@ -46,6 +73,13 @@ pub fn latency_curve(h: &Histogram<u64>) -> Vec<CurvePoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spreads_take_nearest_ranks() {
+        let s = Spread::of((1..=100).map(|ms| ms * 1_000_000).collect());
+        assert_eq!((s.p50_ms, s.p99_ms, s.max_ms), (50.0, 99.0, 100.0));
+        assert!(Spread::of(Vec::new()).p50_ms.is_nan());
+    }
 
     #[test]
     fn medians() {

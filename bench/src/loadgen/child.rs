@@ -103,6 +103,16 @@ impl LoadgenChild {
     }
 }
 
+/// `total` connections split evenly over `processes` (at least 1, at most `total`):
+/// each process's (count, first index).
+pub fn split(total: u64, processes: u64) -> impl Iterator<Item = (u64, u64)> {
+    let processes = processes.clamp(1, total.max(1));
+    (0..processes).map(move |i| {
+        let first = i * (total / processes) + i.min(total % processes);
+        (total / processes + u64::from(i < total % processes), first)
+    })
+}
+
 /// Load-generator children sharing one scenario's connections.
 #[derive(Debug)]
 pub struct Group {
@@ -126,17 +136,12 @@ impl Group {
         processes: u64,
         args: impl Fn(u64, u64) -> LoadgenArgs,
     ) -> Result<Group> {
-        let processes = processes.clamp(1, total.max(1));
-        let mut children = Vec::new();
-        let mut first = 0;
-        for i in 0..processes {
-            let count = total / processes + u64::from(i < total % processes);
-            children.push(LoadgenChild::spawn(
-                &format!("loadgen {i}"),
-                &args(count, first),
-            )?);
-            first += count;
-        }
+        let children = split(total, processes)
+            .enumerate()
+            .map(|(i, (count, first))| {
+                LoadgenChild::spawn(&format!("loadgen {i}"), &args(count, first))
+            })
+            .collect::<Result<_>>()?;
         Ok(Group { children })
     }
 
@@ -176,5 +181,15 @@ impl Group {
             reports.push(c.finish(deadline)?);
         }
         Ok(Report::combine(&reports))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn splits_cover_every_connection_once() {
+        let parts: Vec<(u64, u64)> = super::split(10, 3).collect();
+        assert_eq!(parts, vec![(4, 0), (3, 4), (3, 7)]);
+        assert_eq!(super::split(2, 5).count(), 2);
     }
 }

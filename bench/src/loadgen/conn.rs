@@ -105,7 +105,7 @@ pub struct Conn {
     stop: Gate,
 }
 
-enum Failure {
+pub enum Failure {
     Connect,
     Closed,
     Timeout,
@@ -188,9 +188,7 @@ impl Conn {
     /// Connects from this connection's source address and completes CONNECT/CONNACK.
     async fn open(&self, codec: &mut MqttCodec, rbuf: &mut BytesMut) -> Result<TcpStream, Failure> {
         let ctx = &self.ctx;
-        let socket = start_connect(ctx.addr, self.index).map_err(|_| Failure::Connect)?;
-        // SAFETY: `into_raw_fd` hands over a connecting TCP socket that nothing else owns.
-        let mut stream = unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) };
+        let mut stream = start_tcp(ctx.addr, self.index).map_err(|_| Failure::Connect)?;
         let connect = Connect {
             protocol: ctx.version,
             clean_start: true,
@@ -426,7 +424,7 @@ impl Conn {
 }
 
 /// Reads the next whole packet (for the handshakes).
-async fn next_packet(
+pub async fn next_packet(
     stream: &mut TcpStream,
     codec: &mut MqttCodec,
     rbuf: &mut BytesMut,
@@ -449,7 +447,7 @@ const READ_CHUNK: usize = 4096;
 /// Reads what the socket has (up to `chunk` bytes) onto the end of `buf`.
 /// Cancellation-safe: `buf` only ever holds bytes that were read, whenever the future is
 /// dropped.
-pub(super) fn read_some<'a>(
+pub fn read_some<'a>(
     stream: &'a mut TcpStream,
     buf: &'a mut BytesMut,
     chunk: usize,
@@ -465,6 +463,14 @@ pub(super) fn read_some<'a>(
         buf.truncate(len + n);
         polled
     })
+}
+
+/// A TCP stream from connection `index`'s source address, connecting to `addr` (the first
+/// write on it waits for the connection).
+pub fn start_tcp(addr: SocketAddr, index: u64) -> io::Result<TcpStream> {
+    let socket = start_connect(addr, index)?;
+    // SAFETY: `into_raw_fd` hands over a connecting TCP socket that nothing else owns.
+    Ok(unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) })
 }
 
 /// A non-blocking TCP socket bound to connection `index`'s source address and connecting

@@ -41,17 +41,18 @@ use codecs::mqtt::ProtocolVersion;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-pub use child::{Connected, Group, LoadgenChild};
+pub use child::{split, Connected, Group, LoadgenChild};
+pub use conn::{next_packet, read_some, start_tcp};
+pub use gate::Gate;
 pub use report::{histogram_from, LatencySummary, Report};
 pub use subscriber::{wall_ns, Stamp};
 
 use crate::cpu::process_cpu;
-use gate::Gate;
 
 /// Source addresses cycled through: 127.0.0.2 ..= 127.0.0.254.
 const SOURCE_ADDRESSES: u64 = 253;
 /// How long a connection may take from connect() to CONNACK.
-const CONNACK_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONNACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long publishing connections wait for outstanding PUBACKs after their schedule ends,
 /// and subscribers for what they were told to expect.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -81,7 +82,7 @@ pub enum MqttVersion {
 }
 
 impl MqttVersion {
-    fn protocol(self) -> ProtocolVersion {
+    pub(crate) fn protocol(self) -> ProtocolVersion {
         match self {
             MqttVersion::V311 => ProtocolVersion::V3_1_1,
             MqttVersion::V5 => ProtocolVersion::V5,
@@ -215,7 +216,7 @@ fn source_ip(index: u64) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, 2 + (index % SOURCE_ADDRESSES) as u8)
 }
 
-fn event(name: &str, fields: serde_json::Value) {
+pub(crate) fn event(name: &str, fields: serde_json::Value) {
     let mut v = serde_json::json!({ "event": name });
     if let (Some(obj), serde_json::Value::Object(extra)) = (v.as_object_mut(), fields) {
         obj.extend(extra);
