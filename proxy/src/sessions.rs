@@ -241,6 +241,10 @@ pub struct SessionStore {
     owner_prefix: String,
     cache: RefCell<HashMap<String, Stored>>,
     serving: RefCell<HashMap<String, Serving>>,
+    /// Connections of this shard that a newer connection of this shard with the same
+    /// client id replaced in `serving`, until they are taken over and end (rare: a client
+    /// reconnecting to the same shard before its old connection is gone).
+    displaced: RefCell<Vec<(String, Serving)>>,
     load: RefCell<Load>,
     /// Woken whenever records were applied (claims wait on it).
     applied: RefCell<Vec<Waker>>,
@@ -265,6 +269,7 @@ impl SessionStore {
             owner_prefix: format!("{process}/{shard}"),
             cache: RefCell::new(HashMap::new()),
             serving: RefCell::new(HashMap::new()),
+            displaced: RefCell::new(Vec::new()),
             load: RefCell::new(Load::Idle),
             applied: RefCell::new(Vec::new()),
             superseded: RefCell::new(HashMap::new()),
@@ -348,8 +353,8 @@ impl SessionStore {
         debug!(client_id, gen, ?superseded, "session claimed");
         let resumed = superseded.filter(|s| !clean_start && !s.expired(now));
         let signal = TakeoverSignal::default();
-        self.serving.borrow_mut().insert(
-            client_id.to_owned(),
+        self.serve(
+            client_id,
             Serving {
                 owner: owner.clone(),
                 applied: Cell::new(true),
@@ -392,8 +397,8 @@ impl SessionStore {
                 ..Stored::default()
             };
             // Registered first, so the claim finds it when it is applied.
-            store.serving.borrow_mut().insert(
-                id.clone(),
+            store.serve(
+                &id,
                 Serving {
                     owner: state.owner.clone(),
                     applied: Cell::new(false),
@@ -420,11 +425,29 @@ impl SessionStore {
         self.write(client_id, state).await?.await.map(drop)
     }
 
+    /// Records `serving` as the connection serving `client_id` on this shard. One it
+    /// replaces is kept aside: it is still to be taken over by the later claim.
+    fn serve(&self, client_id: &str, serving: Serving) {
+        let replaced = self
+            .serving
+            .borrow_mut()
+            .insert(client_id.to_owned(), serving);
+        if let Some(old) = replaced {
+            self.displaced
+                .borrow_mut()
+                .push((client_id.to_owned(), old));
+        }
+    }
+
     /// Forgets `owner` as the serving connection of `client_id` (it ended).
     pub fn release(&self, client_id: &str, owner: &str) {
         let mut serving = self.serving.borrow_mut();
         if serving.get(client_id).is_some_and(|s| s.owner == owner) {
             serving.remove(client_id);
+        }
+        let mut displaced = self.displaced.borrow_mut();
+        if !displaced.is_empty() {
+            displaced.retain(|(id, s)| !(id == client_id && s.owner == owner));
         }
     }
 
@@ -534,12 +557,23 @@ impl SessionStore {
     /// A claim by `owner` was applied: it takes over the connection this shard serves the
     /// client with, if that connection's own claim came earlier.
     fn take_over(&self, client_id: &str, owner: &str) {
-        if let Some(serving) = self.serving.borrow().get(client_id) {
+        let apply = |serving: &Serving| {
             if serving.owner == owner {
                 serving.applied.set(true);
             } else if serving.applied.get() {
                 serving.signal.fire();
             }
+        };
+        if let Some(serving) = self.serving.borrow().get(client_id) {
+            apply(serving);
+        }
+        for (_, serving) in self
+            .displaced
+            .borrow()
+            .iter()
+            .filter(|(id, _)| id == client_id)
+        {
+            apply(serving);
         }
     }
 
