@@ -225,7 +225,18 @@ impl SluiceProc {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("sluice.toml");
         std::fs::write(&config, sluice_config(settings))?;
-        let log = std::fs::File::create(dir.path().join("sluice.log"))?;
+        // SLUICE_BENCH_LOG_DIR keeps every sluice process's log (warnings and errors) after
+        // the run, one file per process; by default it goes away with the run's directory.
+        let log_path = match std::env::var_os("SLUICE_BENCH_LOG_DIR") {
+            Some(keep) => {
+                static STARTED: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                PathBuf::from(keep).join(format!("sluice-{}-{n}.log", std::process::id()))
+            }
+            None => dir.path().join("sluice.log"),
+        };
+        let log = std::fs::File::create(&log_path)?;
         let mut child = EventChild::spawn(
             "sluice",
             Command::new(sluice_bin()?)
@@ -237,8 +248,7 @@ impl SluiceProc {
         let line = child
             .wait_event("listening", Instant::now() + Duration::from_secs(60))
             .map_err(|e| {
-                let log =
-                    std::fs::read_to_string(dir.path().join("sluice.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 e.context(format!("sluice did not start listening:\n{log}"))
             })?;
         let addr = |s: &serde_json::Value| -> Result<SocketAddr> {

@@ -27,7 +27,7 @@ use std::task::{Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use futures::task::AtomicWaker;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::runtime::{self, Readiness, TcpStream};
 
@@ -198,7 +198,9 @@ impl ParkingLot {
                 fd
             }
             Err(e) => {
-                warn!(error = %e, "cannot park a connection (no file descriptor to spare?)");
+                // Usually the open-files limit: the connection simply stays unparked (and
+                // tries again after its next quiet spell), so this is no warning per try.
+                debug!(error = %e, "cannot park a connection (no file descriptor to spare?)");
                 self.vacate(key);
                 conn.resume(stream);
                 return;

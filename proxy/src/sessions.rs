@@ -74,6 +74,25 @@ pub struct Stored {
     /// identifier when the session resumes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub in_flight: Vec<InFlight>,
+    /// Set on a claim that resumes the session (not a clean start): readers keep the
+    /// superseded state's subscriptions, cursor and in-flight deliveries under the new
+    /// generation. So a claim whose connection never got to save (its CONNECT failed
+    /// after the claim was written) does not wipe the session for the next claimant.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumes: bool,
+}
+
+impl Stored {
+    /// What the session is once `claim` is applied on top of `current`: the claim itself,
+    /// carrying over `current`'s content when it resumes an unexpired session.
+    fn claimed(mut claim: Stored, current: Option<&Stored>) -> Stored {
+        if let Some(current) = current.filter(|c| claim.resumes && !c.expired(claim.at_ms)) {
+            claim.subs = current.subs.clone();
+            claim.cursor = current.cursor.clone();
+            claim.in_flight = current.in_flight.clone();
+        }
+        claim
+    }
 }
 
 /// A delivery in flight: which record, under which packet identifier.
@@ -302,6 +321,7 @@ impl SessionStore {
             connected: true,
             at_ms: now,
             will: will.map(Box::new),
+            resumes: !clean_start,
             ..Stored::default()
         };
         self.superseded
@@ -551,6 +571,7 @@ impl SessionStore {
             slot.previous = cache.get(client_id).cloned();
         }
         self.take_over(client_id, &state.owner);
+        let state = Stored::claimed(state, cache.get(client_id));
         cache.insert(client_id.to_owned(), state);
     }
 
@@ -769,7 +790,54 @@ async fn tail(store: Rc<SessionStore>, mut reader: PartitionReader) {
 
 #[cfg(test)]
 mod tests {
-    use super::Stored;
+    use super::{Stored, StoredSub};
+
+    #[test]
+    fn a_resuming_claim_keeps_the_session_it_supersedes_a_clean_one_does_not() {
+        let saved = Stored {
+            gen: 1,
+            owner: "a/0/1".into(),
+            subs: vec![StoredSub {
+                filter: "t/#".into(),
+                qos: 1,
+                ..StoredSub::default()
+            }],
+            cursor: [("mqtt-messages".to_owned(), [(0, 42)].into())].into(),
+            expiry_s: 60,
+            connected: true,
+            at_ms: 1_000,
+            ..Stored::default()
+        };
+        let claim = |gen, resumes, at_ms| Stored {
+            gen,
+            owner: format!("b/0/{gen}"),
+            expiry_s: 60,
+            connected: true,
+            at_ms,
+            resumes,
+            ..Stored::default()
+        };
+        // A claim whose connection never saved, then the next one: the subscriptions and
+        // cursor are still there for it.
+        let abandoned = Stored::claimed(claim(2, true, 2_000), Some(&saved));
+        assert_eq!(abandoned.subs, saved.subs);
+        assert_eq!(abandoned.cursor, saved.cursor);
+        assert_eq!(abandoned.gen, 2);
+        let next = Stored::claimed(claim(3, true, 3_000), Some(&abandoned));
+        assert_eq!(next.subs, saved.subs);
+        // A clean start, or a session that had expired, starts empty.
+        assert!(Stored::claimed(claim(2, false, 2_000), Some(&saved))
+            .subs
+            .is_empty());
+        let gone = Stored {
+            connected: false,
+            ..saved.clone()
+        };
+        assert!(Stored::claimed(claim(2, true, 62_000), Some(&gone))
+            .subs
+            .is_empty());
+        assert!(Stored::claimed(claim(2, true, 2_000), None).subs.is_empty());
+    }
 
     #[test]
     fn sessions_expire_only_when_disconnected_past_their_interval() {

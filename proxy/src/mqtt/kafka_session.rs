@@ -227,6 +227,8 @@ impl Conn {
             connected,
             at_ms: crate::sessions::now_ms(),
             will: o.will.clone().filter(|_| connected),
+            // A save states the whole session; only claims carry the previous one over.
+            resumes: false,
             in_flight: self
                 .subscriber
                 .iter()
