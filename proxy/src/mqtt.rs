@@ -376,6 +376,11 @@ impl Conn {
                     let Some(lot) = self.shard.lot.clone() else {
                         continue;
                     };
+                    if self.shard.shutdown.is_set() {
+                        // Shutdown began since the last look: the next turn handles it
+                        // (polled without reading, it would not be reported).
+                        continue;
+                    }
                     let (key, waker) = lot.reserve();
                     // Whatever else can wake the connection now wakes its slot. Any news
                     // that is already here stays (mailbox, flags): look at it instead.

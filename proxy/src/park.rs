@@ -121,7 +121,6 @@ pub struct ParkingLot {
     free: RefCell<Vec<usize>>,
     deadlines: RefCell<BTreeSet<(Instant, Key)>>,
     woken: Arc<Woken>,
-    parked: Cell<usize>,
     /// When a connection last parked, until the memory it freed was released.
     last_park: Cell<Option<Instant>>,
     /// Parked connections, for the metrics.
@@ -131,7 +130,7 @@ pub struct ParkingLot {
 impl std::fmt::Debug for ParkingLot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ParkingLot")
-            .field("parked", &self.parked.get())
+            .field("parked", &self.parked())
             .finish_non_exhaustive()
     }
 }
@@ -147,10 +146,14 @@ impl ParkingLot {
             free: RefCell::new(Vec::new()),
             deadlines: RefCell::new(BTreeSet::new()),
             woken: Arc::default(),
-            parked: Cell::new(0),
             last_park: Cell::new(None),
             gauge,
         })
+    }
+
+    /// Connections parked now (the metric's gauge is the count).
+    fn parked(&self) -> u64 {
+        self.gauge.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Reserves a slot for a connection about to park, and the waker that resumes it. The
@@ -221,7 +224,6 @@ impl ParkingLot {
             fd,
             deadline,
         };
-        self.parked.set(self.parked.get() + 1);
         self.last_park.set(Some(Instant::now()));
         self.gauge
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -244,7 +246,6 @@ impl ParkingLot {
             Slot::Parked {
                 conn, fd, deadline, ..
             } => {
-                self.parked.set(self.parked.get() - 1);
                 self.gauge
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 Some((conn, fd, deadline))
@@ -286,7 +287,7 @@ impl ParkingLot {
                 // Another turn of the loop after each of these: a wait to start again, a
                 // timer to set for a new first deadline.
                 let mut again = false;
-                if epoll.is_none() && self.parked.get() > 0 {
+                if epoll.is_none() && self.parked() > 0 {
                     epoll = Some(Box::pin(self.readiness.wait(WAIT_AT_MOST)));
                 }
                 if let Some(wait) = &mut epoll {
