@@ -10,12 +10,11 @@
 //! reading: TCP backpressure, not an unbounded queue.
 //!
 //! The connection's session in Kafka (claims, resume, saves, wills) is in
-//! [`kafka_session`]; its subscriptions and deliveries in [`subscriber`].
+//! [`kafka_session`]; its subscriptions and deliveries in [`subscriber`]; routing a
+//! PUBLISH to Kafka and answering it once Kafka has it in [`publish`].
 
 use std::collections::VecDeque;
-use std::future::Future as _;
 use std::io;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
@@ -23,13 +22,13 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use codecs::mqtt::{
-    Accept, Effect, KafkaAck, MqttCodec, MqttError, MqttString, Packet, ProtocolVersion, Publish,
-    QoS, Session, SessionConfig,
+    Accept, Effect, MqttCodec, MqttError, MqttString, Packet, ProtocolVersion, Publish, QoS,
+    Session, SessionConfig,
 };
 use codecs::{Decoder, Encoder};
 use futures::future::{select, Either};
 use futures_lite::AsyncWriteExt;
-use kafka_wire::{DeliveryFuture, KafkaCode, ProducerRecord};
+use kafka_wire::DeliveryFuture;
 use tracing::{debug, warn, Instrument};
 
 use crate::auth::{Acl, ShardAuth};
@@ -37,18 +36,20 @@ use crate::config::ListenerConfig;
 use crate::driver::{self, Input};
 use crate::metrics::ErrorKind;
 use crate::park::Key;
-use crate::route::{self, ConnInfo, Routes};
+use crate::route::{ConnInfo, Routes};
 use crate::runtime::{self, TcpStream};
 use crate::shard::Shard;
 use crate::transport::Stream;
 use crate::ws::{self, MqttOverWs};
 
 mod kafka_session;
+mod publish;
 mod shared;
 mod subscriber;
 
 pub use kafka_session::publish_stored_will;
 use kafka_session::{Owned, SAVE_AFTER};
+use publish::poll_front;
 use subscriber::{Subscriber, DEFAULT_DELIVERY_WINDOW};
 
 /// MQTT 5 reason codes the driver itself decides.
@@ -735,171 +736,6 @@ impl Conn {
         }
     }
 
-    /// Routes a PUBLISH and hands its record to the producer.
-    async fn publish(&mut self, publish: Publish) {
-        let received = self.shard.read_at();
-        if self
-            .acl
-            .as_ref()
-            .is_some_and(|acl| !acl.allows(publish.topic.as_str()))
-        {
-            debug!(
-                topic = publish.topic.as_str(),
-                "PUBLISH not allowed by the ACL"
-            );
-            self.shard.metrics.error(ErrorKind::Auth);
-            if publish.qos == QoS::AtMostOnce {
-                // Nothing to answer a QoS 0 PUBLISH with: end the session, visibly.
-                self.session_close(reason::NOT_AUTHORIZED);
-            } else {
-                // MQTT 5: PUBACK/PUBREC 0x87; 3.1.1 cannot refuse, so the session closes.
-                self.refuse(&publish, reason::NOT_AUTHORIZED);
-            }
-            return;
-        }
-        let listener = self.listener.clone();
-        let Some(route) = listener.routes.find(publish.topic.as_str()) else {
-            // No route: refuse rather than drop silently.
-            self.refuse(&publish, reason::IMPLEMENTATION_SPECIFIC);
-            return;
-        };
-        let key: &[u8] = if route.key.is_topic() {
-            publish.topic.as_str().as_bytes()
-        } else {
-            route
-                .key
-                .render(publish.topic.as_str(), &self.info, None, &mut self.key);
-            &self.key
-        };
-        let key = (!route.key.is_empty()).then_some(key);
-        let mut headers = Vec::new();
-        route::headers(route, &publish, &self.info, &mut headers);
-        let retained = if publish.retain {
-            match self.retain(&publish, &headers).await {
-                Ok(delivery) => Some(delivery),
-                Err(e) => {
-                    debug!(error = %e, "retained message refused before sending");
-                    self.refuse(&publish, reason_for(&e));
-                    return;
-                }
-            }
-        } else {
-            None
-        };
-        let record = ProducerRecord {
-            topic: &route.kafka_topic,
-            partition: None,
-            key,
-            value: Some(&publish.payload),
-            headers: &headers,
-            timestamp: Some(self.shard.read_at_unix_ms()),
-        };
-        match self.shard.producer.send(record).await {
-            Ok(delivery) => self.acks.push_back(PendingAck {
-                retained,
-                packet_id: if publish.qos == QoS::AtMostOnce {
-                    0
-                } else {
-                    publish.packet_id
-                },
-                qos: publish.qos,
-                received,
-                delivery,
-            }),
-            Err(e) => {
-                debug!(error = %e, topic = %route.kafka_topic, "record refused before sending");
-                self.shard
-                    .metrics
-                    .records_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                self.refuse(&publish, reason_for(&e));
-            }
-        }
-    }
-
-    /// Writes a retained PUBLISH to the retained topic (key = MQTT topic; an empty payload
-    /// becomes a null value, which deletes it).
-    async fn retain(
-        &self,
-        publish: &Publish,
-        headers: &[kafka_wire::record::Header<'_>],
-    ) -> Result<DeliveryFuture, kafka_wire::Error> {
-        let record = ProducerRecord {
-            topic: self.shard.delivery.retained_topic(),
-            partition: None,
-            key: Some(publish.topic.as_str().as_bytes()),
-            value: (!publish.payload.is_empty()).then_some(&publish.payload[..]),
-            headers,
-            timestamp: None,
-        };
-        self.shard.producer.send(record).await
-    }
-
-    fn refuse(&mut self, publish: &Publish, reason_code: u8) {
-        if publish.qos != QoS::AtMostOnce {
-            self.session.on_kafka_ack(
-                publish.packet_id,
-                KafkaAck::Failed { reason_code },
-                &mut self.effects,
-            );
-        }
-    }
-
-    /// Counts Kafka's answer for a PUBLISH and tells the session, which queues the
-    /// PUBACK / PUBREC (or the refusal). `now` is when the answer was taken.
-    fn on_ack(
-        &mut self,
-        ack: PendingAck,
-        result: Result<kafka_wire::RecordMetadata, kafka_wire::Error>,
-        now: Instant,
-    ) {
-        let m = &self.shard.metrics;
-        let outcome = match result {
-            Ok(_) => {
-                m.records_produced.fetch_add(1, Ordering::Relaxed);
-                m.produce_latency(now.saturating_duration_since(ack.received));
-                KafkaAck::Written
-            }
-            Err(e) => {
-                m.records_failed.fetch_add(1, Ordering::Relaxed);
-                m.error(ErrorKind::Kafka);
-                debug!(error = %e, "Kafka refused a record");
-                KafkaAck::Failed {
-                    reason_code: reason_for(&e),
-                }
-            }
-        };
-        if ack.qos != QoS::AtMostOnce {
-            self.lend_effects();
-            self.session
-                .on_kafka_ack(ack.packet_id, outcome, &mut self.effects);
-        }
-    }
-
-    /// Runs the session's effects without awaiting when they are only replies and a close
-    /// (what acknowledgements produce); `false`, untouched, when something needs
-    /// [`Conn::execute`].
-    fn execute_replies(&mut self) -> bool {
-        let simple = self
-            .effects
-            .iter()
-            .all(|e| matches!(e, Effect::Send(_) | Effect::Close { .. }));
-        if !simple {
-            return false;
-        }
-        let mut effects = std::mem::take(&mut self.effects);
-        for effect in effects.drain(..) {
-            match effect {
-                Effect::Send(packet) => self.send(&packet),
-                Effect::Close { reason_code } => self.closing = Some(reason_code),
-                _ => unreachable!("checked above"),
-            }
-        }
-        self.effects = effects;
-        self.return_effects();
-        true
-    }
-
     /// Writes what the session queued; on a WebSocket connection, as one binary frame, and
     /// followed by a close frame when the connection is ending.
     async fn flush(&mut self, stream: &mut Stream) -> io::Result<()> {
@@ -929,46 +765,5 @@ fn ws_close_code(reason_code: u8) -> u16 {
         reason::MALFORMED_PACKET | 0x82 => close_code::PROTOCOL_ERROR,
         reason::SERVER_SHUTTING_DOWN => close_code::GOING_AWAY,
         _ => close_code::POLICY_VIOLATION,
-    }
-}
-
-/// Polls the oldest pending PUBLISH: acknowledgements leave in arrival order.
-fn poll_front(acks: &mut VecDeque<PendingAck>, cx: &mut Context<'_>) -> Poll<Event> {
-    let Some(front) = acks.front_mut() else {
-        return Poll::Pending;
-    };
-    if let Some(retained) = &mut front.retained {
-        match Pin::new(retained).poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Ok(_)) => front.retained = None,
-            Poll::Ready(Err(e)) => {
-                // The PUBLISH is refused even if its message record got in: the client may
-                // send it again (a duplicate, which QoS 1 allows), but never believes a
-                // retained message was stored that was not.
-                let ack = acks.pop_front().expect("front exists");
-                return Poll::Ready(Event::Acked(ack, Err(e)));
-            }
-        }
-    }
-    match Pin::new(&mut front.delivery).poll(cx) {
-        Poll::Ready(result) => {
-            let ack = acks.pop_front().expect("front exists");
-            Poll::Ready(Event::Acked(ack, result))
-        }
-        Poll::Pending => Poll::Pending,
-    }
-}
-
-/// The MQTT 5 reason code for a record Kafka did not take.
-fn reason_for(e: &kafka_wire::Error) -> u8 {
-    match e.kafka_code() {
-        Some(KafkaCode::MessageTooLarge | KafkaCode::RecordListTooLarge) => {
-            reason::PACKET_TOO_LARGE
-        }
-        Some(KafkaCode::TopicAuthorizationFailed | KafkaCode::ClusterAuthorizationFailed) => {
-            reason::NOT_AUTHORIZED
-        }
-        Some(KafkaCode::ThrottlingQuotaExceeded) => reason::QUOTA_EXCEEDED,
-        _ => reason::UNSPECIFIED_ERROR,
     }
 }
