@@ -128,6 +128,8 @@ pub struct ServerConfig {
     pub shutdown_timeout_ms: u64,
     /// Partitions of the topics sluice creates for its routes (when they do not exist).
     pub topic_partitions: i32,
+    /// Let the kernel back sluice's memory with transparent huge pages.
+    pub transparent_huge_pages: bool,
 }
 
 impl Default for ServerConfig {
@@ -137,6 +139,7 @@ impl Default for ServerConfig {
             pin_cpus: false,
             shutdown_timeout_ms: 10_000,
             topic_partitions: 3,
+            transparent_huge_pages: false,
         }
     }
 }

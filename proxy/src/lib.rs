@@ -219,6 +219,7 @@ fn reserve(addr: SocketAddr) -> anyhow::Result<(SocketAddr, Option<Socket>)> {
 }
 
 fn run(config: Config, codecs: Arc<CodecRegistry>) -> anyhow::Result<()> {
+    runtime::allow_huge_pages(config.server.transparent_huge_pages);
     let shards = match config.server.shards {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
