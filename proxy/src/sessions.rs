@@ -33,6 +33,10 @@ use tracing::{debug, warn};
 
 use crate::runtime;
 
+mod clean;
+
+use clean::{CleanClaim, CleanClaims};
+
 /// How long a CONNECT waits to see its claim applied before giving up.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a claim waits for the final state of the connection it supersedes, when that
@@ -275,6 +279,8 @@ pub struct SessionStore {
     /// When this store finished loading (a process never heard from since counts dead
     /// once this is `DEAD_AFTER` old).
     loaded_at: Cell<Option<std::time::Instant>>,
+    /// Clean-session claims waiting to be written, and their writer.
+    clean: CleanClaims,
 }
 
 impl SessionStore {
@@ -294,6 +300,7 @@ impl SessionStore {
             superseded: RefCell::new(HashMap::new()),
             heartbeats: RefCell::new(HashMap::new()),
             loaded_at: Cell::new(None),
+            clean: CleanClaims::default(),
         }
     }
 
@@ -403,37 +410,15 @@ impl SessionStore {
     ) -> (String, TakeoverSignal) {
         let owner = format!("{}/{conn}", self.owner_prefix);
         let signal = TakeoverSignal::default();
-        let store = self.clone();
-        let (id, task_owner, task_signal) = (client_id.to_owned(), owner.clone(), signal.clone());
-        runtime::spawn(async move {
-            store.ensure_loaded().await;
-            let gen = store.cache.borrow().get(&id).map_or(0, |s| s.gen) + 1;
-            let state = Stored {
-                gen,
-                owner: task_owner,
-                connected: true,
-                at_ms: now_ms(),
-                will: will.map(Box::new),
-                ..Stored::default()
-            };
-            // Registered first, so the claim finds it when it is applied.
-            store.serve(
-                &id,
-                Serving {
-                    owner: state.owner.clone(),
-                    applied: Cell::new(false),
-                    signal: task_signal,
-                },
-            );
-            match store.write(&id, Some(&state)).await {
-                Ok(delivery) => {
-                    if let Err(e) = delivery.await {
-                        debug!(client_id = %id, error = %e, "clean session claim not written");
-                    }
-                }
-                Err(e) => debug!(client_id = %id, error = %e, "clean session claim not written"),
-            }
-        });
+        self.clean.push(
+            self,
+            CleanClaim {
+                client_id: client_id.to_owned(),
+                owner: owner.clone(),
+                signal: signal.clone(),
+                will,
+            },
+        );
         (owner, signal)
     }
 

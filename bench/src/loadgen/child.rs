@@ -176,6 +176,11 @@ impl Group {
 
     /// Stops every child and returns their reports combined.
     pub fn finish(&mut self, deadline: Instant) -> Result<Report> {
+        // All close at once: one after the other, a dozen children of ~17k connections
+        // each outlast any sensible deadline.
+        for c in &mut self.children {
+            c.stop();
+        }
         let mut reports = Vec::new();
         for c in &mut self.children {
             reports.push(c.finish(deadline)?);
