@@ -30,6 +30,10 @@ where
     };
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("sluice-shard")
+        // glommio registers this much memory per shard with io_uring (pinned, so resident)
+        // for file I/O buffers; sockets never use it and sluice does no file I/O, so the
+        // minimum, not the default 10 MiB: 20 MiB less per process on two shards.
+        .io_memory(IO_MEMORY)
         .on_all_shards(shard)
         .map_err(|e| anyhow::anyhow!("cannot start {count} shards: {e}"))?;
     for result in handles.join_all() {
@@ -37,6 +41,9 @@ where
     }
     Ok(())
 }
+
+/// glommio's smallest I/O buffer area (it keeps at least 64 KiB).
+const IO_MEMORY: usize = 64 << 10;
 
 /// Spawns a task on this shard that runs on its own.
 pub fn spawn<F>(future: F)
