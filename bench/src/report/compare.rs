@@ -84,12 +84,13 @@ pub(super) fn compare(md: &mut String, r: &Results) {
             let ms = |p: &str| f(s, &format!("{key}.{p}")) / 1000.0;
             let _ = writeln!(
                 md,
-                "| {label} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                "| {label} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
                 if rate.is_empty() {
                     "".into()
                 } else {
                     n(f(s, rate))
                 },
+                ms("mean_us"),
                 ms("p50_us"),
                 ms("p90_us"),
                 ms("p99_us"),
@@ -142,7 +143,7 @@ mod tests {
 
     #[test]
     fn compare_section_shows_both_sides_and_the_added_latency() {
-        let p = |us: f64| serde_json::json!({ "p50_us": us, "p90_us": us, "p99_us": us, "p999_us": us, "max_us": us, "mean_us": us });
+        let p = |us: f64| serde_json::json!({ "p50_us": us, "p90_us": us, "p99_us": us, "p999_us": us, "max_us": us, "mean_us": us / 2.0 });
         let mut r = Results::new();
         r.insert(
             "compare".into(),
@@ -172,6 +173,6 @@ mod tests {
         );
         assert!(md.contains("**1.20×**"), "{md}");
         assert!(md.contains("(50 % of the rdkafka maximum)"), "{md}");
-        assert!(md.contains("| **added** |  | 1.00 | 1.00 |"), "{md}");
+        assert!(md.contains("| **added** |  | 0.50 | 1.00 |"), "{md}");
     }
 }
