@@ -7,7 +7,8 @@
 #                          # a 10k-connection storm and failovers of 10k and 100k sessions
 #
 # quick: micro-benchmarks (sluice-bench micro, the subscription-index bench), kafka-wire vs
-# rdkafka (3 runs), MQTT publish closed loop and 20k msgs/s against tansu and the discard
+# rdkafka (3 runs), MQTT clients via sluice vs rdkafka into the same tansu (max throughput,
+# then latency at 50 % of rdkafka's max; 1 round, 3 in full), MQTT publish closed loop and 20k msgs/s against tansu and the discard
 # sink, 10k idle connections (sluice and mosquitto), fan-out to 1,000 subscribers at QoS 0
 # and 1 (5 s each), a reconnect storm of 2,000 connections (sluice clean and persistent,
 # mosquitto and rumqttd clean) and a failover of 1,000 persistent sessions.
@@ -117,8 +118,10 @@ step() {
 
 if [[ "$profile" == quick ]]; then
     runs=1 micro_s=0.5 publish_s=10 fanout_runs=1 fanout_s=5 storm_n=2000 failover_n=1000
+    compare_rounds=1 compare_s=3
 else
     runs=3 micro_s=2 publish_s=10 fanout_runs=3 fanout_s=10 storm_n=10000 failover_n=10000
+    compare_rounds=3 compare_s=5
 fi
 
 step "micro-benchmarks" "$bench" micro --seconds "$micro_s" --out "$out/micro.json"
@@ -127,6 +130,9 @@ step "subscription index benchmark" \
     _ "$micro_s" "$out/subscriptions.txt"
 step "kafka-wire vs rdkafka, 3 runs" \
     "$bench" produce --runs 3 --records 1000000 --out "$out/produce.json"
+step "MQTT via sluice vs rdkafka, same tansu: max and 50 % load, $compare_rounds round(s)" \
+    "$bench" compare --rounds "$compare_rounds" --max-seconds "$compare_s" --seconds "$compare_s" \
+    --out "$out/compare.json"
 for ((run = 1; run <= runs; run++)); do
     for load in max 20000; do
         for sink in tansu discard; do

@@ -5,6 +5,8 @@
 //! - `loadgen`: the MQTT load generator (idle or publishing connections, many per process).
 //! - `idle`: memory per idle MQTT connection, sluice against mosquitto.
 //! - `publish`: MQTT QoS 0/1 publishing through sluice into Kafka: rate, PUBACK latency, CPU.
+//! - `compare`: MQTT clients → sluice → Kafka against the rdkafka producer straight to the
+//!   same broker: maximum throughput, and latency added at 50 % load.
 //! - `fanout`: Kafka → sluice → N MQTT subscribers: deliveries/s, CPU per delivery,
 //!   produce → receipt latency, every delivery checked.
 //! - `failover`: persistent sessions resumed on the surviving sluice processes after one is
@@ -29,7 +31,9 @@ mod micro;
 mod micro_codecs;
 mod procs;
 mod produce;
+mod rdkafka_load;
 mod report;
+mod scenario_compare;
 mod scenario_failover;
 mod scenario_fanout;
 mod scenario_idle;
@@ -112,6 +116,15 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// MQTT QoS 1 clients → sluice → tansu against the rdkafka producer → the same tansu:
+    /// maximum throughput of each, then both open loop at 50 % load (latency added).
+    Compare {
+        #[command(flatten)]
+        args: scenario_compare::CompareArgs,
+        /// Write the results as JSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Kafka → MQTT fan-out: records produced to Kafka, delivered by sluice to N subscribers.
     Fanout {
         #[command(flatten)]
@@ -158,6 +171,12 @@ enum Cmd {
     DiscardSink {
         #[command(flatten)]
         args: discard_sink::DiscardSinkArgs,
+    },
+    /// The rdkafka side of `compare` in a child process.
+    #[command(hide = true)]
+    RdkafkaLoad {
+        #[command(flatten)]
+        args: rdkafka_load::RdkafkaLoadArgs,
     },
     /// One producer run in a child process (used by `produce`).
     #[command(hide = true)]
@@ -285,6 +304,13 @@ fn main() -> Result<()> {
             scenario_publish::print(&output);
             write_json(&out, &output)?;
         }
+        Cmd::Compare { args, out } => {
+            procs::catch_interrupts();
+            let output = scenario_compare::run(&args)?;
+            scenario_compare::print(&output);
+            write_json(&out, &output)?;
+        }
+        Cmd::RdkafkaLoad { args } => rdkafka_load::run_child(&args)?,
         Cmd::Fanout { args, out } => {
             procs::catch_interrupts();
             let output = scenario_fanout::run(&args)?;

@@ -174,9 +174,22 @@ pub struct SluiceSettings {
     pub listen: SocketAddr,
     pub shards: usize,
     pub receive_maximum: u16,
+    /// `kafka."linger.ms"`; None leaves sluice's default (5).
+    pub linger_ms: Option<u64>,
+    /// The route writes records with headers (client id, user properties, content type,
+    /// QoS); false: key and value only.
+    pub headers: bool,
 }
 
 fn sluice_config(s: &SluiceSettings) -> String {
+    let linger = s
+        .linger_ms
+        .map_or(String::new(), |ms| format!("\"linger.ms\" = {ms}"));
+    let headers = if s.headers {
+        r#"["client_id", "user_properties", "content_type", "qos"]"#
+    } else {
+        "[]"
+    };
     format!(
         r##"
 [server]
@@ -185,6 +198,7 @@ shutdown_timeout_ms = 5000
 
 [kafka]
 "bootstrap.servers" = "{bootstrap}"
+{linger}
 
 [admin]
 listen = "127.0.0.1:0"
@@ -201,7 +215,7 @@ listener = "mqtt"
 mqtt_topic = "#"
 kafka_topic = "mqtt-messages"
 key = "{{topic}}"
-headers = ["client_id", "user_properties", "content_type", "qos"]
+headers = {headers}
 "##,
         shards = s.shards,
         bootstrap = s.bootstrap,
@@ -284,6 +298,8 @@ impl SluiceProc {
                 listen,
                 shards,
                 receive_maximum: 1024,
+                linger_ms: None,
+                headers: true,
             })?;
             listen = s.mqtt;
             sluices.push(s);
@@ -293,12 +309,17 @@ impl SluiceProc {
 
     /// A Prometheus metric summed over its label sets (shards, listeners).
     pub fn metric(&self, name: &str) -> Result<u64> {
+        Ok(self.metric_f64(name)? as u64)
+    }
+
+    /// [`SluiceProc::metric`] without rounding (sums of seconds).
+    pub fn metric_f64(&self, name: &str) -> Result<f64> {
         let body = http_get(self.admin, "/metrics")?;
         Ok(body
             .lines()
             .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64)
+            .sum::<f64>())
     }
 }
 

@@ -208,7 +208,7 @@ fn workload_args(w: &Workload) -> Vec<String> {
     ]
 }
 
-fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
+pub(crate) fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
     let bootstrap = bootstrap.to_owned();
     let topic = topic.to_owned();
     glommio::LocalExecutorBuilder::default()
@@ -367,22 +367,8 @@ fn run_rdkafka(bootstrap: &str, topic: &str, w: &Workload) -> Result<RunResult> 
     let start = Instant::now();
     for i in 0..w.records {
         let k = key(i);
-        let mut record = BaseRecord::to(topic).key(&k[..]).payload(&value[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    r,
-                )) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_micros(100));
-                }
-                Err((e, _)) => bail!("rdkafka refused a record: {e}"),
-            }
-        }
+        let record = BaseRecord::to(topic).key(&k[..]).payload(&value[..]);
+        crate::rdkafka_load::send_waiting(&producer, record)?;
     }
     producer.flush(Duration::from_secs(120))?;
     let elapsed = start.elapsed();

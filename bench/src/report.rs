@@ -3,7 +3,7 @@
 //! It reads what the suite left in DIR: `meta.env` (machine, commit, load before and
 //! after, written by bench.sh), the scenarios' JSON files by name (`micro.json`,
 //! `produce.json`, `publish-{max,20k}-{tansu,discard}-N.json`, `idle-*.json`,
-//! `fanout-*.json`, `storm.json`, `failover-*.json`) and `subscriptions.txt` (the subscription-index benchmark's output),
+//! `fanout-*.json`, `storm.json`, `failover-*.json`, `compare.json`) and `subscriptions.txt` (the subscription-index benchmark's output),
 //! and writes `report.md` with one table per brief.md target (measured, target, peer in
 //! the same run) and one per scenario (every run, and medians), plus `latency.svg`, a
 //! latency percentile plot, and `failover.svg` (sessions resumed over time since the kill). Missing files leave their rows as "not run".
@@ -15,12 +15,14 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use serde_json::Value;
 
+mod compare;
 mod sections;
 mod sessions;
 mod targets;
 
 use crate::stats::{median, CurvePoint};
 use crate::svg::{latency_percentiles, Series};
+use compare::{compare, compare_curves};
 use sections::{fanout, idle, micro, produce, publish};
 use sessions::{failover, storm};
 use targets::{best_step, targets};
@@ -112,6 +114,7 @@ pub fn write(dir: &Path) -> Result<()> {
     header(&mut md, &m);
     targets(&mut md, &r);
     produce(&mut md, &r);
+    compare(&mut md, &r);
     publish(&mut md, &r);
     idle(&mut md, &r);
     fanout(&mut md, &r);
@@ -197,6 +200,7 @@ fn plot(md: &mut String, r: &Results, dir: &Path) -> Result<()> {
             });
         }
     }
+    series.extend(compare_curves(r));
     let Some(svg) = latency_percentiles("Latency by percentile (median run of each)", &series)
     else {
         return Ok(());
@@ -206,7 +210,7 @@ fn plot(md: &mut String, r: &Results, dir: &Path) -> Result<()> {
         md,
         "## Latency percentiles\n\n![latency percentiles](latency.svg)\n"
     );
-    let _ = writeln!(md, "Fan-out: scheduled produce time → receipt by the subscriber. PUBACK: scheduled PUBLISH time → PUBACK (sluice → Kafka → acks=all → back).\n");
+    let _ = writeln!(md, "Fan-out: scheduled produce time → receipt by the subscriber. PUBACK: scheduled PUBLISH time → PUBACK (sluice → Kafka → acks=all → back). rdkafka / sluice at N/s (`compare`): scheduled send → delivery report or PUBACK, same broker, same run.\n");
     Ok(())
 }
 

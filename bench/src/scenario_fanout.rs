@@ -288,6 +288,8 @@ fn run_once(a: &FanoutArgs, rate: f64, run: usize) -> Result<FanoutRun> {
         listen: "127.0.0.1:0".parse().expect("an address"),
         shards: a.sluice_shards,
         receive_maximum: 1024,
+        linger_ms: None,
+        headers: true,
     })?;
 
     let mut group = Group::spawn(a.subscribers, a.loadgen_processes, |count, first| {

@@ -70,7 +70,7 @@ pub struct PublishArgs {
 }
 
 /// What the clients publish to.
-enum Server {
+pub enum Server {
     Sluice { broker: Sink, sluice: SluiceProc },
     Peer(Peer),
 }
@@ -88,6 +88,8 @@ impl Server {
             listen: "127.0.0.1:0".parse().expect("an address"),
             shards: a.sluice_shards,
             receive_maximum: 1024.max(a.inflight.min(65_535) as u16),
+            linger_ms: None,
+            headers: true,
         })?;
         Ok(Server::Sluice { broker, sluice })
     }
@@ -161,13 +163,24 @@ pub struct PublishOutput {
 
 /// Runs the scenario.
 pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
+    let server = Server::start(a)?;
+    let mut output = measure(&server, a)?;
+    if let Server::Sluice { broker, sluice } = server {
+        drop(sluice);
+        output.sink_records = broker.finish()?.map(|s| s.counts.records);
+    }
+    Ok(output)
+}
+
+/// One publishing run against a server that is already up (load generators started and
+/// stopped here), so that a scenario can run several against one sluice and broker.
+pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
     if a.clients == 0 || a.per_process == 0 || a.per_process > 19_000 {
         bail!("--clients must be positive and --per-process at most 19,000");
     }
     if a.qos > 1 {
         bail!("--qos must be 0 or 1");
     }
-    let server = Server::start(a)?;
     let processes = a.clients.div_ceil(a.per_process);
     let mut group = Group::spawn(a.clients, processes, |count, first| {
         let rate = match a.rate {
@@ -229,13 +242,6 @@ pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
         produced = server.metric("sluice_records_produced_total")? - produced0;
     }
     let failed = server.metric("sluice_records_failed_total")? - failed0;
-    let sink_records = match server {
-        Server::Sluice { broker, sluice } => {
-            drop(sluice);
-            broker.finish()?.map(|s| s.counts.records)
-        }
-        Server::Peer(_) => None,
-    };
     let messages = expected.max(1) as f64;
     let span = total.counts.publish_seconds.max(1e-9);
     Ok(PublishOutput {
@@ -258,7 +264,7 @@ pub fn run(a: &PublishArgs) -> Result<PublishOutput> {
         records_produced: produced,
         records_failed: failed,
         kafka_count_matches: a.peer.is_none() && produced == expected,
-        sink_records,
+        sink_records: None,
     })
 }
 

@@ -44,7 +44,7 @@ use serde::Serialize;
 pub use child::{split, Connected, Group, LoadgenChild};
 pub use conn::{next_packet, read_some, start_tcp};
 pub use gate::Gate;
-pub use report::{histogram_from, LatencySummary, Report};
+pub use report::{histogram_from, histogram_values, LatencySummary, Report};
 pub use subscriber::{wall_ns, Stamp};
 
 use crate::cpu::process_cpu;
@@ -207,7 +207,8 @@ struct ShardResult {
     delivery: Histogram<u64>,
 }
 
-fn histogram() -> Histogram<u64> {
+/// An empty latency histogram (nanoseconds, 1 ns to 1 h, 3 significant digits).
+pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
 }
 

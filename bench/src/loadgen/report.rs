@@ -17,6 +17,8 @@ pub struct LatencySummary {
     pub p999_us: f64,
     pub p9999_us: f64,
     pub max_us: f64,
+    #[serde(default)]
+    pub mean_us: f64,
 }
 
 impl LatencySummary {
@@ -31,6 +33,7 @@ impl LatencySummary {
             p999_us: q(0.999),
             p9999_us: q(0.9999),
             max_us: h.max() as f64 / 1000.0,
+            mean_us: h.mean() / 1000.0,
         }
     }
 }

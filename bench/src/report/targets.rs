@@ -93,6 +93,74 @@ pub(super) fn targets(md: &mut String, r: &Results) {
             status(cpu <= 1.0, cpu)
         );
     }
+    if let Some(c) = r.get("compare") {
+        compare_targets(md, c);
+    } else {
+        throughput_and_latency(md, r, produce);
+    }
+    for qos in [0, 1] {
+        let Some(v) = r.get(&format!("fanout-qos{qos}")) else {
+            let _ = writeln!(
+                md,
+                "| Kafka → MQTT fan-out, QoS {qos} | ≥ 1M deliveries/s/core | not run | — | — |"
+            );
+            continue;
+        };
+        let step = best_step(v);
+        let per_core = step.map_or(f64::NAN, |s| f(s, "median_deliveries_per_core_second"));
+        let _ = writeln!(
+            md,
+            "| Kafka → MQTT fan-out, QoS {qos} | ≥ 1M deliveries/s/core | {} per core-second of sluice CPU ({} ns/delivery), {} deliveries/s in all | — | {} |",
+            n(per_core),
+            n(step.map_or(f64::NAN, |s| f(s, "median_sluice_cpu_ns_per_delivery"))),
+            n(step.map_or(f64::NAN, |s| f(s, "median_deliveries_per_sec"))),
+            status(per_core >= 1e6, per_core / 1e6)
+        );
+    }
+    connack_rate(md, r);
+    failover_target(md, r);
+}
+
+/// The throughput and latency rows from `compare.json`: both sides in the same run.
+fn compare_targets(md: &mut String, c: &Value) {
+    let ratio = f(c, "throughput_ratio");
+    let _ = writeln!(
+        md,
+        "| client → Kafka throughput vs rdkafka | ≥ 1.0× | 100 MQTT QoS 1 clients → sluice → tansu, closed loop: {} msgs/s = {:.2}× (median of {}) | rdkafka → the same tansu: {} records/s | {} |",
+        n(f(c, "sluice_max_per_sec")),
+        ratio,
+        f(c, "args.rounds"),
+        n(f(c, "rdkafka_max_per_sec")),
+        status(ratio >= 1.0, ratio)
+    );
+    let load_based = c["latency"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["base"] != "fixed");
+    for s in load_based {
+        let (p99, p999) = (
+            f(s, "added.p99_us") / 1000.0,
+            f(s, "added.p999_us") / 1000.0,
+        );
+        let _ = writeln!(
+            md,
+            "| latency added over rdkafka at {:.0} % load ({} records/s, {} max, linger.ms {}) | p99 ≤ 0.5 ms, p99.9 ≤ 2 ms | added p99 {p99:.2} ms, p99.9 {p999:.2} ms; sluice p99 {:.2} / p99.9 {:.2} ms | rdkafka p99 {:.2} / p99.9 {:.2} ms | {} |",
+            f(c, "args.load") * 100.0,
+            n(f(s, "rate")),
+            s["base"].as_str().unwrap_or("?"),
+            f(c, "args.linger_ms"),
+            f(s, "sluice.p99_us") / 1000.0,
+            f(s, "sluice.p999_us") / 1000.0,
+            f(s, "rdkafka.p99_us") / 1000.0,
+            f(s, "rdkafka.p999_us") / 1000.0,
+            status(s["target_met"] == true, p99 / 0.5)
+        );
+    }
+}
+
+/// Without `compare.json`: throughput from `produce` and `publish` (separate runs).
+fn throughput_and_latency(md: &mut String, r: &Results, produce: Option<&Value>) {
     let tansu = runs(r, "publish-max-tansu");
     match (tansu.is_empty(), produce) {
         (false, Some(p)) => {
@@ -126,27 +194,6 @@ pub(super) fn targets(md: &mut String, r: &Results) {
         )
     };
     let _ = writeln!(md, "| latency added over rdkafka at 50 % load | p99 ≤ 0.5 ms, p99.9 ≤ 2 ms | {info} | — | not measured |");
-    for qos in [0, 1] {
-        let Some(v) = r.get(&format!("fanout-qos{qos}")) else {
-            let _ = writeln!(
-                md,
-                "| Kafka → MQTT fan-out, QoS {qos} | ≥ 1M deliveries/s/core | not run | — | — |"
-            );
-            continue;
-        };
-        let step = best_step(v);
-        let per_core = step.map_or(f64::NAN, |s| f(s, "median_deliveries_per_core_second"));
-        let _ = writeln!(
-            md,
-            "| Kafka → MQTT fan-out, QoS {qos} | ≥ 1M deliveries/s/core | {} per core-second of sluice CPU ({} ns/delivery), {} deliveries/s in all | — | {} |",
-            n(per_core),
-            n(step.map_or(f64::NAN, |s| f(s, "median_sluice_cpu_ns_per_delivery"))),
-            n(step.map_or(f64::NAN, |s| f(s, "median_deliveries_per_sec"))),
-            status(per_core >= 1e6, per_core / 1e6)
-        );
-    }
-    connack_rate(md, r);
-    failover_target(md, r);
 }
 
 fn connack_rate(md: &mut String, r: &Results) {

@@ -128,7 +128,21 @@ fn step(inner: &Rc<Inner>, now: Instant) -> Step {
             }
             if let Some(created) = q.open_since() {
                 let due = created + config.linger;
-                if flush || state.closed || due <= now {
+                // A lingered batch closes only when it can leave at once. While the
+                // partition (or its leader) waits for answers, records keep joining it, as
+                // in librdkafka: a busy broker then gets fewer, larger batches instead of a
+                // queue of small ones, each a request of its own (linger 0 collapsed under
+                // load). The answer that frees the partition pokes the sender.
+                let leader = topic.info.partitions.get(p).map_or(-1, |i| i.leader);
+                let broker_busy = state
+                    .broker_in_flight
+                    .get(&leader)
+                    .is_some_and(|&n| n >= config.max_in_flight);
+                let can_leave = q.ready.is_empty()
+                    && !q.retrying
+                    && q.in_flight < per_partition
+                    && !broker_busy;
+                if flush || state.closed || (due <= now && can_leave) {
                     let mut source = SequenceSource {
                         idempotent: config.idempotent,
                         producer_id: state.producer_id,
@@ -138,7 +152,7 @@ fn step(inner: &Rc<Inner>, now: Instant) -> Step {
                     q.close(&mut source);
                     let count = topic.info.partition_count();
                     topic.partitioner.on_new_batch(count, p as u32);
-                } else {
+                } else if due > now {
                     earliest(due);
                 }
             }

@@ -1,0 +1,178 @@
+//! The report's `compare` section: sluice against the rdkafka producer, same broker, same run.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::{f, n, Results};
+use crate::stats::median;
+use crate::svg::Series;
+
+pub(super) fn compare(md: &mut String, r: &Results) {
+    let Some(c) = r.get("compare") else { return };
+    let _ = writeln!(
+        md,
+        "## MQTT → sluice → tansu vs rdkafka → tansu (same broker, same run)\n"
+    );
+    let _ = writeln!(
+        md,
+        "linger.ms {} on both sides, acks=all, idempotent, {} B values, {} MQTT QoS 1 clients (keys `bench/N`), headers: {}; rounds alternate which side goes first.\n",
+        f(c, "args.linger_ms"),
+        f(c, "args.size"),
+        f(c, "args.clients"),
+        if c["args"]["headers"] == true {
+            "`mqtt.client_id` and `mqtt.qos` on both sides"
+        } else {
+            "none on either side"
+        }
+    );
+    let _ = writeln!(
+        md,
+        "| side | max records/s (each round) | median | client CPU µs/record (median) |"
+    );
+    let _ = writeln!(md, "| --- | --- | ---: | ---: |");
+    let max_runs: Vec<&Value> = c["max_runs"].as_array().into_iter().flatten().collect();
+    for (side, label, key) in [
+        ("rdkafka", "rdkafka → tansu", "rdkafka_max_per_sec"),
+        ("sluice", "MQTT → sluice → tansu", "sluice_max_per_sec"),
+    ] {
+        let mine: Vec<&&Value> = max_runs.iter().filter(|v| v["side"] == side).collect();
+        let each: Vec<String> = mine.iter().map(|v| n(f(v, "acked_per_sec"))).collect();
+        let cpu = median(
+            mine.iter()
+                .map(|v| f(v, "client_cpu_seconds") * 1e6 / f(v, "acked"))
+                .collect(),
+        );
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {cpu:.2} |",
+            each.join(" · "),
+            n(f(c, key))
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nThroughput sluice / rdkafka: **{:.2}×**. Client CPU is the rdkafka child's, or sluice's (the MQTT load generator's is not counted).\n",
+        f(c, "throughput_ratio")
+    );
+    for s in c["latency"].as_array().into_iter().flatten() {
+        let of = match s["base"].as_str().unwrap_or("?") {
+            "fixed" => String::new(),
+            base => format!(
+                " ({:.0} % of the {base} maximum)",
+                f(c, "args.load") * 100.0
+            ),
+        };
+        let _ = writeln!(
+            md,
+            "Open loop at {} records/s{of}, scheduled send → acknowledgement, medians of the rounds, ms:\n",
+            n(f(s, "rate")),
+        );
+        let _ = writeln!(
+            md,
+            "| side | acked/s | mean | p50 | p90 | p99 | p99.9 | max |"
+        );
+        let _ = writeln!(
+            md,
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
+        for (label, key, rate) in [
+            ("rdkafka → tansu", "rdkafka", "rdkafka_acked_per_sec"),
+            ("MQTT → sluice → tansu", "sluice", "sluice_acked_per_sec"),
+            ("**added**", "added", ""),
+        ] {
+            let ms = |p: &str| f(s, &format!("{key}.{p}")) / 1000.0;
+            let _ = writeln!(
+                md,
+                "| {label} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                if rate.is_empty() {
+                    "".into()
+                } else {
+                    n(f(s, rate))
+                },
+                ms("mean_us"),
+                ms("p50_us"),
+                ms("p90_us"),
+                ms("p99_us"),
+                ms("p999_us"),
+                ms("max_us")
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nInside sluice (its `sluice_produce_latency_seconds`: read of the PUBLISH → Kafka's acknowledgement): mean {:.2} ms, p99 ≤ {:.2} ms (bucket bound). Rounds that sustained the rate (≥ 97 % acknowledged): rdkafka {}, sluice {} of {}.\n",
+            f(s, "inside_sluice_mean_us") / 1000.0,
+            f(s, "inside_sluice_p99_at_most_us") / 1000.0,
+            f(s, "rdkafka_sustained"),
+            f(s, "sluice_sustained"),
+            f(c, "args.rounds")
+        );
+    }
+}
+
+/// Latency curves of the first latency series: each side's run with the median p99.
+pub(super) fn compare_curves(r: &Results) -> Vec<Series> {
+    let Some(s) = r
+        .get("compare")
+        .and_then(|c| c["latency"].as_array()?.first())
+    else {
+        return Vec::new();
+    };
+    let runs: Vec<&Value> = s["runs"].as_array().into_iter().flatten().collect();
+    let mut out = Vec::new();
+    for side in ["rdkafka", "sluice"] {
+        let mine: Vec<&&Value> = runs.iter().filter(|v| v["side"] == side).collect();
+        let p99 = median(mine.iter().map(|v| f(v, "latency.p99_us")).collect());
+        if let Some(v) = mine.iter().min_by(|a, b| {
+            (f(a, "latency.p99_us") - p99)
+                .abs()
+                .total_cmp(&(f(b, "latency.p99_us") - p99).abs())
+        }) {
+            out.push(Series {
+                label: format!("{side} at {}/s", n(f(s, "rate"))),
+                points: serde_json::from_value(v["curve"].clone()).unwrap_or_default(),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_section_shows_both_sides_and_the_added_latency() {
+        let p = |us: f64| serde_json::json!({ "p50_us": us, "p90_us": us, "p99_us": us, "p999_us": us, "max_us": us, "mean_us": us / 2.0 });
+        let mut r = Results::new();
+        r.insert(
+            "compare".into(),
+            serde_json::json!({
+                "args": { "linger_ms": 5, "size": 100, "clients": 100, "load": 0.5, "rounds": 1, "headers": false },
+                "max_runs": [
+                    { "side": "rdkafka", "acked_per_sec": 500000.0, "acked": 1000, "client_cpu_seconds": 0.002 },
+                    { "side": "sluice", "acked_per_sec": 600000.0, "acked": 1000, "client_cpu_seconds": 0.001 }
+                ],
+                "rdkafka_max_per_sec": 500000.0,
+                "sluice_max_per_sec": 600000.0,
+                "throughput_ratio": 1.2,
+                "latency": [{
+                    "base": "rdkafka", "rate": 250000.0, "runs": [],
+                    "rdkafka": p(3000.0), "sluice": p(4000.0), "added": p(1000.0),
+                    "rdkafka_acked_per_sec": 250000.0, "sluice_acked_per_sec": 250000.0,
+                    "inside_sluice_mean_us": 3500.0, "inside_sluice_p99_at_most_us": 5000.0,
+                    "rdkafka_sustained": 1, "sluice_sustained": 1
+                }]
+            }),
+        );
+        let mut md = String::new();
+        compare(&mut md, &r);
+        assert!(
+            md.contains("| rdkafka → tansu | 500,000 | 500,000 | 2.00 |"),
+            "{md}"
+        );
+        assert!(md.contains("**1.20×**"), "{md}");
+        assert!(md.contains("(50 % of the rdkafka maximum)"), "{md}");
+        assert!(md.contains("| **added** |  | 0.50 | 1.00 |"), "{md}");
+    }
+}
