@@ -165,8 +165,11 @@ for qos in 0 1; do
 done
 if [[ "$profile" == full ]]; then
     large="${IDLE_LARGE:-100000}"
+    # One sluice process (one shard) and one load generator per 17k connections: 20k open
+    # files per process here.
     step "idle $large (sluice)" \
-        "$bench" idle --connections "$large" --mosquitto-connections 0 --out "$out/idle-large.json"
+        "$bench" idle --connections "$large" --per-process 17000 --sluice-shards 1 \
+        --connect-rate 5000 --mosquitto-connections 0 --out "$out/idle-large.json"
     failover_large="${FAILOVER_LARGE:-100000}"
     # One shard per process: the 7 processes of 100k already outnumber the 2 cores. Persistent
     # CONNECTs at 1,000/s: faster, sluice's session claims time out here; on 2026-11-22 they

@@ -349,7 +349,7 @@ impl Conn {
                         }
                     }
                     if let Some(o) = self.owned.take() {
-                        self.shard.sessions.release(&o.client_id, &o.owner);
+                        self.shard.sessions.release(&self.info.client_id, &o.owner);
                     }
                     self.session_close(reason::SESSION_TAKEN_OVER);
                 }

@@ -18,7 +18,6 @@ use crate::shard::Shard;
 
 /// The Kafka-kept session this connection serves.
 pub(super) struct Owned {
-    pub(super) client_id: String,
     pub(super) gen: u64,
     pub(super) owner: String,
     /// Seconds the session outlives the connection; 0: it ends with it.
@@ -71,7 +70,6 @@ impl Conn {
                     .sessions
                     .claim_clean(&client_id, self.id, will.clone());
             self.owned = Some(Box::new(Owned {
-                client_id,
                 gen: 0,
                 owner,
                 expiry_s,
@@ -100,7 +98,6 @@ impl Conn {
             .map(|s| s.subs.clone())
             .unwrap_or_default();
         self.owned = Some(Box::new(Owned {
-            client_id,
             gen: claim.gen,
             owner: claim.owner,
             expiry_s,
@@ -139,7 +136,11 @@ impl Conn {
     /// Publishes the will after its delay, unless the session was claimed again by then.
     pub(super) fn delay_will(&self, will: StoredWill) {
         let Some(o) = &self.owned else { return };
-        let (shard, client_id, owner) = (self.shard.clone(), o.client_id.clone(), o.owner.clone());
+        let (shard, client_id, owner) = (
+            self.shard.clone(),
+            self.info.client_id.clone(),
+            o.owner.clone(),
+        );
         runtime::spawn(async move {
             runtime::sleep(Duration::from_secs(u64::from(will.delay_s))).await;
             if !shard.sessions.is_current(&client_id, &owner) {
@@ -256,11 +257,7 @@ impl Conn {
         if state.expiry_s == 0 {
             return;
         }
-        let client_id = self
-            .owned
-            .as_ref()
-            .map(|o| o.client_id.clone())
-            .unwrap_or_default();
+        let client_id = self.info.client_id.clone();
         if let Err(e) = self.shard.sessions.save(&client_id, Some(&state)).await {
             warn!(client_id, error = %e, "cannot save the session state");
         }
@@ -271,13 +268,15 @@ impl Conn {
     }
 
     /// The connection ended: a persistent session is saved as disconnected (from when its
-    /// expiry counts); any other ends (a null record).
+    /// expiry counts); any other ends (a null record). Only as the connection is dropped:
+    /// it takes the client id.
     pub(super) fn release(&mut self, owned: Owned) {
         self.owned = Some(Box::new(owned));
         let state = self.stored(false);
         let owned = self.owned.take().expect("just set");
+        let client_id = std::mem::take(&mut self.info.client_id);
         let sessions = self.shard.sessions.clone();
-        sessions.release(&owned.client_id, &owned.owner);
+        sessions.release(&client_id, &owned.owner);
         let state = state.filter(|s| s.expiry_s > 0);
         if state.is_none() && owned.gen == 0 {
             // A clean session claimed in the background (no will): nothing is cached for
@@ -286,12 +285,12 @@ impl Conn {
         }
         runtime::spawn(async move {
             let saved = match &state {
-                Some(state) => sessions.save(&owned.client_id, Some(state)).await,
+                Some(state) => sessions.save(&client_id, Some(state)).await,
                 // Also clears the will the claim carries, so no other process publishes it.
-                None => sessions.end_clean(&owned.client_id, &owned.owner).await,
+                None => sessions.end_clean(&client_id, &owned.owner).await,
             };
             if let Err(e) = saved {
-                warn!(error = %e, client_id = %owned.client_id, "cannot save the session at disconnect");
+                warn!(error = %e, client_id, "cannot save the session at disconnect");
             }
         });
     }
