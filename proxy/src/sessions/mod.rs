@@ -17,21 +17,37 @@
 //! write the session. Clean sessions without a will claim in the background and are not
 //! cached (there is nothing to resume); their claims still take over and end stored ones.
 //!
-//! Each shard that serves an MQTT client reads the whole topic once (from the beginning)
-//! and keeps tailing it; the cache holds every live session's state.
+//! One task per process reads the whole topic (from the beginning) and keeps tailing it,
+//! with one Fetch for all its partitions (`feed.rs`); every shard applies what it read to
+//! its own cache, which holds every live session's state. A claim waits for records of its
+//! own client identifier only.
+//!
+//! # Layout
+//!
+//! - `stored.rs`: the stored state and the rules every reader applies to it.
+//! - `feed.rs`: the process's reader of the topic and its hand-off to the shards.
+//! - `watch.rs`: heartbeats, the wills of dead processes, expiry.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kafka_wire::record::Record;
-use kafka_wire::{Client, PartitionReader, Producer, ProducerRecord};
-use serde::{Deserialize, Serialize};
+use kafka_wire::{Producer, ProducerRecord};
 use tracing::{debug, warn};
 
 use crate::runtime;
+
+mod feed;
+mod stored;
+#[cfg(test)]
+mod tests;
+mod watch;
+
+pub use feed::{SessionFeed, Update};
+pub use stored::{InFlight, Stored, StoredSub, StoredWill};
 
 /// How long a CONNECT waits to see its claim applied before giving up.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,120 +58,17 @@ const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
 /// again.
 const FINAL_STATE_GRACE: Duration = Duration::from_secs(2);
 
-/// A session's state as stored in Kafka.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stored {
-    /// Incremented by every CONNECT that claims the session.
-    pub gen: u64,
-    /// Which connection serves it: `{process}/{shard}/{connection}`.
-    pub owner: String,
-    /// Subscriptions.
-    #[serde(default)]
-    pub subs: Vec<StoredSub>,
-    /// Per Kafka topic, per partition: the offset from which the session still needs
-    /// records (everything before it was delivered and, for QoS 1/2, acknowledged).
-    #[serde(default)]
-    pub cursor: BTreeMap<String, BTreeMap<i32, i64>>,
-    /// Seconds the session outlives its connection (MQTT 5 session expiry; 3.1.1 with
-    /// clean session 0: `u32::MAX`, never).
-    #[serde(default)]
-    pub expiry_s: u32,
-    /// Whether a connection serves it now.
-    #[serde(default)]
-    pub connected: bool,
-    /// When it was written, in milliseconds since the epoch.
-    #[serde(default)]
-    pub at_ms: u64,
-    /// The will of the connection serving it, while it is connected: published by
-    /// another process if this one dies.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub will: Option<Box<StoredWill>>,
-    /// QoS 1/2 deliveries sent and not acknowledged: resent with DUP and the same packet
-    /// identifier when the session resumes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub in_flight: Vec<InFlight>,
-    /// Set on a claim that resumes the session (not a clean start): readers keep the
-    /// superseded state's subscriptions, cursor and in-flight deliveries under the new
-    /// generation. So a claim whose connection never got to save (its CONNECT failed
-    /// after the claim was written) does not wipe the session for the next claimant.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub resumes: bool,
-}
-
-impl Stored {
-    /// What the session is once `claim` is applied on top of `current`: the claim itself,
-    /// carrying over `current`'s content when it resumes an unexpired session.
-    fn claimed(mut claim: Stored, current: Option<&Stored>) -> Stored {
-        if let Some(current) = current.filter(|c| claim.resumes && !c.expired(claim.at_ms)) {
-            claim.subs = current.subs.clone();
-            claim.cursor = current.cursor.clone();
-            claim.in_flight = current.in_flight.clone();
-        }
-        claim
-    }
-}
-
-/// A delivery in flight: which record, under which packet identifier.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InFlight {
-    /// The record's topic, partition and offset.
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    /// The PUBLISH's packet identifier.
-    pub packet_id: u16,
-}
-
-/// A subscription as a session record carries it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredSub {
-    /// The topic filter.
-    pub filter: String,
-    /// Granted QoS.
-    pub qos: u8,
-    /// MQTT 5 options: no local, retain as published, subscription identifier.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub no_local: bool,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub retain_as_published: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<u32>,
-}
-
-/// A will message as a session record carries it, routed already (the Kafka record it
-/// becomes).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredWill {
-    /// The MQTT topic.
-    pub topic: String,
-    /// The payload, base64.
-    pub payload: String,
-    /// QoS and retain flag of the will.
-    pub qos: u8,
-    pub retain: bool,
-    /// MQTT 5 will delay, seconds.
-    pub delay_s: u32,
-    /// The Kafka topic and key its route gives it.
-    pub kafka_topic: String,
-    pub key: Option<String>,
-}
-
 /// The session-topic key prefix of process heartbeats. MQTT strings cannot contain U+0000,
 /// so no client identifier starts with it.
 const HEARTBEAT_PREFIX: &str = "\u{0}process/";
 /// How often each process writes its heartbeat, and after how long without one another
 /// process counts it dead and publishes the wills of the sessions it served.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 const DEAD_AFTER: Duration = Duration::from_secs(5);
-
-impl Stored {
-    /// Whether a disconnected session has outlived its expiry at `now_ms`.
-    pub fn expired(&self, now_ms: u64) -> bool {
-        !self.connected
-            && self.expiry_s != u32::MAX
-            && self.at_ms.saturating_add(u64::from(self.expiry_s) * 1000) <= now_ms
-    }
-}
+/// A claim stops waiting for the final state of a connection whose process has written no
+/// heartbeat for this long (two missed beats): that process is most likely dead, and its
+/// final state will not come.
+const SILENT_AFTER: Duration = Duration::from_secs(1);
 
 /// This process's identifier in owner strings and heartbeats: its pid and start time, the
 /// same on every shard.
@@ -245,7 +158,6 @@ impl TakeoverSignal {
 
 #[derive(Debug)]
 enum Load {
-    Idle,
     Loading(Vec<Waker>),
     Loaded,
 }
@@ -253,7 +165,6 @@ enum Load {
 /// One shard's view of the session topic.
 #[derive(Debug)]
 pub struct SessionStore {
-    client: Client,
     producer: Producer,
     topic: String,
     /// `{process}/{shard}`: the prefix of this shard's owner strings.
@@ -265,32 +176,33 @@ pub struct SessionStore {
     /// reconnecting to the same shard before its old connection is gone).
     displaced: RefCell<Vec<(String, Serving)>>,
     load: RefCell<Load>,
-    /// Woken whenever records were applied (claims wait on it).
-    applied: RefCell<Vec<Waker>>,
-    /// For a claim of this shard's, by owner: the state it superseded in log order, and
-    /// that owner's final state when it arrives after the claim.
-    superseded: RefCell<HashMap<String, Superseded>>,
+    /// Tasks waiting for a record of a client identifier to be applied (claims, clean
+    /// ends), by client identifier: a record wakes only its own client's waiters.
+    waiting: RefCell<HashMap<String, Vec<Waker>>>,
+    /// For the claims of this shard in progress, by client identifier and then owner: the
+    /// state each superseded in log order, and that owner's final state when it arrives
+    /// after the claim.
+    superseded: RefCell<HashMap<String, Vec<(String, Superseded)>>>,
     /// When each process's last heartbeat was read.
-    heartbeats: RefCell<HashMap<String, std::time::Instant>>,
+    heartbeats: RefCell<HashMap<String, Instant>>,
     /// When this store finished loading (a process never heard from since counts dead
     /// once this is `DEAD_AFTER` old).
-    loaded_at: Cell<Option<std::time::Instant>>,
+    loaded_at: Cell<Option<Instant>>,
 }
 
 impl SessionStore {
-    /// The store of shard `shard`, reading and writing `topic`.
-    pub fn new(client: Client, producer: Producer, topic: String, shard: usize) -> SessionStore {
+    /// The store of shard `shard`, writing `topic`; it reads it through [`Self::follow`].
+    pub fn new(producer: Producer, topic: String, shard: usize) -> SessionStore {
         let process = process_id();
         SessionStore {
-            client,
             producer,
             topic,
             owner_prefix: format!("{process}/{shard}"),
             cache: RefCell::new(HashMap::new()),
             serving: RefCell::new(HashMap::new()),
             displaced: RefCell::new(Vec::new()),
-            load: RefCell::new(Load::Idle),
-            applied: RefCell::new(Vec::new()),
+            load: RefCell::new(Load::Loading(Vec::new())),
+            waiting: RefCell::new(HashMap::new()),
             superseded: RefCell::new(HashMap::new()),
             heartbeats: RefCell::new(HashMap::new()),
             loaded_at: Cell::new(None),
@@ -326,49 +238,21 @@ impl SessionStore {
         };
         self.superseded
             .borrow_mut()
-            .insert(owner.clone(), Superseded::default());
-        self.write(client_id, Some(&state)).await?.await?;
-        // Wait until the claim, or a later one, has been applied in log order.
-        let deadline = std::pin::pin!(runtime::sleep(CLAIM_TIMEOUT));
-        let applied = futures::future::poll_fn(|cx| {
-            match self.cache.borrow().get(client_id) {
-                Some(s) if s.gen > gen || (s.gen == gen && s.owner != owner) => {
-                    return Poll::Ready(Err(ClaimError::Lost))
+            .entry(client_id.to_owned())
+            .or_default()
+            .push((owner.clone(), Superseded::default()));
+        let slot = match self.await_claim(client_id, &owner, gen, &state).await {
+            Ok(()) => {
+                if !clean_start {
+                    self.await_final_state(client_id, &owner).await;
                 }
-                Some(s) if s.gen == gen => return Poll::Ready(Ok(())),
-                _ => {}
+                self.take_superseded(client_id, &owner)
             }
-            self.applied.borrow_mut().push(cx.waker().clone());
-            Poll::Pending
-        });
-        let outcome = match futures::future::select(std::pin::pin!(applied), deadline).await {
-            futures::future::Either::Left((result, _)) => result,
-            futures::future::Either::Right(_) => Err(ClaimError::Timeout),
+            Err(e) => {
+                self.take_superseded(client_id, &owner);
+                return Err(e);
+            }
         };
-        if let Err(e) = outcome {
-            self.superseded.borrow_mut().remove(&owner);
-            return Err(e);
-        }
-        let waiting_final = self.superseded.borrow()[&owner]
-            .previous
-            .as_ref()
-            .is_some_and(|p| p.connected);
-        if waiting_final {
-            let grace = std::pin::pin!(runtime::sleep(FINAL_STATE_GRACE));
-            let arrived = futures::future::poll_fn(|cx| {
-                if self.superseded.borrow()[&owner].last.is_some() {
-                    return Poll::Ready(());
-                }
-                self.applied.borrow_mut().push(cx.waker().clone());
-                Poll::Pending
-            });
-            futures::future::select(std::pin::pin!(arrived), grace).await;
-        }
-        let slot = self
-            .superseded
-            .borrow_mut()
-            .remove(&owner)
-            .unwrap_or_default();
         let superseded = slot.last.or(slot.previous);
         debug!(client_id, gen, ?superseded, "session claimed");
         let resumed = superseded.filter(|s| !clean_start && !s.expired(now));
@@ -389,6 +273,119 @@ impl SessionStore {
             },
             signal,
         ))
+    }
+
+    /// Writes the claim `state` and waits until it, or a later claim, has been applied in
+    /// log order.
+    async fn await_claim(
+        &self,
+        client_id: &str,
+        owner: &str,
+        gen: u64,
+        state: &Stored,
+    ) -> Result<(), ClaimError> {
+        let started = Instant::now();
+        self.write(client_id, Some(state)).await?.await?;
+        let written = started.elapsed();
+        let deadline = std::pin::pin!(runtime::sleep(CLAIM_TIMEOUT));
+        let applied = futures::future::poll_fn(|cx| {
+            match self.cache.borrow().get(client_id) {
+                Some(s) if s.gen > gen || (s.gen == gen && s.owner != owner) => {
+                    return Poll::Ready(Err(ClaimError::Lost))
+                }
+                Some(s) if s.gen == gen => return Poll::Ready(Ok(())),
+                _ => {}
+            }
+            self.wait_for(client_id, cx);
+            Poll::Pending
+        });
+        let outcome = match futures::future::select(std::pin::pin!(applied), deadline).await {
+            futures::future::Either::Left((result, _)) => result,
+            futures::future::Either::Right(_) => Err(ClaimError::Timeout),
+        };
+        debug!(client_id, gen, ?written, read_back = ?(started.elapsed() - written), ok = outcome.is_ok(), "claim applied");
+        outcome
+    }
+
+    /// When the claim of `owner` superseded a state still marked connected, waits for that
+    /// connection's final state: until it arrives, its process stays silent for
+    /// `SILENT_AFTER` (dead: it will not come), or `FINAL_STATE_GRACE` passes.
+    async fn await_final_state(&self, client_id: &str, owner: &str) {
+        let previous_process = self
+            .superseded
+            .borrow()
+            .get(client_id)
+            .and_then(|slots| slots.iter().find(|(o, _)| o == owner))
+            .and_then(|(_, slot)| slot.previous.as_ref())
+            .filter(|p| p.connected)
+            .map(|p| p.owner.split('/').next().unwrap_or_default().to_owned());
+        let Some(process) = previous_process else {
+            return;
+        };
+        let started = Instant::now();
+        // Heartbeats are checked at each tick; the final state wakes the wait at once.
+        const TICK: Duration = Duration::from_millis(100);
+        loop {
+            let arrived = self
+                .superseded
+                .borrow()
+                .get(client_id)
+                .and_then(|slots| slots.iter().find(|(o, _)| o == owner))
+                .is_some_and(|(_, slot)| slot.last.is_some());
+            let silent = self
+                .heartbeats
+                .borrow()
+                .get(&process)
+                .is_some_and(|t| t.elapsed() >= SILENT_AFTER);
+            if arrived || silent || started.elapsed() >= FINAL_STATE_GRACE {
+                debug!(client_id, arrived, silent, waited = ?started.elapsed(), "final state wait over");
+                return;
+            }
+            let tick = std::pin::pin!(runtime::sleep(TICK));
+            futures::future::select(std::pin::pin!(self.next_record(client_id)), tick).await;
+        }
+    }
+
+    /// The slot of `owner`'s claim of `client_id`, removed.
+    fn take_superseded(&self, client_id: &str, owner: &str) -> Superseded {
+        let mut all = self.superseded.borrow_mut();
+        let Some(slots) = all.get_mut(client_id) else {
+            return Superseded::default();
+        };
+        let slot = slots
+            .iter()
+            .position(|(o, _)| o == owner)
+            .map(|i| slots.swap_remove(i).1)
+            .unwrap_or_default();
+        if slots.is_empty() {
+            all.remove(client_id);
+        }
+        slot
+    }
+
+    /// Wakes `cx` once the next record of `client_id` has been applied.
+    fn wait_for(&self, client_id: &str, cx: &std::task::Context<'_>) {
+        let mut waiting = self.waiting.borrow_mut();
+        let wakers = match waiting.get_mut(client_id) {
+            Some(w) => w,
+            None => waiting.entry(client_id.to_owned()).or_default(),
+        };
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
+        }
+    }
+
+    /// Ready once a record of `client_id` has been applied after its first poll.
+    fn next_record<'a>(&'a self, client_id: &'a str) -> impl std::future::Future<Output = ()> + 'a {
+        let mut registered = false;
+        futures::future::poll_fn(move |cx| {
+            if registered {
+                return Poll::Ready(());
+            }
+            registered = true;
+            self.wait_for(client_id, cx);
+            Poll::Pending
+        })
     }
 
     /// Claims `client_id` for a clean session (nothing to resume, nothing kept): the
@@ -480,7 +477,7 @@ impl SessionStore {
             if self.is_current(client_id, owner) {
                 return Poll::Ready(());
             }
-            self.applied.borrow_mut().push(cx.waker().clone());
+            self.wait_for(client_id, cx);
             Poll::Pending
         });
         match futures::future::select(std::pin::pin!(applied), deadline).await {
@@ -515,7 +512,8 @@ impl SessionStore {
             .await
     }
 
-    /// Applies one record of the session topic (see the module docs for the rule).
+    /// Applies one record of the session topic (see the module docs for the rule), and
+    /// wakes the tasks waiting for a record of its client.
     fn apply(&self, record: &Record) {
         let Some(key) = &record.key else { return };
         let Ok(client_id) = std::str::from_utf8(key) else {
@@ -524,9 +522,15 @@ impl SessionStore {
         if let Some(process) = client_id.strip_prefix(HEARTBEAT_PREFIX) {
             self.heartbeats
                 .borrow_mut()
-                .insert(process.to_owned(), std::time::Instant::now());
+                .insert(process.to_owned(), Instant::now());
             return;
         }
+        self.apply_state(client_id, record);
+        let woken = self.waiting.borrow_mut().remove(client_id);
+        woken.into_iter().flatten().for_each(Waker::wake);
+    }
+
+    fn apply_state(&self, client_id: &str, record: &Record) {
         let mut cache = self.cache.borrow_mut();
         let Some(value) = &record.value else {
             cache.remove(client_id);
@@ -553,9 +557,11 @@ impl SessionStore {
             }
         };
         tracing::trace!(shard = %self.owner_prefix, client_id, offset = record.offset, gen = state.gen, owner = %state.owner, accept, cursor = ?state.cursor, "session record");
+        let mut superseded = self.superseded.borrow_mut();
+        let claims = superseded.get_mut(client_id);
         if !accept {
             // The superseded owner's final state, written after a claim of ours.
-            for slot in self.superseded.borrow_mut().values_mut() {
+            for (_, slot) in claims.into_iter().flatten() {
                 let of_previous = slot
                     .previous
                     .as_ref()
@@ -566,10 +572,12 @@ impl SessionStore {
             }
             return;
         }
-        if let Some(slot) = self.superseded.borrow_mut().get_mut(&state.owner) {
+        let ours = claims.and_then(|slots| slots.iter_mut().find(|(o, _)| *o == state.owner));
+        if let Some((_, slot)) = ours {
             // One of this shard's claims: remember what it supersedes.
             slot.previous = cache.get(client_id).cloned();
         }
+        drop(superseded);
         self.take_over(client_id, &state.owner);
         let state = Stored::claimed(state, cache.get(client_id));
         cache.insert(client_id.to_owned(), state);
@@ -598,289 +606,35 @@ impl SessionStore {
         }
     }
 
-    async fn ensure_loaded(self: &Rc<Self>) {
-        let start = match &mut *self.load.borrow_mut() {
-            Load::Loaded => return,
-            l @ Load::Idle => {
-                *l = Load::Loading(Vec::new());
-                true
+    /// Applies the process feed's records to this shard's cache, for the shard's life
+    /// (run it as a task once, at the shard's start).
+    pub async fn follow(self: Rc<Self>, mut updates: feed::Receiver) {
+        use futures::StreamExt as _;
+        while let Some(update) = updates.next().await {
+            match update {
+                Update::Records(records) => records.iter().for_each(|r| self.apply(r)),
+                Update::Loaded => {
+                    self.loaded_at.set(Some(Instant::now()));
+                    if let Load::Loading(wakers) =
+                        std::mem::replace(&mut *self.load.borrow_mut(), Load::Loaded)
+                    {
+                        wakers.into_iter().for_each(Waker::wake);
+                    }
+                }
             }
-            Load::Loading(_) => false,
-        };
-        if start {
-            // Boxed: every caller's future (one per CONNECT) would otherwise be as large as
-            // the whole load, though only the first caller runs it.
-            let readers = Box::pin(self.load_all()).await;
-            for reader in readers {
-                runtime::spawn(tail(self.clone(), reader));
-            }
-            self.loaded_at.set(Some(std::time::Instant::now()));
-            if let Load::Loading(wakers) =
-                std::mem::replace(&mut *self.load.borrow_mut(), Load::Loaded)
-            {
-                wakers.into_iter().for_each(Waker::wake);
-            }
-            return;
         }
+    }
+
+    /// Returns once this shard has applied the whole topic as it was when the process
+    /// started reading it.
+    async fn ensure_loaded(&self) {
         futures::future::poll_fn(|cx| match &mut *self.load.borrow_mut() {
             Load::Loading(wakers) => {
                 wakers.push(cx.waker().clone());
                 Poll::Pending
             }
-            _ => Poll::Ready(()),
+            Load::Loaded => Poll::Ready(()),
         })
         .await;
-    }
-
-    /// This process's identifier (the first part of its owner strings).
-    fn process(&self) -> &str {
-        process_id()
-    }
-
-    /// Runs on one shard per process for its whole life: writes this process's heartbeat
-    /// every second, and, when this is the live process with the smallest identifier,
-    /// publishes the wills of sessions whose process stopped beating (`publish` writes the
-    /// will's records and returns once Kafka has them), then marks those sessions
-    /// disconnected on the dead owner's behalf, so no other process publishes them again.
-    pub async fn watch_processes<F, Fut>(self: Rc<Self>, publish: F)
-    where
-        F: Fn(String, StoredWill) -> Fut,
-        Fut: std::future::Future<Output = kafka_wire::Result<()>>,
-    {
-        self.ensure_loaded().await;
-        let heartbeat_key = format!("{HEARTBEAT_PREFIX}{}", self.process());
-        loop {
-            let beat = serde_json::json!({ "heartbeat_ms": now_ms() }).to_string();
-            let sent = self
-                .producer
-                .send(ProducerRecord {
-                    topic: &self.topic,
-                    partition: None,
-                    key: Some(heartbeat_key.as_bytes()),
-                    value: Some(beat.as_bytes()),
-                    headers: &[],
-                    timestamp: None,
-                })
-                .await;
-            if let Err(e) = sent {
-                debug!(error = %e, "heartbeat not sent");
-            }
-            for (client_id, state) in self.orphans() {
-                if let Some(will) = state.will.clone() {
-                    let due = state.at_ms + u64::from(will.delay_s) * 1000;
-                    if now_ms() < due {
-                        continue;
-                    }
-                    tracing::info!(client_id, owner = %state.owner, "publishing the will of a session whose process died");
-                    if let Err(e) = publish(client_id.clone(), *will).await {
-                        warn!(client_id, error = %e, "cannot publish an orphaned will; retrying");
-                        continue;
-                    }
-                }
-                let ended = Stored {
-                    connected: false,
-                    will: None,
-                    at_ms: now_ms(),
-                    ..state
-                };
-                let write = if ended.expiry_s > 0 {
-                    self.save(&client_id, Some(&ended)).await
-                } else {
-                    self.save(&client_id, None).await
-                };
-                if let Err(e) = write {
-                    warn!(client_id, error = %e, "cannot end an orphaned session");
-                }
-            }
-            for (client_id, state) in self.expired() {
-                // Emptied rather than deleted: the record is a save by the session's own
-                // generation and owner, so a claim that got in first makes it stale, where
-                // a null record would delete the new owner's state.
-                let ended = Stored {
-                    subs: Vec::new(),
-                    cursor: BTreeMap::new(),
-                    ..state
-                };
-                debug!(client_id, "session expired");
-                if let Err(e) = self.save(&client_id, Some(&ended)).await {
-                    warn!(client_id, error = %e, "cannot end an expired session");
-                }
-            }
-            runtime::sleep(HEARTBEAT_EVERY).await;
-        }
-    }
-
-    /// Whether this process acts for the others (the live process with the smallest
-    /// identifier), once it has known the topic for long enough to tell who is alive.
-    fn designated(&self) -> bool {
-        let Some(loaded_at) = self.loaded_at.get() else {
-            return false;
-        };
-        let beats = self.heartbeats.borrow();
-        let me = self.process();
-        let smallest_live = beats
-            .iter()
-            .filter(|(_, t)| t.elapsed() < DEAD_AFTER)
-            .map(|(p, _)| p.as_str())
-            .chain(std::iter::once(me))
-            .min()
-            .unwrap_or(me);
-        smallest_live == me && loaded_at.elapsed() >= DEAD_AFTER
-    }
-
-    /// Disconnected sessions past their expiry that still hold subscriptions or a cursor,
-    /// when this process is the one to end them.
-    fn expired(&self) -> Vec<(String, Stored)> {
-        if !self.designated() {
-            return Vec::new();
-        }
-        let now = now_ms();
-        self.cache
-            .borrow()
-            .iter()
-            .filter(|(_, s)| s.expired(now) && !(s.subs.is_empty() && s.cursor.is_empty()))
-            .map(|(id, s)| (id.clone(), s.clone()))
-            .collect()
-    }
-
-    /// Connected sessions whose process is dead, when this process is the one to act on
-    /// them.
-    fn orphans(&self) -> Vec<(String, Stored)> {
-        if !self.designated() {
-            return Vec::new();
-        }
-        let beats = self.heartbeats.borrow();
-        let me = self.process();
-        let alive = |p: &str| p == me || beats.get(p).is_some_and(|t| t.elapsed() < DEAD_AFTER);
-        self.cache
-            .borrow()
-            .iter()
-            .filter(|(_, s)| s.connected)
-            .filter(|(_, s)| !alive(s.owner.split('/').next().unwrap_or_default()))
-            .map(|(id, s)| (id.clone(), s.clone()))
-            .collect()
-    }
-
-    /// Reads the whole topic as of now; returns its readers for tailing.
-    async fn load_all(&self) -> Vec<PartitionReader> {
-        crate::table::load(&self.client, &self.topic, |r| self.apply(r)).await
-    }
-}
-
-async fn tail(store: Rc<SessionStore>, mut reader: PartitionReader) {
-    loop {
-        match reader.poll().await {
-            Ok(fetched) => {
-                for record in &fetched.records {
-                    store.apply(record);
-                }
-                if !fetched.records.is_empty() {
-                    for w in store.applied.borrow_mut().drain(..) {
-                        w.wake();
-                    }
-                }
-            }
-            Err(e) => {
-                debug!(error = %e, "session topic fetch failed; retrying");
-                runtime::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Stored, StoredSub};
-
-    #[test]
-    fn a_resuming_claim_keeps_the_session_it_supersedes_a_clean_one_does_not() {
-        let saved = Stored {
-            gen: 1,
-            owner: "a/0/1".into(),
-            subs: vec![StoredSub {
-                filter: "t/#".into(),
-                qos: 1,
-                ..StoredSub::default()
-            }],
-            cursor: [("mqtt-messages".to_owned(), [(0, 42)].into())].into(),
-            expiry_s: 60,
-            connected: true,
-            at_ms: 1_000,
-            ..Stored::default()
-        };
-        let claim = |gen, resumes, at_ms| Stored {
-            gen,
-            owner: format!("b/0/{gen}"),
-            expiry_s: 60,
-            connected: true,
-            at_ms,
-            resumes,
-            ..Stored::default()
-        };
-        // A claim whose connection never saved, then the next one: the subscriptions and
-        // cursor are still there for it.
-        let abandoned = Stored::claimed(claim(2, true, 2_000), Some(&saved));
-        assert_eq!(abandoned.subs, saved.subs);
-        assert_eq!(abandoned.cursor, saved.cursor);
-        assert_eq!(abandoned.gen, 2);
-        let next = Stored::claimed(claim(3, true, 3_000), Some(&abandoned));
-        assert_eq!(next.subs, saved.subs);
-        // A clean start, or a session that had expired, starts empty.
-        assert!(Stored::claimed(claim(2, false, 2_000), Some(&saved))
-            .subs
-            .is_empty());
-        let gone = Stored {
-            connected: false,
-            ..saved.clone()
-        };
-        assert!(Stored::claimed(claim(2, true, 62_000), Some(&gone))
-            .subs
-            .is_empty());
-        assert!(Stored::claimed(claim(2, true, 2_000), None).subs.is_empty());
-    }
-
-    #[test]
-    fn sessions_expire_only_when_disconnected_past_their_interval() {
-        let s = Stored {
-            expiry_s: 10,
-            at_ms: 1_000,
-            ..Stored::default()
-        };
-        assert!(!s.expired(10_999));
-        assert!(s.expired(11_000));
-        let connected = Stored {
-            connected: true,
-            ..s.clone()
-        };
-        assert!(!connected.expired(u64::MAX));
-        let forever = Stored {
-            expiry_s: u32::MAX,
-            ..s
-        };
-        assert!(!forever.expired(u64::MAX));
-    }
-
-    #[test]
-    fn state_round_trips_through_json() {
-        let mut s = Stored {
-            gen: 3,
-            owner: "p/0/7".into(),
-            subs: vec![super::StoredSub {
-                filter: "a/+".into(),
-                qos: 1,
-                id: Some(7),
-                ..Default::default()
-            }],
-            expiry_s: 60,
-            connected: true,
-            at_ms: 5,
-            ..Stored::default()
-        };
-        s.cursor
-            .entry("mqtt-messages".into())
-            .or_default()
-            .insert(2, 41);
-        let json = serde_json::to_vec(&s).unwrap();
-        assert_eq!(serde_json::from_slice::<Stored>(&json).unwrap(), s);
     }
 }
