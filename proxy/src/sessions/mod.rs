@@ -66,8 +66,8 @@ const HEARTBEAT_PREFIX: &str = "\u{0}process/";
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 const DEAD_AFTER: Duration = Duration::from_secs(5);
 /// A claim stops waiting for the final state of a connection whose process has written no
-/// heartbeat for this long (two missed beats): that process is most likely dead, and its
-/// final state will not come.
+/// heartbeat for this long (two missed beats, as far as the records read since tell):
+/// that process is most likely dead, and its final state will not come.
 const SILENT_AFTER: Duration = Duration::from_secs(1);
 
 /// This process's identifier in owner strings and heartbeats: its pid and start time, the
@@ -185,6 +185,9 @@ pub struct SessionStore {
     superseded: RefCell<HashMap<String, Vec<(String, Superseded)>>>,
     /// When each process's last heartbeat was read.
     heartbeats: RefCell<HashMap<String, Instant>>,
+    /// When the feed last brought records: a process whose last heartbeat was read
+    /// `SILENT_AFTER` before that has missed two beats.
+    fresh_at: Cell<Option<Instant>>,
     /// When this store finished loading (a process never heard from since counts dead
     /// once this is `DEAD_AFTER` old).
     loaded_at: Cell<Option<Instant>>,
@@ -205,6 +208,7 @@ impl SessionStore {
             waiting: RefCell::new(HashMap::new()),
             superseded: RefCell::new(HashMap::new()),
             heartbeats: RefCell::new(HashMap::new()),
+            fresh_at: Cell::new(None),
             loaded_at: Cell::new(None),
         }
     }
@@ -332,11 +336,12 @@ impl SessionStore {
                 .get(client_id)
                 .and_then(|slots| slots.iter().find(|(o, _)| o == owner))
                 .is_some_and(|(_, slot)| slot.last.is_some());
-            let silent = self
-                .heartbeats
-                .borrow()
-                .get(&process)
-                .is_some_and(|t| t.elapsed() >= SILENT_AFTER);
+            // Measured against the feed's progress, not the clock: a reader paced to one
+            // fetch every second or two reads a live process's beats that far apart too.
+            let silent = match (self.heartbeats.borrow().get(&process), self.fresh_at.get()) {
+                (Some(beat), Some(fresh)) => fresh.saturating_duration_since(*beat) >= SILENT_AFTER,
+                _ => false,
+            };
             if arrived || silent || started.elapsed() >= FINAL_STATE_GRACE {
                 debug!(client_id, arrived, silent, waited = ?started.elapsed(), "final state wait over");
                 return;
@@ -612,7 +617,10 @@ impl SessionStore {
         use futures::StreamExt as _;
         while let Some(update) = updates.next().await {
             match update {
-                Update::Records(records) => records.iter().for_each(|r| self.apply(r)),
+                Update::Records(records) => {
+                    self.fresh_at.set(Some(Instant::now()));
+                    records.iter().for_each(|r| self.apply(r));
+                }
                 Update::Loaded => {
                     self.loaded_at.set(Some(Instant::now()));
                     if let Load::Loading(wakers) =
