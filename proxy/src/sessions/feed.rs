@@ -27,7 +27,7 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 const RETRY: Duration = Duration::from_secs(1);
 /// Records of the topic the reader may make the broker go through per second (see
 /// [`pace`]).
-const SCAN_BUDGET: u64 = 150_000;
+const SCAN_BUDGET: u64 = 30_000;
 /// The longest pause between two fetches that return records.
 const MAX_INTERVAL: Duration = Duration::from_secs(2);
 
