@@ -239,8 +239,9 @@ impl SluiceProc {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("sluice.toml");
         std::fs::write(&config, sluice_config(settings))?;
-        // SLUICE_BENCH_LOG_DIR keeps every sluice process's log (warnings and errors) after
-        // the run, one file per process; by default it goes away with the run's directory.
+        // SLUICE_BENCH_LOG_DIR keeps every sluice process's log (warnings and errors, or what
+        // SLUICE_BENCH_SLUICE_LOG asks for) after the run, one file per process; by default
+        // it goes away with the run's directory.
         let log_path = match std::env::var_os("SLUICE_BENCH_LOG_DIR") {
             Some(keep) => {
                 static STARTED: std::sync::atomic::AtomicUsize =
@@ -256,7 +257,10 @@ impl SluiceProc {
             Command::new(sluice_bin()?)
                 .arg("--config")
                 .arg(&config)
-                .env("SLUICE_LOG", "warn")
+                .env(
+                    "SLUICE_LOG",
+                    std::env::var("SLUICE_BENCH_SLUICE_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .stderr(log),
         )?;
         let line = child

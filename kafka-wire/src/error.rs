@@ -33,6 +33,12 @@ impl Context {
         }
     }
 
+    /// Adds the topic to this context.
+    pub fn with_topic(mut self, topic: &str) -> Self {
+        self.topic = Some(Arc::from(topic));
+        self
+    }
+
     /// Adds the topic and partition to this context.
     pub fn with_partition(mut self, topic: &str, partition: i32) -> Self {
         self.topic = Some(Arc::from(topic));

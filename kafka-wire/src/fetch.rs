@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Buf;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::fetch_response::AbortedTransaction;
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
@@ -93,28 +93,7 @@ impl Client {
         options: &FetchOptions,
     ) -> Result<FetchedPartition> {
         let conn = self.leader(topic, partition).await?;
-        let mut p = FetchPartition::default();
-        p.partition = partition;
-        p.fetch_offset = offset;
-        p.current_leader_epoch = -1;
-        p.log_start_offset = -1;
-        p.partition_max_bytes = options.partition_max_bytes;
-        let mut t = FetchTopic::default();
-        t.topic = TopicName(StrBytes::from_string(topic.to_owned()));
-        t.partitions.push(p);
-        let mut request = FetchRequest::default();
-        request.replica_id = BrokerId(-1);
-        request.max_wait_ms = i32::try_from(options.max_wait.as_millis()).unwrap_or(i32::MAX);
-        request.min_bytes = options.min_bytes;
-        request.max_bytes = options.max_bytes;
-        request.isolation_level = match options.isolation {
-            IsolationLevel::ReadUncommitted => 0,
-            IsolationLevel::ReadCommitted => 1,
-        };
-        request.session_id = 0;
-        request.session_epoch = -1;
-        request.topics.push(t);
-
+        let request = fetch_request(topic, &[(partition, offset)], options);
         let ctx = || Context::broker(conn.broker()).with_partition(topic, partition);
         let response = conn.request(&request).await.inspect_err(|e| {
             if e.invalidates_metadata() {
@@ -131,7 +110,19 @@ impl Client {
             .ok_or_else(|| {
                 Error::protocol("the Fetch response does not mention our partition", ctx())
             })?;
-        check(data.error_code, None, ctx).inspect_err(|e| {
+        self.fetched(topic, data, offset, options, ctx)
+    }
+
+    /// One partition of a Fetch response, fetched from `offset`, as records.
+    fn fetched(
+        &self,
+        topic: &str,
+        data: PartitionData,
+        offset: i64,
+        options: &FetchOptions,
+        ctx: impl Fn() -> Context,
+    ) -> Result<FetchedPartition> {
+        check(data.error_code, None, &ctx).inspect_err(|e| {
             if e.invalidates_metadata() {
                 self.invalidate(topic);
             }
@@ -160,6 +151,49 @@ impl Client {
         }
         Ok(out)
     }
+}
+
+/// A Fetch request for `topic` at each `(partition, offset)`.
+fn fetch_request(topic: &str, at: &[(i32, i64)], options: &FetchOptions) -> FetchRequest {
+    let mut t = FetchTopic::default();
+    t.topic = TopicName(StrBytes::from_string(topic.to_owned()));
+    for &(partition, offset) in at {
+        let mut p = FetchPartition::default();
+        p.partition = partition;
+        p.fetch_offset = offset;
+        p.current_leader_epoch = -1;
+        p.log_start_offset = -1;
+        p.partition_max_bytes = options.partition_max_bytes;
+        t.partitions.push(p);
+    }
+    let mut request = FetchRequest::default();
+    request.replica_id = BrokerId(-1);
+    request.max_wait_ms = i32::try_from(options.max_wait.as_millis()).unwrap_or(i32::MAX);
+    request.min_bytes = options.min_bytes;
+    request.max_bytes = options.max_bytes;
+    request.isolation_level = match options.isolation {
+        IsolationLevel::ReadUncommitted => 0,
+        IsolationLevel::ReadCommitted => 1,
+    };
+    request.session_id = 0;
+    request.session_epoch = -1;
+    request.topics.push(t);
+    request
+}
+
+/// Keeps the records of `fetched` at or after `position`, each offset once and in order (a
+/// fetch from inside a batch returns the whole batch, Kafka's rule, and a broker may repeat
+/// a batch in one response, as tansu 0.6 does); returns the position after them.
+fn keep_new(position: i64, fetched: &mut FetchedPartition) -> i64 {
+    let mut next = position;
+    fetched.records.retain(|r| {
+        let keep = r.offset >= next;
+        if keep {
+            next = r.offset + 1;
+        }
+        keep
+    });
+    fetched.next_offset.max(next)
 }
 
 /// The records at or after `offset` in a fetch response's record set, without control
@@ -241,6 +275,25 @@ fn is_abort_marker(batch: &Batch) -> bool {
             let _version = k.get_i16();
             k.get_i16() == 0
         })
+}
+
+/// Where a reader whose `(partition, position)` is outside the log (`error`, an
+/// OFFSET_OUT_OF_RANGE) goes on, by `reset`; `error` itself when `reset` says fail.
+async fn reset_position(
+    client: &Client,
+    topic: &str,
+    (partition, position): (i32, i64),
+    reset: OffsetReset,
+    error: Error,
+) -> Result<i64> {
+    let spec = match reset {
+        OffsetReset::Earliest => OffsetSpec::Earliest,
+        OffsetReset::Latest => OffsetSpec::Latest,
+        OffsetReset::Fail => return Err(error),
+    };
+    let to = client.list_offset(topic, partition, spec).await?;
+    tracing::info!(%topic, partition, from = position, to, "offset out of range; position reset");
+    Ok(to)
 }
 
 /// What a [`PartitionReader`] does when its position is outside the log.
@@ -338,32 +391,18 @@ impl PartitionReader {
                 .await
             {
                 Ok(mut fetched) => {
-                    // A fetch from inside a batch returns the whole batch (Kafka's rule), and
-                    // a broker may repeat a batch in one response (tansu 0.6 does): hand out
-                    // each offset at or after the position once, in order.
-                    let mut next = self.position;
-                    fetched.records.retain(|r| {
-                        let keep = r.offset >= next;
-                        if keep {
-                            next = r.offset + 1;
-                        }
-                        keep
-                    });
-                    self.position = fetched.next_offset.max(next);
+                    self.position = keep_new(self.position, &mut fetched);
                     return Ok(fetched);
                 }
                 Err(e) if e.kafka_code() == Some(KafkaCode::OffsetOutOfRange) => {
-                    let spec = match self.reset {
-                        OffsetReset::Earliest => OffsetSpec::Earliest,
-                        OffsetReset::Latest => OffsetSpec::Latest,
-                        OffsetReset::Fail => return Err(e),
-                    };
-                    let to = self
-                        .client
-                        .list_offset(&self.topic, self.partition, spec)
-                        .await?;
-                    tracing::info!(topic = %self.topic, partition = self.partition, from = self.position, to, "offset out of range; position reset");
-                    self.position = to;
+                    self.position = reset_position(
+                        &self.client,
+                        &self.topic,
+                        (self.partition, self.position),
+                        self.reset,
+                        e,
+                    )
+                    .await?;
                 }
                 Err(e) if e.is_retriable() && Instant::now() + backoff < deadline => {
                     tracing::debug!(topic = %self.topic, partition = self.partition, error = %e, "fetch failed; retrying");
@@ -375,5 +414,8 @@ impl PartitionReader {
     }
 }
 
+mod many;
 #[cfg(test)]
 mod tests;
+
+pub use many::TopicReader;

@@ -45,7 +45,7 @@ pub mod tls;
 pub use client::{Client, ClientConfig, NewTopic, OffsetSpec};
 pub use conn::Connection;
 pub use error::{Error, KafkaCode, Result};
-pub use fetch::{FetchOptions, FetchedPartition, IsolationLevel, PartitionReader};
+pub use fetch::{FetchOptions, FetchedPartition, IsolationLevel, PartitionReader, TopicReader};
 pub use group::{Assignor, Generation, GroupConfig, GroupMember, Heartbeat};
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,

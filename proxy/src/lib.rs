@@ -69,6 +69,7 @@ use tracing::{error, info};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::sessions::SessionFeed;
 use crate::shard::ShardSetup;
 
 #[derive(Debug, Parser)]
@@ -266,6 +267,7 @@ fn run(config: Config, codecs: Arc<CodecRegistry>) -> anyhow::Result<()> {
         addresses: Arc::new(addresses),
         admin: Some(Arc::new(Mutex::new(Some(admin)))),
         codecs,
+        session_feed: SessionFeed::new(shards),
         stop: stop.clone(),
         listening,
         stopped,

@@ -23,7 +23,7 @@ use crate::mqtt::{self, MqttListener};
 use crate::park::ParkingLot;
 use crate::route::Routes;
 use crate::runtime::{self, ListenOptions, TcpListener};
-use crate::sessions::SessionStore;
+use crate::sessions::{SessionFeed, SessionStore};
 use crate::share::{ShareSettings, Shares};
 use crate::stream::{self, StreamListener};
 
@@ -128,6 +128,8 @@ pub struct ShardSetup {
     pub stopped: Arc<std::sync::atomic::AtomicUsize>,
     /// The record codecs stream listeners name: built in and plugged in.
     pub codecs: Arc<codecs::registry::CodecRegistry>,
+    /// The process's reader of the session topic, one receiver per shard.
+    pub session_feed: Arc<SessionFeed>,
 }
 
 /// Runs shard `index` until shutdown.
@@ -188,7 +190,6 @@ pub async fn run(index: usize, setup: ShardSetup) {
             metrics.clone(),
         )),
         sessions: Rc::new(SessionStore::new(
-            reader.clone(),
             producer.clone(),
             config.mqtt.sessions_topic.clone(),
             index,
@@ -212,7 +213,29 @@ pub async fn run(index: usize, setup: ShardSetup) {
         .listeners
         .iter()
         .any(|l| l.protocol == Protocol::Mqtt);
+    if let Some(updates) = setup.session_feed.receiver(index).filter(|_| serves_mqtt) {
+        runtime::spawn(shard.sessions.clone().follow(updates));
+    }
     if index == 0 && serves_mqtt {
+        // One reader of the session topic per process, on a connection of its own: a
+        // claim's read-back must not queue behind delivery fetches waiting for data.
+        let feed = setup.session_feed.clone();
+        let topic = config.mqtt.sessions_topic.clone();
+        let client_config = config.client_config().expect("validated");
+        let stop = setup.stop.clone();
+        runtime::spawn(async move {
+            let client = loop {
+                match Client::connect(client_config.clone()).await {
+                    Ok(c) => break c,
+                    Err(e) if !stop.load(Ordering::Relaxed) => {
+                        warn!(error = %e, "cannot connect the session topic's reader; retrying");
+                        runtime::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(_) => return,
+                }
+            };
+            feed.run(client, topic).await;
+        });
         // One watcher per process: heartbeats, and the wills of processes that died.
         let watcher = shard.clone();
         runtime::spawn(
