@@ -11,10 +11,12 @@
 //!   principal is a claim of it.
 //! - `auth = "client_cert"` (stream listeners): the verified TLS client certificate; the
 //!   principal is its subject's common name.
-//! - `acl`: on MQTT listeners, publish rules, topic filters with `{client_id}` /
-//!   `{username}` filled in per connection (`{username}` is the principal when the
-//!   listener authenticates); on HTTP and stream listeners, `publish` (write) and
-//!   `subscribe` (read) rules in Kafka topic patterns ([`topics`]).
+//! - `acl`: `publish` (write) and `subscribe` (read) rules. On MQTT listeners they are
+//!   topic filters with `{client_id}` / `{username}` filled in per connection
+//!   (`{username}` is the principal when the listener authenticates); a SUBSCRIBE filter
+//!   is allowed when one `subscribe` rule covers it ([`TopicFilter::covers`]). On HTTP and
+//!   stream listeners they are Kafka topic patterns ([`topics`]). Once a listener has an
+//!   `acl`, what no rule allows is refused, in both directions.
 
 mod cert;
 mod jwt;
@@ -102,7 +104,8 @@ pub struct AclRule {
     /// topic pattern (a name, or a prefix ending in `*`) with `{username}`.
     #[serde(default)]
     pub publish: Option<String>,
-    /// HTTP: a Kafka topic pattern with `{username}` that subscribers may read.
+    /// MQTT: a topic filter with `{client_id}` and `{username}` that SUBSCRIBE filters must
+    /// fall within. HTTP: a Kafka topic pattern with `{username}` that subscribers may read.
     #[serde(default)]
     pub subscribe: Option<String>,
 }
@@ -119,8 +122,8 @@ enum Method {
 #[derive(Debug)]
 pub struct Authenticator {
     method: Method,
-    /// `None`: no ACL, every topic may be published to.
-    acl: Option<Vec<String>>,
+    /// MQTT listeners: their ACL's filters (`None`: no ACL, every topic is allowed).
+    acl: Option<MqttRules>,
     /// HTTP and stream listeners: their topic ACL (`acl` in topic patterns).
     topic_acl: Option<topics::Rules>,
 }
@@ -214,21 +217,7 @@ impl Authenticator {
         let acl = match &l.acl {
             None => None,
             Some(rules) => Some(
-                rules
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| match (&r.publish, &r.subscribe) {
-                        (Some(publish), None) => check_rule(publish)
-                            .map(|()| publish.clone())
-                            .map_err(|e| invalid(&format!("acl[{i}].publish"), e)),
-                        (_, Some(_)) => Err(invalid(
-                            &format!("acl[{i}].subscribe"),
-                            "is not enforced on MQTT listeners yet; their acl lists publish rules"
-                                .into(),
-                        )),
-                        (None, None) => Err(invalid(&format!("acl[{i}]"), "has no publish".into())),
-                    })
-                    .collect::<Result<_, _>>()?,
+                MqttRules::load(rules).map_err(|(i, k, e)| invalid(&format!("acl[{i}].{k}"), e))?,
             ),
         };
         if matches!(method, Method::None) && acl.is_none() {
@@ -242,8 +231,77 @@ impl Authenticator {
     }
 }
 
-/// Checks an ACL filter: known placeholders, and a valid MQTT filter once filled in.
+/// An MQTT listener's ACL: topic filters with their placeholders still in.
+#[derive(Debug)]
+struct MqttRules {
+    publish: Vec<String>,
+    subscribe: Vec<String>,
+}
+
+/// A rule that is wrong: its index, `publish` or `subscribe`, and what is wrong.
+type RuleError = (usize, &'static str, String);
+
+/// An `acl`'s `publish` and `subscribe` rules, each checked by `check`; `subscribe` ones
+/// only where the listener has subscribers (`reads`).
+fn split_rules(
+    rules: &[AclRule],
+    reads: bool,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<(Vec<String>, Vec<String>), RuleError> {
+    let (mut publish, mut subscribe) = (Vec::new(), Vec::new());
+    for (i, r) in rules.iter().enumerate() {
+        if r.publish.is_none() && r.subscribe.is_none() {
+            return Err((i, "publish", "or subscribe is required in each rule".into()));
+        }
+        if let Some(p) = &r.publish {
+            check(p).map_err(|e| (i, "publish", e))?;
+            publish.push(p.clone());
+        }
+        if let Some(p) = &r.subscribe {
+            if !reads {
+                return Err((
+                    i,
+                    "subscribe",
+                    "applies to mqtt and http listeners only".into(),
+                ));
+            }
+            check(p).map_err(|e| (i, "subscribe", e))?;
+            subscribe.push(p.clone());
+        }
+    }
+    Ok((publish, subscribe))
+}
+
+impl MqttRules {
+    fn load(rules: &[AclRule]) -> Result<MqttRules, RuleError> {
+        let (publish, subscribe) = split_rules(rules, true, check_rule)?;
+        Ok(MqttRules { publish, subscribe })
+    }
+
+    /// The filters of one connection.
+    fn fill(&self, client_id: &str, username: Option<&str>) -> Acl {
+        let fill = |rules: &[String]| {
+            rules
+                .iter()
+                .filter_map(|r| fill(r, client_id, username))
+                .collect()
+        };
+        Acl {
+            publish: fill(&self.publish),
+            subscribe: fill(&self.subscribe),
+        }
+    }
+}
+
+/// Checks an ACL filter: known placeholders, and a valid MQTT filter once filled in. A
+/// shared subscription is refused: SUBSCRIBE checks a share's inner filter, so the rule
+/// names that.
 fn check_rule(filter: &str) -> Result<(), String> {
+    if filter.starts_with("$share/") {
+        return Err(format!(
+            "{filter:?} is a shared subscription; a rule names the filter inside it (shares are checked on their inner filter)"
+        ));
+    }
     let filled = filter
         .replace("{client_id}", "x")
         .replace("{username}", "x");
@@ -275,16 +333,23 @@ fn fill(rule: &str, client_id: &str, username: Option<&str>) -> Option<TopicFilt
     Some(topic_filter(&filled))
 }
 
-/// The topics one connection may publish to.
+/// The topics one connection may publish to and subscribe to.
 #[derive(Debug)]
 pub struct Acl {
-    filters: Vec<TopicFilter>,
+    publish: Vec<TopicFilter>,
+    subscribe: Vec<TopicFilter>,
 }
 
 impl Acl {
     /// Whether a PUBLISH to `topic` is allowed.
-    pub fn allows(&self, topic: &str) -> bool {
-        self.filters.iter().any(|f| f.matches(topic))
+    pub fn may_publish(&self, topic: &str) -> bool {
+        self.publish.iter().any(|f| f.matches(topic))
+    }
+
+    /// Whether a SUBSCRIBE to `filter` is allowed: one rule must cover it, that is match
+    /// every topic it can match (a shared subscription is checked on its inner filter).
+    pub fn may_subscribe(&self, filter: &TopicFilter) -> bool {
+        self.subscribe.iter().any(|rule| rule.covers(filter))
     }
 }
 
@@ -293,7 +358,7 @@ impl Acl {
 pub struct Authorized {
     /// Who the client proved to be (`None` without authentication).
     pub principal: Option<String>,
-    /// Its publish ACL (`None`: everything).
+    /// Its ACL (`None`: everything).
     pub acl: Option<Acl>,
 }
 
@@ -331,14 +396,10 @@ impl ShardAuth {
         let principal = self
             .verify(credentials)
             .map_err(|e| (reason::BAD_CREDENTIALS, e.to_string()))?;
-        let acl = self.shared.acl.as_ref().map(|rules| Acl {
-            filters: rules
-                .iter()
-                .filter_map(|r| fill(r, client_id, principal.as_deref().or(username)))
-                .collect(),
-        });
+        let acl = (self.shared.acl.as_ref())
+            .map(|rules| rules.fill(client_id, principal.as_deref().or(username)));
         if let (Some(acl), Some(will)) = (&acl, &connect.will) {
-            if !acl.allows(will.topic.as_str()) {
+            if !acl.may_publish(will.topic.as_str()) {
                 return Err((
                     reason::NOT_AUTHORIZED,
                     format!("the will's topic {:?} is not allowed", will.topic.as_str()),

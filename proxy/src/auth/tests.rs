@@ -301,16 +301,16 @@ fn acl_placeholders_fill_per_connection_and_cannot_widen() {
             .unwrap()
     };
     let a = acl("d1", Some("alice"));
-    assert!(a.allows("devices/d1/temp") && a.allows("devices/d1"));
-    assert!(a.allows("users/alice/x") && a.allows("public"));
-    assert!(!a.allows("devices/d2/temp") && !a.allows("users/bob/x"));
-    assert!(!a.allows("users/alice/x/y") && !a.allows("public/x"));
+    assert!(a.may_publish("devices/d1/temp") && a.may_publish("devices/d1"));
+    assert!(a.may_publish("users/alice/x") && a.may_publish("public"));
+    assert!(!a.may_publish("devices/d2/temp") && !a.may_publish("users/bob/x"));
+    assert!(!a.may_publish("users/alice/x/y") && !a.may_publish("public/x"));
     // Wildcards, separators or nothing in a value drop the rule, never widen it.
     for (client, user) in [("+", Some("#")), ("a/b", None), ("#", Some(""))] {
         let a = acl(client, user);
-        assert!(!a.allows("devices/x/y") && !a.allows("devices/a/b/c"));
-        assert!(!a.allows("users/x/y") && !a.allows("users//y"));
-        assert!(a.allows("public"));
+        assert!(!a.may_publish("devices/x/y") && !a.may_publish("devices/a/b/c"));
+        assert!(!a.may_publish("users/x/y") && !a.may_publish("users//y"));
+        assert!(a.may_publish("public"));
     }
     // A will to a forbidden topic refuses the CONNECT.
     let mut c = connect(None, None);
@@ -349,7 +349,57 @@ fn jwt_principal_fills_username_placeholders() {
         .connect(&connect(Some("spoofed"), Some(&token)), "c")
         .unwrap();
     let acl = ok.acl.unwrap();
-    assert!(acl.allows("u/real/x") && !acl.allows("u/spoofed/x"));
+    assert!(acl.may_publish("u/real/x") && !acl.may_publish("u/spoofed/x"));
+}
+
+#[test]
+fn mqtt_subscribe_rules_must_cover_the_whole_filter() {
+    let auth = listener(
+        "acl = [{ publish = \"devices/{username}/#\", subscribe = \"devices/{username}/#\" }, { subscribe = \"inbox/{client_id}/+\" }, { subscribe = \"alerts/+/fire\" }]",
+    )
+    .unwrap();
+    let acl = auth
+        .connect(&connect(Some("alice"), None), "d1")
+        .unwrap()
+        .acl
+        .unwrap();
+    let may = |f: &str| acl.may_subscribe(&crate::config::topic_filter(f));
+    for allowed in [
+        "devices/alice/#",
+        "devices/alice",
+        "devices/alice/+/temp",
+        "$share/g/devices/alice/x",
+        "inbox/d1/a",
+        "inbox/d1/+",
+        "alerts/+/fire",
+        "alerts/eu/fire",
+    ] {
+        assert!(may(allowed), "{allowed}");
+    }
+    for refused in [
+        "devices/#",
+        "devices/+/temp",
+        "devices/bob/x",
+        "#",
+        "$share/g/#",
+        "inbox/d1/#",
+        "inbox/d1",
+        "inbox/d2/a",
+        "alerts/#",
+        "alerts/eu/+",
+    ] {
+        assert!(!may(refused), "{refused}");
+    }
+    // Publish rules grant no subscriptions, nor the reverse.
+    assert!(!acl.may_publish("inbox/d1/a") && acl.may_publish("devices/alice/x"));
+    // With only publish rules, an ACL'd listener allows no subscription.
+    let auth = listener("acl = [{ publish = \"#\" }]").unwrap();
+    let acl = auth
+        .connect(&connect(None, None), "c")
+        .unwrap()
+        .acl
+        .unwrap();
+    assert!(!acl.may_subscribe(&crate::config::topic_filter("a")));
 }
 
 /// The default config with its `http` listener's keys extended; the parse error, if any.
@@ -377,11 +427,16 @@ fn each_listener_kind_takes_its_own_auth_keys() {
     assert!(err.contains("acl[0].publish"), "{err}");
     let err = http_listener("auth = \"client_cert\"").unwrap_err();
     assert!(err.contains("listeners[3].auth"), "{err}");
-    // MQTT subscribe rules are not enforced, so they are refused rather than ignored.
-    let err = listener("acl = [{ subscribe = \"#\" }]")
+    // MQTT rules are plain filters: a share is checked on its inner filter.
+    let err = listener("acl = [{ subscribe = \"$share/g/#\" }]")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("acl[0].subscribe"), "{err}");
+    assert!(
+        err.contains("acl[0].subscribe") && err.contains("inner filter"),
+        "{err}"
+    );
+    let err = listener("acl = [{}]").unwrap_err().to_string();
+    assert!(err.contains("acl[0].publish"), "{err}");
     // Stream listeners: no in-band credentials; client certificates need verified TLS.
     let stream = |keys: &str| {
         let text = DEFAULT_TOML.replace(
