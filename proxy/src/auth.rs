@@ -9,8 +9,10 @@
 //!   checked against a mosquitto_passwd file; the principal is the user name.
 //! - `auth = "jwt"`: a JWT (the MQTT password, HTTP `Bearer` or `access_token`); the
 //!   principal is a claim of it.
-//! - `auth = "client_cert"` (stream listeners): the verified TLS client certificate; the
-//!   principal is its subject's common name.
+//! - `auth = "client_cert"`: the verified TLS client certificate; the principal is its
+//!   subject's common name, read once per connection after the handshake
+//!   ([`ShardAuth::certificate`]). On MQTT listeners it replaces the CONNECT's user name
+//!   and password, which are not checked; on HTTP listeners, `Authorization`.
 //! - `acl`: `publish` (write) and `subscribe` (read) rules. On MQTT listeners they are
 //!   topic filters with `{client_id}` / `{username}` filled in per connection
 //!   (`{username}` is the principal when the listener authenticates); a SUBSCRIBE filter
@@ -62,7 +64,7 @@ pub enum AuthMethod {
     PasswordFile,
     /// A JWT (in the MQTT password, or an HTTP bearer token), checked as `jwt` says.
     Jwt,
-    /// Stream listeners: the TLS client certificate's subject common name.
+    /// The TLS client certificate's subject common name.
     ClientCert,
 }
 
@@ -174,12 +176,6 @@ impl Authenticator {
                     "auth",
                     "of a stream listener is none or client_cert: its codecs carry no credentials"
                         .into(),
-                ))
-            }
-            (Protocol::Mqtt | Protocol::Http, Method::ClientCert) => {
-                return Err(invalid(
-                    "auth",
-                    "client_cert applies to stream listeners only".into(),
                 ))
             }
             (_, Method::ClientCert) => {
@@ -383,7 +379,14 @@ impl ShardAuth {
 
     /// Authenticates a CONNECT (whose client id is `client_id`, maybe assigned by sluice)
     /// and works out its ACL; a will to a topic it may not publish to is refused too.
-    pub fn connect(&self, connect: &Connect, client_id: &str) -> Result<Authorized, Refused> {
+    /// `certificate`: the connection's [`ShardAuth::certificate`] principal, which is the
+    /// principal on a `client_cert` listener (the CONNECT's credentials are not checked).
+    pub fn connect(
+        &self,
+        connect: &Connect,
+        client_id: &str,
+        certificate: Option<&str>,
+    ) -> Result<Authorized, Refused> {
         let username = connect.username.as_ref().map(|u| u.as_str());
         let password = connect.password.as_deref();
         let credentials = match (&self.shared.method, username, password) {
@@ -393,9 +396,18 @@ impl ShardAuth {
             }
             _ => Credentials::None,
         };
-        let principal = self
-            .verify(credentials)
-            .map_err(|e| (reason::BAD_CREDENTIALS, e.to_string()))?;
+        let principal = match (&self.shared.method, certificate) {
+            (Method::ClientCert, Some(cn)) => Some(cn.to_owned()),
+            (Method::ClientCert, None) => {
+                return Err((
+                    reason::NOT_AUTHORIZED,
+                    "no client certificate with a usable common name".into(),
+                ))
+            }
+            _ => self
+                .verify(credentials)
+                .map_err(|e| (reason::BAD_CREDENTIALS, e.to_string()))?,
+        };
         let acl = (self.shared.acl.as_ref())
             .map(|rules| rules.fill(client_id, principal.as_deref().or(username)));
         if let (Some(acl), Some(will)) = (&acl, &connect.will) {
@@ -475,6 +487,19 @@ impl ShardAuth {
             }
         };
         Ok(Some(principal))
+    }
+
+    /// On a `client_cert` listener, the principal of the client certificate a TLS
+    /// connection presented (`peer`, DER), or why there is none; `None` on other listeners.
+    pub fn certificate(&self, peer: Option<&[u8]>) -> Option<Result<String, Denied>> {
+        if !matches!(self.shared.method, Method::ClientCert) {
+            return None;
+        }
+        let credentials = peer.map_or(Credentials::None, Credentials::Certificate);
+        Some(
+            self.verify(credentials)
+                .map(|p| p.expect("client_cert names a principal")),
+        )
     }
 
     /// The topics `principal` may write and read (HTTP and stream listeners).

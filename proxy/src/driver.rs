@@ -15,6 +15,7 @@ use bytes::BytesMut;
 use futures_lite::AsyncRead;
 use tracing::{debug, Instrument, Span};
 
+use crate::auth::ShardAuth;
 use crate::config::ListenerConfig;
 use crate::metrics::ErrorKind;
 use crate::runtime::TcpStream;
@@ -116,6 +117,19 @@ pub async fn secure(
     Box::pin(transport::accept(listener, tcp))
         .await
         .map_err(|e| (ErrorKind::Tls, e.to_string()))
+}
+
+/// On a `client_cert` listener, the principal named by the connection's verified client
+/// certificate; `None` elsewhere, and when the certificate names none (logged here; the
+/// driver refuses the client when it asks for something).
+pub fn certificate(auth: Option<&ShardAuth>, stream: &Stream) -> Option<String> {
+    match auth?.certificate(stream.peer_certificate())? {
+        Ok(principal) => Some(principal),
+        Err(e) => {
+            debug!(reason = %e, "the client certificate names no principal");
+            None
+        }
+    }
 }
 
 /// Writes `out` to the client and empties it, counting the bytes on `listener`; a buffer

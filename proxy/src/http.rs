@@ -182,6 +182,8 @@ struct Conn {
     id: u64,
     /// A request that takes the connection over was read: nothing more is read as HTTP.
     upgrading: bool,
+    /// On a `client_cert` listener, the principal of the client's certificate.
+    certificate: Option<String>,
 }
 
 impl Drop for Conn {
@@ -196,6 +198,7 @@ pub async fn serve(tcp: TcpStream, shard: Rc<Shard>, listener: Rc<HttpListener>)
     let driver = async {
         let stream = driver::secure(&listener.config, tcp).await?;
         let mut conn = Conn::new(shard.clone(), listener.clone());
+        conn.certificate = driver::certificate(listener.auth.as_ref(), &stream);
         conn.run(stream).await
     };
     driver::track(&shard, listener.index, span, driver).await;
@@ -217,6 +220,7 @@ impl Conn {
             last_read: Instant::now(),
             id: shard.next_conn_id(),
             upgrading: false,
+            certificate: None,
             shard,
             listener,
         }
@@ -384,7 +388,8 @@ impl Conn {
             };
         }
         let (listener, shard) = (&self.listener, &self.shard);
-        let principal = match listener.authenticate(shard, req, true, keep_alive) {
+        let cert = self.certificate.as_deref();
+        let principal = match listener.authenticate(shard, req, true, keep_alive, cert) {
             Ok(p) => p,
             Err(r) => return Entry::Ready(r),
         };
@@ -410,7 +415,8 @@ impl Conn {
             Err(e) => return refuse(e.status(), &e.to_string()),
         };
         let (listener, shard) = (&self.listener, &self.shard);
-        let principal = match listener.authenticate(shard, req, true, false) {
+        let cert = self.certificate.as_deref();
+        let principal = match listener.authenticate(shard, req, true, false, cert) {
             Ok(p) => p,
             Err(r) => return Entry::Ready(r),
         };
@@ -485,7 +491,8 @@ impl Conn {
             Err(e) => return refuse(e.status(), &e.to_string()),
         };
         let (listener, shard) = (&self.listener, &self.shard);
-        let principal = match listener.authenticate(shard, req, false, keep_alive) {
+        let cert = self.certificate.as_deref();
+        let principal = match listener.authenticate(shard, req, false, keep_alive, cert) {
             Ok(p) => p,
             Err(r) => return Entry::Ready(r),
         };

@@ -160,6 +160,8 @@ pub async fn serve(tcp: TcpStream, shard: Rc<Shard>, listener: Rc<MqttListener>)
     let start = async {
         let mut stream = driver::secure(&listener.config, tcp).await?;
         let mut conn = Box::new(Conn::new(shard.clone(), listener.clone()));
+        // A client certificate's principal, until CONNECT makes it the session's.
+        conn.info.principal = driver::certificate(listener.auth.as_ref(), &stream);
         if let Some(config) = &listener.config.websocket {
             Box::pin(conn.upgrade(&mut stream, config)).await?;
         }
@@ -600,7 +602,8 @@ impl Conn {
                         self.client_receive_maximum = max;
                     }
                     if let Some(auth) = &self.listener.auth {
-                        match auth.connect(&connect, &self.info.client_id) {
+                        let certificate = self.info.principal.as_deref();
+                        match auth.connect(&connect, &self.info.client_id, certificate) {
                             Ok(authorized) => {
                                 self.info.principal = authorized.principal;
                                 self.acl = authorized.acl;

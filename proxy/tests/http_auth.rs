@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{header, node_modules, script, Lines, Sluice};
 use serde_json::Value;
-use sluice_tests::{Broker, ProduceRecord};
+use sluice_tests::{Broker, ClientAuth, ProduceRecord, TlsFiles};
 
 const SECRET: &str = "http-auth integration secret, 32+ bytes";
 const WAIT: Duration = Duration::from_secs(60);
@@ -283,4 +283,76 @@ fn basic_bearer_and_access_token_decide_who_writes_and_reads_what() {
         refused,
         "each refusal counted once"
     );
+}
+
+/// `auth = "client_cert"` over HTTPS: the certificate's common name is the principal of
+/// every request on the connection (an `Authorization` header is not looked at), for writes
+/// and for Server-Sent Events; clients without a certificate fail the handshake.
+#[test]
+fn client_certificates_name_the_principal_over_https() {
+    let broker = Broker::start().expect("broker");
+    let kafka = broker.kafka().timeout(WAIT);
+    for topic in ["certs.sluice-test-client", "certs.other"] {
+        kafka.create_topic(topic, 1, &[]).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = TlsFiles::generate(dir.path(), ClientAuth::Required).unwrap();
+    let (cert, key) = files.client_identity().unwrap();
+    let keys = format!(
+        "auth = \"client_cert\"\ntls = {{ cert_file = {:?}, key_file = {:?}, client_ca_file = {:?} }}\nacl = [{{ publish = \"certs.{{username}}\", subscribe = \"certs.{{username}}\" }}]",
+        files.server_cert, files.server_key, files.ca_cert
+    );
+    let config = common::config_with_http(&broker.bootstrap(), "", &keys);
+    let sluice = Sluice::start(&config).expect("sluice starts");
+    let base = format!("https://{}/topics", sluice.listeners["http"]);
+    let ca = files.ca_cert.to_str().unwrap();
+    let identity = ["--cacert", ca, "--cert", cert.to_str().unwrap()];
+    let tls = [&identity[..], &["--key", key.to_str().unwrap()]].concat();
+
+    let mut args = tls.clone();
+    args.extend(["-u", "alice:wonderland", "--data-binary", "signed"]);
+    let a = curl(&args, &format!("{base}/certs.sluice-test-client"));
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = curl(&args, &format!("{base}/certs.other"));
+    assert_eq!(a.status, 403, "{a:?}");
+    let a = curl(&tls, &format!("{base}/certs.other/events"));
+    assert_eq!(a.status, 403, "{a:?}");
+    // No certificate: no HTTP at all.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "30",
+            "--cacert",
+            ca,
+            "--data-binary",
+            "x",
+        ])
+        .arg(format!("{base}/certs.sluice-test-client"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && out.stdout.is_empty(), "{out:?}");
+
+    let sse = Lines::spawn({
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sSN", "--max-time", "120"])
+            .args(&tls)
+            .arg(format!(
+                "{base}/certs.sluice-test-client/events?from=earliest&format=json"
+            ));
+        cmd
+    });
+    let line = sse.find(WAIT, "the record", |l| l.starts_with("data: "));
+    let record: Value = serde_json::from_str(&line["data: ".len()..]).unwrap();
+    assert_eq!(record["value"], "signed", "{record}");
+    assert_eq!(
+        record["headers"]["sluice.principal"], "sluice-test-client",
+        "{record}"
+    );
+    let other = kafka.consume_all("certs.other", 0, WAIT).unwrap();
+    assert!(other.is_empty(), "{other:?}");
+    let refusals = sluice
+        .metric_where("sluice_connection_errors_total", "kind=\"auth\"")
+        .unwrap();
+    assert_eq!(refusals, 2, "the two 403s");
 }

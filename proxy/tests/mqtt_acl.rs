@@ -1,7 +1,7 @@
-//! MQTT subscribe ACLs end to end: paho-mqtt subscribers (MQTT 5 and 3.1.1) send one
-//! SUBSCRIBE with allowed and forbidden filters and get a reason code per filter (0x87 Not
-//! authorized, 3.1.1 0x80 Failure), then receive exactly what their granted filters match,
-//! published by mosquitto_pub through the broker.
+//! MQTT ACLs end to end: paho-mqtt subscribers (MQTT 5 and 3.1.1) send one SUBSCRIBE with
+//! allowed and forbidden filters and get a reason code per filter (0x87 Not authorized,
+//! 3.1.1 0x80 Failure), then receive exactly what their granted filters match, published by
+//! mosquitto_pub through the broker; and TLS client certificates as principals.
 
 mod common;
 
@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{publish, script, Lines, Sluice};
+use common::{header, publish, script, Lines, Sluice};
 use serde_json::Value;
-use sluice_tests::Broker;
+use sluice_tests::{Broker, ClientAuth, TlsFiles};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -149,4 +149,91 @@ fn subscribe_rules_grant_filters_one_by_one() {
         .metric_where("sluice_connection_errors_total", "kind=\"auth\"")
         .unwrap();
     assert_eq!(refusals, 3, "each refused filter counted once");
+}
+
+/// `auth = "client_cert"`: the certificate's common name is the principal, whatever user
+/// name the CONNECT carries; the ACL's `{username}` is that name, and records say so.
+#[test]
+fn client_certificates_name_the_principal() {
+    let broker = Broker::start().expect("broker");
+    let dir = tempfile::tempdir().unwrap();
+    let files = TlsFiles::generate(dir.path(), ClientAuth::Required).unwrap();
+    let (cert, key) = files.client_identity().unwrap();
+    let (ca, cert, key) = (
+        files.ca_cert.to_str().unwrap(),
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    );
+    let config = common::config(&broker.bootstrap(), "") + &format!(
+        "\n[[listeners]]\nname = \"mqtts\"\nlisten = \"127.0.0.1:0\"\nprotocol = \"mqtt\"\nauth = \"client_cert\"\ntls = {{ cert_file = {:?}, key_file = {:?}, client_ca_file = {ca:?} }}\nacl = [{{ publish = \"devices/{{username}}/#\", subscribe = \"devices/{{username}}/#\" }}]\n\n[[routes]]\nlistener = \"mqtts\"\nmqtt_topic = \"#\"\nkafka_topic = \"mqtt-messages\"\nheaders = [\"principal\", \"username\"]\n",
+        files.server_cert, files.server_key
+    );
+    let sluice = Sluice::start(&config).expect("sluice starts");
+    let addr = sluice.listeners["mqtts"];
+    let own = "devices/sluice-test-client";
+
+    // The user name says mallory; the certificate says sluice-test-client.
+    let tls = ["--cafile", ca, "--cert", cert, "--key", key];
+    let mallory = ["--user", "mallory", "--password", "x"];
+    let filters = ["devices/sluice-test-client/#", "devices/mallory/#"];
+    let args = [
+        &["--version", "5", "--id", "cert-sub", "--count", "1"][..],
+        &mallory,
+        &tls,
+        &filters,
+    ]
+    .concat();
+    let sub = subscriber(addr, &args);
+    assert_eq!(suback(&sub), [1, 0x87]);
+    let pub_args = |topic: &'static str| {
+        let mut args = tls.to_vec();
+        args.extend([
+            "-V", "mqttv5", "-u", "mallory", "-P", "x", "-q", "1", "-t", topic, "-m", "via cert",
+        ]);
+        args
+    };
+    // A PUBLISH outside the certificate's topics: PUBACK 0x87 (mosquitto_pub exits 0).
+    let mut refused = common::mosquitto_pub(addr, &pub_args("devices/mallory/x")).unwrap();
+    drop(refused.stdin.take());
+    let out = refused.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Not authorized"), "{err}");
+    // Without a certificate the handshake fails.
+    let anonymous = publish(
+        addr,
+        &[
+            "--cafile",
+            ca,
+            "-q",
+            "1",
+            "-t",
+            "devices/x/y",
+            "-m",
+            "no cert",
+        ],
+        None,
+    );
+    assert!(anonymous.is_err(), "a client without a certificate got in");
+    publish(addr, &pub_args("devices/sluice-test-client/t"), None).unwrap();
+
+    assert_eq!(
+        messages(&sub, 1),
+        [pair(&format!("{own}/t"), "via cert")],
+        "the subscriber got its own topic's message"
+    );
+    let records = broker
+        .kafka()
+        .consume_all("mqtt-messages", 1, WAIT)
+        .expect("confluent-kafka reads mqtt-messages");
+    assert_eq!(records.len(), 1, "only the allowed PUBLISH reached Kafka");
+    let r = &records[0];
+    assert_eq!(
+        header(r, "sluice.principal"),
+        Some(&b"sluice-test-client"[..])
+    );
+    assert_eq!(header(r, "mqtt.username"), Some(&b"mallory"[..]));
+    let refusals = sluice
+        .metric_where("sluice_connection_errors_total", "kind=\"auth\"")
+        .unwrap();
+    assert_eq!(refusals, 2, "the refused filter and the refused PUBLISH");
 }
