@@ -356,6 +356,8 @@ pub struct Authorized {
     pub principal: Option<String>,
     /// Its ACL (`None`: everything).
     pub acl: Option<Acl>,
+    /// When its credentials expire ([`ShardAuth::verify_until`]).
+    pub until: Option<u64>,
 }
 
 /// Why a CONNECT was refused: the reason code and, for the log, what happened.
@@ -396,8 +398,8 @@ impl ShardAuth {
             }
             _ => Credentials::None,
         };
-        let principal = match (&self.shared.method, certificate) {
-            (Method::ClientCert, Some(cn)) => Some(cn.to_owned()),
+        let (principal, until) = match (&self.shared.method, certificate) {
+            (Method::ClientCert, Some(cn)) => (Some(cn.to_owned()), None),
             (Method::ClientCert, None) => {
                 return Err((
                     reason::NOT_AUTHORIZED,
@@ -405,7 +407,7 @@ impl ShardAuth {
                 ))
             }
             _ => self
-                .verify(credentials)
+                .verify_until(credentials)
                 .map_err(|e| (reason::BAD_CREDENTIALS, e.to_string()))?,
         };
         let acl = (self.shared.acl.as_ref())
@@ -418,7 +420,11 @@ impl ShardAuth {
                 ));
             }
         }
-        Ok(Authorized { principal, acl })
+        Ok(Authorized {
+            principal,
+            acl,
+            until,
+        })
     }
 }
 
@@ -461,8 +467,20 @@ impl ShardAuth {
     /// Checks credentials; the principal, or `None` on a listener that does not
     /// authenticate (which takes anyone, whatever they present).
     pub fn verify(&self, credentials: Credentials<'_>) -> Result<Option<String>, Denied> {
+        self.verify_until(credentials)
+            .map(|(principal, _)| principal)
+    }
+
+    /// [`ShardAuth::verify`], and until when the credentials hold: for a JWT, its `exp`
+    /// plus the leeway it was checked with (Unix seconds), after which a connection that
+    /// presented it is ended; `None` for credentials that do not expire.
+    pub fn verify_until(
+        &self,
+        credentials: Credentials<'_>,
+    ) -> Result<(Option<String>, Option<u64>), Denied> {
+        let mut until = None;
         let principal = match (&self.shared.method, credentials) {
-            (Method::None, _) => return Ok(None),
+            (Method::None, _) => return Ok((None, None)),
             (Method::Password(file), Credentials::Password(user, password)) => {
                 if !self.cache.borrow_mut().verify(file, user, password) {
                     return Err(Denied::Invalid("wrong user name or password".into()));
@@ -470,7 +488,9 @@ impl ShardAuth {
                 user.to_owned()
             }
             (Method::Jwt(verifier), Credentials::Token(token)) => {
-                verifier.verify(token).map_err(Denied::Invalid)?
+                let (principal, exp) = verifier.verify(token).map_err(Denied::Invalid)?;
+                until = Some(exp.saturating_add(jwt::LEEWAY_SECS));
+                principal
             }
             (Method::ClientCert, Credentials::Certificate(der)) => {
                 cert::common_name(der).map_err(Denied::Invalid)?
@@ -486,7 +506,7 @@ impl ShardAuth {
                 return Err(Denied::Invalid("a client certificate is required".into()))
             }
         };
-        Ok(Some(principal))
+        Ok((Some(principal), until))
     }
 
     /// On a `client_cert` listener, the principal of the client certificate a TLS

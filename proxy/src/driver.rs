@@ -10,6 +10,7 @@ use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::AsyncRead;
@@ -130,6 +131,14 @@ pub fn certificate(auth: Option<&ShardAuth>, stream: &Stream) -> Option<String> 
             None
         }
     }
+}
+
+/// The monotonic time of `unix_secs` (when credentials expire), for a connection's timer.
+pub fn instant_of(unix_secs: u64) -> Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Instant::now() + Duration::from_secs(unix_secs).saturating_sub(now)
 }
 
 /// Writes `out` to the client and empties it, counting the bytes on `listener`; a buffer

@@ -65,6 +65,7 @@ mod reason {
     pub const QUOTA_EXCEEDED: u8 = 0x97;
     pub const MALFORMED_PACKET: u8 = 0x81;
     pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
+    pub const MAXIMUM_CONNECT_TIME: u8 = 0xA0;
 }
 
 /// One MQTT listener of a shard: its settings and routes.
@@ -122,6 +123,8 @@ struct Conn {
     closing: Option<u8>,
     /// Topics this client may publish to (`None`: all).
     acl: Option<Acl>,
+    /// When the client's token expires, ending the connection.
+    expires: Option<Instant>,
     key: Vec<u8>,
     /// This connection's number on the shard (for the shutdown signal).
     id: u64,
@@ -223,6 +226,7 @@ impl Conn {
             acks: VecDeque::new(),
             closing: None,
             acl: None,
+            expires: None,
             key: Vec::new(),
             id: shard.next_conn_id(),
             ws: None,
@@ -354,6 +358,15 @@ impl Conn {
                         self.shard.sessions.release(&o.client_id, &o.owner);
                     }
                     self.session_close(reason::SESSION_TAKEN_OVER);
+                }
+                Event::Deadline if self.expires.is_some_and(|at| at <= Instant::now()) => {
+                    // MQTT 5 §3.14.2.1: the connection time its token authorized is over.
+                    // The will goes out, as for any close without the client's DISCONNECT.
+                    debug!("the client's token expired");
+                    self.session_close(reason::MAXIMUM_CONNECT_TIME);
+                    self.session
+                        .connection_lost(reason::MAXIMUM_CONNECT_TIME, &mut self.effects);
+                    Box::pin(self.execute()).await;
                 }
                 Event::Deadline => {
                     if let Some(ws) = &mut self.ws {
@@ -493,7 +506,10 @@ impl Conn {
             .as_ref()
             .filter(|o| o.since_save > 0 && o.expiry_s > 0)
             .map(|o| (o.saved_at + SAVE_AFTER).saturating_duration_since(Instant::now()));
-        [mqtt, ws, save].into_iter().flatten().min()
+        let expires = self
+            .expires
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        [mqtt, ws, save, expires].into_iter().flatten().min()
     }
 
     /// Decodes and handles every whole packet among `n` new bytes in the shard's scratch.
@@ -607,6 +623,7 @@ impl Conn {
                             Ok(authorized) => {
                                 self.info.principal = authorized.principal;
                                 self.acl = authorized.acl;
+                                self.expires = authorized.until.map(driver::instant_of);
                             }
                             Err((reason_code, why)) => {
                                 debug!(reason_code, why, "CONNECT refused");

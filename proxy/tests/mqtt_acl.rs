@@ -237,3 +237,76 @@ fn client_certificates_name_the_principal() {
         .unwrap();
     assert_eq!(refusals, 2, "the refused filter and the refused PUBLISH");
 }
+
+/// A connection authenticated with a JWT ends when the token does (its `exp` plus the 30 s
+/// leeway it was accepted with): MQTT 5 gets DISCONNECT 0xA0 Maximum connect time, 3.1.1
+/// is closed, and a client whose token is still good keeps receiving.
+#[test]
+fn connections_end_when_their_token_expires() {
+    const SECRET: &str = "token-expiry integration secret, 32+ bytes";
+    let broker = Broker::start().expect("broker");
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let config = common::config(&broker.bootstrap(), "").replace(
+        "receive_maximum = 100\n",
+        &format!(
+            "receive_maximum = 100\nauth = \"jwt\"\njwt = {{ algorithm = \"HS256\", secret_file = {secret:?} }}\n"
+        ),
+    );
+    let sluice = Sluice::start(&config).expect("sluice starts");
+    let addr = sluice.mqtt;
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    let token = |sub: &str, exp: u64| {
+        let claims = serde_json::json!({"sub": sub, "exp": exp});
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+    };
+    let now = jsonwebtoken::get_current_timestamp();
+    // Expired 20 s ago, so still accepted for about 10 s more.
+    let (expiring, lasting) = (token("short", now - 20), token("long", now + 600));
+    let client = |version: &str, id: &str, token: &str| {
+        let args = [
+            "--version",
+            version,
+            "--id",
+            id,
+            "--user",
+            "u",
+            "--password",
+            token,
+            "--count",
+            "1",
+            "news",
+        ];
+        let c = subscriber(addr, &args);
+        assert_eq!(suback(&c), [1], "{id}");
+        c
+    };
+    let long = client("5", "long", &lasting);
+    let short5 = client("5", "short5", &expiring);
+    let short3 = client("3", "short3", &expiring);
+
+    let e = event(&short5, "the MQTT 5 client's disconnection");
+    assert_eq!(e["event"], "disconnected", "{e}");
+    assert_eq!(e["reason"], 0xA0, "Maximum connect time: {e}");
+    let e = event(&short3, "the MQTT 3.1.1 client's disconnection");
+    assert_eq!(e["event"], "disconnected", "{e}");
+    publish(
+        addr,
+        &[
+            "-u",
+            "u",
+            "-P",
+            &lasting,
+            "-q",
+            "1",
+            "-t",
+            "news",
+            "-m",
+            "still here",
+        ],
+        None,
+    )
+    .unwrap();
+    assert_eq!(messages(&long, 1), [pair("news", "still here")]);
+}
