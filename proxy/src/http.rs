@@ -389,12 +389,12 @@ impl Conn {
         }
         let (listener, shard) = (&self.listener, &self.shard);
         let cert = self.certificate.as_deref();
-        let principal = match listener.authenticate(shard, req, true, keep_alive, cert) {
+        let (principal, until) = match listener.authenticate(shard, req, true, keep_alive, cert) {
             Ok(p) => p,
             Err(r) => return Entry::Ready(r),
         };
         let sub = match Subscribe::from_request(req, endpoint, topic, listener) {
-            Ok(sub) => sub,
+            Ok(sub) => Subscribe { until, ..sub },
             Err((status, message)) => return refuse(status, &message),
         };
         match listener.authorize(shard, principal.as_deref(), topic, Access::Read, keep_alive) {
@@ -416,13 +416,13 @@ impl Conn {
         };
         let (listener, shard) = (&self.listener, &self.shard);
         let cert = self.certificate.as_deref();
-        let principal = match listener.authenticate(shard, req, true, false, cert) {
+        let (principal, until) = match listener.authenticate(shard, req, true, false, cert) {
             Ok(p) => p,
             Err(r) => return Entry::Ready(r),
         };
         if let Some((Endpoint::Socket, topic)) = subscribe::endpoint(req.path()) {
             let sub = match Subscribe::from_request(req, Endpoint::Socket, topic, listener) {
-                Ok(sub) => sub,
+                Ok(sub) => Subscribe { until, ..sub },
                 Err((status, message)) => return refuse(status, &message),
             };
             return match listener.authorize(shard, principal.as_deref(), topic, Access::Read, false)
@@ -493,7 +493,7 @@ impl Conn {
         let (listener, shard) = (&self.listener, &self.shard);
         let cert = self.certificate.as_deref();
         let principal = match listener.authenticate(shard, req, false, keep_alive, cert) {
-            Ok(p) => p,
+            Ok((p, _)) => p,
             Err(r) => return Entry::Ready(r),
         };
         if !listener.topics.allows(&produce.topic) {

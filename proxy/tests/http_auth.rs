@@ -18,7 +18,10 @@ const SECRET: &str = "http-auth integration secret, 32+ bytes";
 const WAIT: Duration = Duration::from_secs(60);
 
 fn token(sub: &str, secret: &str) -> String {
-    let exp = jsonwebtoken::get_current_timestamp() + 600;
+    token_until(sub, secret, jsonwebtoken::get_current_timestamp() + 600)
+}
+
+fn token_until(sub: &str, secret: &str, exp: u64) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &serde_json::json!({"sub": sub, "exp": exp}),
@@ -355,4 +358,61 @@ fn client_certificates_name_the_principal_over_https() {
         .metric_where("sluice_connection_errors_total", "kind=\"auth\"")
         .unwrap();
     assert_eq!(refusals, 2, "the two 403s");
+}
+
+/// Subscribers whose token expires (`exp` plus the 30 s leeway it was accepted with) are
+/// ended: an event stream closes, a WebSocket gets close code 1008; a subscriber with a
+/// good token keeps receiving.
+#[test]
+fn subscriber_streams_end_when_their_token_expires() {
+    let broker = Broker::start().expect("broker");
+    let kafka = broker.kafka().timeout(WAIT);
+    kafka.create_topic("news", 1, &[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let keys = format!(
+        "auth = \"jwt\"\njwt = {{ algorithm = \"HS256\", secret_file = {secret:?} }}\nwebsocket = {{}}"
+    );
+    let config = common::config_with_http(&broker.bootstrap(), "", &keys);
+    let sluice = Sluice::start(&config).expect("sluice starts");
+    let http = sluice.listeners["http"];
+    // Expired 20 s ago, so still accepted for about 10 s more.
+    let expiring = token_until("short", SECRET, jsonwebtoken::get_current_timestamp() - 20);
+    let lasting = token("long", SECRET);
+    let events = |token: &str| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sSN", "--max-time", "120"]).arg(format!(
+            "http://{http}/topics/news/events?access_token={token}"
+        ));
+        let sse = Lines::spawn(cmd);
+        sse.find(WAIT, "the stream's opening id", |l| l.starts_with("id: "));
+        sse
+    };
+    let short_events = events(&expiring);
+    let long_events = events(&lasting);
+    let short_socket = node(
+        "ws_subscribe.js",
+        &[
+            &format!("ws://{http}/topics/news/ws?access_token={expiring}"),
+            "1",
+        ],
+    );
+    short_socket.find(WAIT, "the upgrade", |l| l.contains("open"));
+
+    let close = short_socket.find(WAIT, "the close", |l| l.contains("close"));
+    let close: Value = serde_json::from_str(&close).unwrap();
+    assert_eq!(close["close"], 1008, "{close}");
+    assert_eq!(close["reason"], "token expired", "{close}");
+    let until = std::time::Instant::now() + WAIT;
+    while let Some(line) = short_events.next(until, "the event stream's end") {
+        assert!(
+            !line.starts_with("data:"),
+            "nothing was produced yet: {line}"
+        );
+    }
+    kafka
+        .produce("news", &[ProduceRecord::value("after")])
+        .unwrap();
+    long_events.find(WAIT, "the record", |l| l == "data: after");
 }

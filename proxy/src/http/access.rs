@@ -14,6 +14,8 @@
 //! goes to the log only.
 
 use base64::engine::general_purpose::STANDARD;
+use std::time::Instant;
+
 use base64::Engine as _;
 use codecs::http::{Request, Response};
 use tracing::debug;
@@ -21,6 +23,7 @@ use tracing::debug;
 use super::subscribe::percent_decode;
 use super::HttpListener;
 use crate::auth::{AuthMethod, Credentials, Denied};
+use crate::driver;
 use crate::metrics::ErrorKind;
 use crate::shard::Shard;
 
@@ -88,9 +91,10 @@ impl Presented {
 }
 
 impl HttpListener {
-    /// The principal of `req` (`None` on a listener that does not authenticate), or the
-    /// 401 (403) to answer. `query`: the request may carry its token as `access_token`.
-    /// `certificate`: the connection's client certificate principal, if any.
+    /// The principal of `req` (`None` on a listener that does not authenticate) and when
+    /// its token expires ([`crate::auth::ShardAuth::verify_until`]), or the 401 (403) to
+    /// answer. `query`: the request may carry its token as `access_token`. `certificate`:
+    /// the connection's client certificate principal, if any.
     pub(super) fn authenticate(
         &self,
         shard: &Shard,
@@ -98,13 +102,13 @@ impl HttpListener {
         query: bool,
         keep_alive: bool,
         certificate: Option<&str>,
-    ) -> Result<Option<String>, Response> {
+    ) -> Result<(Option<String>, Option<Instant>), Response> {
         let Some(auth) = &self.auth else {
-            return Ok(None);
+            return Ok((None, None));
         };
         if auth.method() == AuthMethod::ClientCert {
             if let Some(principal) = certificate {
-                return Ok(Some(principal.to_owned()));
+                return Ok((Some(principal.to_owned()), None));
             }
             shard.metrics.error(ErrorKind::Auth);
             debug!("request refused: no client certificate with a usable common name");
@@ -118,9 +122,9 @@ impl HttpListener {
             Presented::Bearer(token) => Credentials::Token(token),
             Presented::Malformed(_) => Credentials::None,
         };
-        let denied = match (&presented, auth.verify(credentials)) {
+        let denied = match (&presented, auth.verify_until(credentials)) {
             (Presented::Malformed(why), _) => Denied::Invalid((*why).into()),
-            (_, Ok(principal)) => return Ok(principal),
+            (_, Ok((principal, until))) => return Ok((principal, until.map(driver::instant_of))),
             (_, Err(denied)) => denied,
         };
         shard.metrics.error(ErrorKind::Auth);
