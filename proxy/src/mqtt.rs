@@ -15,6 +15,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::num::NonZeroU32;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
@@ -123,8 +124,10 @@ struct Conn {
     closing: Option<u8>,
     /// Topics this client may publish to (`None`: all).
     acl: Option<Acl>,
-    /// When the client's token expires, ending the connection.
-    expires: Option<Instant>,
+    /// When the client's token expires, ending the connection: seconds on the shard's
+    /// clock ([`Shard::now_ms`]). 4 bytes (`Conn` 472 → 480, the same 512-byte mimalloc
+    /// size class) where an `Instant` would take 16.
+    expires_s: Option<NonZeroU32>,
     key: Vec<u8>,
     /// This connection's number on the shard (for the shutdown signal).
     id: u64,
@@ -226,7 +229,7 @@ impl Conn {
             acks: VecDeque::new(),
             closing: None,
             acl: None,
-            expires: None,
+            expires_s: None,
             key: Vec::new(),
             id: shard.next_conn_id(),
             ws: None,
@@ -359,7 +362,7 @@ impl Conn {
                     }
                     self.session_close(reason::SESSION_TAKEN_OVER);
                 }
-                Event::Deadline if self.expires.is_some_and(|at| at <= Instant::now()) => {
+                Event::Deadline if self.token_left().is_some_and(|left| left.is_zero()) => {
                     // MQTT 5 §3.14.2.1: the connection time its token authorized is over.
                     // The will goes out, as for any close without the client's DISCONNECT.
                     debug!("the client's token expired");
@@ -506,10 +509,16 @@ impl Conn {
             .as_ref()
             .filter(|o| o.since_save > 0 && o.expiry_s > 0)
             .map(|o| (o.saved_at + SAVE_AFTER).saturating_duration_since(Instant::now()));
-        let expires = self
-            .expires
-            .map(|at| at.saturating_duration_since(Instant::now()));
+        let expires = self.token_left();
         [mqtt, ws, save, expires].into_iter().flatten().min()
+    }
+
+    /// How long the client's token has left (`None`: no token, or one that does not expire).
+    fn token_left(&self) -> Option<Duration> {
+        let at_ms = u64::from(self.expires_s?.get()) * 1000;
+        Some(Duration::from_millis(
+            at_ms.saturating_sub(self.shard.now_ms()),
+        ))
     }
 
     /// Decodes and handles every whole packet among `n` new bytes in the shard's scratch.
@@ -623,7 +632,12 @@ impl Conn {
                             Ok(authorized) => {
                                 self.info.principal = authorized.principal;
                                 self.acl = authorized.acl;
-                                self.expires = authorized.until.map(driver::instant_of);
+                                self.expires_s = authorized.until.and_then(|until| {
+                                    let left = driver::instant_of(until)
+                                        .saturating_duration_since(Instant::now());
+                                    let at = self.shard.now_ms() + left.as_millis() as u64;
+                                    NonZeroU32::new(u32::try_from(at / 1000 + 1).ok()?)
+                                });
                             }
                             Err((reason_code, why)) => {
                                 debug!(reason_code, why, "CONNECT refused");
