@@ -43,6 +43,7 @@ use crate::shard::Shard;
 use crate::transport::Stream;
 use crate::ws::{self, MqttOverWs};
 
+mod expiry;
 mod kafka_session;
 mod publish;
 mod shared;
@@ -124,9 +125,8 @@ struct Conn {
     closing: Option<u8>,
     /// Topics this client may publish to (`None`: all).
     acl: Option<Acl>,
-    /// When the client's token expires, ending the connection: seconds on the shard's
-    /// clock ([`Shard::now_ms`]). 4 bytes (`Conn` 472 → 480, the same 512-byte mimalloc
-    /// size class) where an `Instant` would take 16.
+    /// When the client's token expires ([`expiry`]). 4 bytes (`Conn` 472 → 480, the same
+    /// 512-byte mimalloc size class) where an `Instant` would take 16.
     expires_s: Option<NonZeroU32>,
     key: Vec<u8>,
     /// This connection's number on the shard (for the shutdown signal).
@@ -513,14 +513,6 @@ impl Conn {
         [mqtt, ws, save, expires].into_iter().flatten().min()
     }
 
-    /// How long the client's token has left (`None`: no token, or one that does not expire).
-    fn token_left(&self) -> Option<Duration> {
-        let at_ms = u64::from(self.expires_s?.get()) * 1000;
-        Some(Duration::from_millis(
-            at_ms.saturating_sub(self.shard.now_ms()),
-        ))
-    }
-
     /// Decodes and handles every whole packet among `n` new bytes in the shard's scratch.
     async fn on_data(&mut self, n: usize) -> Result<(), MqttError> {
         self.shard.metrics.listeners[self.listener.index]
@@ -632,12 +624,7 @@ impl Conn {
                             Ok(authorized) => {
                                 self.info.principal = authorized.principal;
                                 self.acl = authorized.acl;
-                                self.expires_s = authorized.until.and_then(|until| {
-                                    let left = driver::instant_of(until)
-                                        .saturating_duration_since(Instant::now());
-                                    let at = self.shard.now_ms() + left.as_millis() as u64;
-                                    NonZeroU32::new(u32::try_from(at / 1000 + 1).ok()?)
-                                });
+                                self.set_token_expiry(authorized.until);
                             }
                             Err((reason_code, why)) => {
                                 debug!(reason_code, why, "CONNECT refused");
