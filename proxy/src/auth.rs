@@ -9,12 +9,16 @@
 //!   checked against a mosquitto_passwd file; the principal is the user name.
 //! - `auth = "jwt"`: a JWT (the MQTT password, HTTP `Bearer` or `access_token`); the
 //!   principal is a claim of it.
-//! - `auth = "client_cert"` (stream listeners): the verified TLS client certificate; the
-//!   principal is its subject's common name.
-//! - `acl`: on MQTT listeners, publish rules, topic filters with `{client_id}` /
-//!   `{username}` filled in per connection (`{username}` is the principal when the
-//!   listener authenticates); on HTTP and stream listeners, `publish` (write) and
-//!   `subscribe` (read) rules in Kafka topic patterns ([`topics`]).
+//! - `auth = "client_cert"`: the verified TLS client certificate; the principal is its
+//!   subject's common name, read once per connection after the handshake
+//!   ([`ShardAuth::certificate`]). On MQTT listeners it replaces the CONNECT's user name
+//!   and password, which are not checked; on HTTP listeners, `Authorization`.
+//! - `acl`: `publish` (write) and `subscribe` (read) rules. On MQTT listeners they are
+//!   topic filters with `{client_id}` / `{username}` filled in per connection
+//!   (`{username}` is the principal when the listener authenticates); a SUBSCRIBE filter
+//!   is allowed when one `subscribe` rule covers it ([`TopicFilter::covers`]). On HTTP and
+//!   stream listeners they are Kafka topic patterns ([`topics`]). Once a listener has an
+//!   `acl`, what no rule allows is refused, in both directions.
 
 mod cert;
 mod jwt;
@@ -60,7 +64,7 @@ pub enum AuthMethod {
     PasswordFile,
     /// A JWT (in the MQTT password, or an HTTP bearer token), checked as `jwt` says.
     Jwt,
-    /// Stream listeners: the TLS client certificate's subject common name.
+    /// The TLS client certificate's subject common name.
     ClientCert,
 }
 
@@ -102,7 +106,8 @@ pub struct AclRule {
     /// topic pattern (a name, or a prefix ending in `*`) with `{username}`.
     #[serde(default)]
     pub publish: Option<String>,
-    /// HTTP: a Kafka topic pattern with `{username}` that subscribers may read.
+    /// MQTT: a topic filter with `{client_id}` and `{username}` that SUBSCRIBE filters must
+    /// fall within. HTTP: a Kafka topic pattern with `{username}` that subscribers may read.
     #[serde(default)]
     pub subscribe: Option<String>,
 }
@@ -119,8 +124,8 @@ enum Method {
 #[derive(Debug)]
 pub struct Authenticator {
     method: Method,
-    /// `None`: no ACL, every topic may be published to.
-    acl: Option<Vec<String>>,
+    /// MQTT listeners: their ACL's filters (`None`: no ACL, every topic is allowed).
+    acl: Option<MqttRules>,
     /// HTTP and stream listeners: their topic ACL (`acl` in topic patterns).
     topic_acl: Option<topics::Rules>,
 }
@@ -173,12 +178,6 @@ impl Authenticator {
                         .into(),
                 ))
             }
-            (Protocol::Mqtt | Protocol::Http, Method::ClientCert) => {
-                return Err(invalid(
-                    "auth",
-                    "client_cert applies to stream listeners only".into(),
-                ))
-            }
             (_, Method::ClientCert) => {
                 let verified = l
                     .tls
@@ -214,21 +213,7 @@ impl Authenticator {
         let acl = match &l.acl {
             None => None,
             Some(rules) => Some(
-                rules
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| match (&r.publish, &r.subscribe) {
-                        (Some(publish), None) => check_rule(publish)
-                            .map(|()| publish.clone())
-                            .map_err(|e| invalid(&format!("acl[{i}].publish"), e)),
-                        (_, Some(_)) => Err(invalid(
-                            &format!("acl[{i}].subscribe"),
-                            "is not enforced on MQTT listeners yet; their acl lists publish rules"
-                                .into(),
-                        )),
-                        (None, None) => Err(invalid(&format!("acl[{i}]"), "has no publish".into())),
-                    })
-                    .collect::<Result<_, _>>()?,
+                MqttRules::load(rules).map_err(|(i, k, e)| invalid(&format!("acl[{i}].{k}"), e))?,
             ),
         };
         if matches!(method, Method::None) && acl.is_none() {
@@ -242,8 +227,77 @@ impl Authenticator {
     }
 }
 
-/// Checks an ACL filter: known placeholders, and a valid MQTT filter once filled in.
+/// An MQTT listener's ACL: topic filters with their placeholders still in.
+#[derive(Debug)]
+struct MqttRules {
+    publish: Vec<String>,
+    subscribe: Vec<String>,
+}
+
+/// A rule that is wrong: its index, `publish` or `subscribe`, and what is wrong.
+type RuleError = (usize, &'static str, String);
+
+/// An `acl`'s `publish` and `subscribe` rules, each checked by `check`; `subscribe` ones
+/// only where the listener has subscribers (`reads`).
+fn split_rules(
+    rules: &[AclRule],
+    reads: bool,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<(Vec<String>, Vec<String>), RuleError> {
+    let (mut publish, mut subscribe) = (Vec::new(), Vec::new());
+    for (i, r) in rules.iter().enumerate() {
+        if r.publish.is_none() && r.subscribe.is_none() {
+            return Err((i, "publish", "or subscribe is required in each rule".into()));
+        }
+        if let Some(p) = &r.publish {
+            check(p).map_err(|e| (i, "publish", e))?;
+            publish.push(p.clone());
+        }
+        if let Some(p) = &r.subscribe {
+            if !reads {
+                return Err((
+                    i,
+                    "subscribe",
+                    "applies to mqtt and http listeners only".into(),
+                ));
+            }
+            check(p).map_err(|e| (i, "subscribe", e))?;
+            subscribe.push(p.clone());
+        }
+    }
+    Ok((publish, subscribe))
+}
+
+impl MqttRules {
+    fn load(rules: &[AclRule]) -> Result<MqttRules, RuleError> {
+        let (publish, subscribe) = split_rules(rules, true, check_rule)?;
+        Ok(MqttRules { publish, subscribe })
+    }
+
+    /// The filters of one connection.
+    fn fill(&self, client_id: &str, username: Option<&str>) -> Acl {
+        let fill = |rules: &[String]| {
+            rules
+                .iter()
+                .filter_map(|r| fill(r, client_id, username))
+                .collect()
+        };
+        Acl {
+            publish: fill(&self.publish),
+            subscribe: fill(&self.subscribe),
+        }
+    }
+}
+
+/// Checks an ACL filter: known placeholders, and a valid MQTT filter once filled in. A
+/// shared subscription is refused: SUBSCRIBE checks a share's inner filter, so the rule
+/// names that.
 fn check_rule(filter: &str) -> Result<(), String> {
+    if filter.starts_with("$share/") {
+        return Err(format!(
+            "{filter:?} is a shared subscription; a rule names the filter inside it (shares are checked on their inner filter)"
+        ));
+    }
     let filled = filter
         .replace("{client_id}", "x")
         .replace("{username}", "x");
@@ -275,16 +329,23 @@ fn fill(rule: &str, client_id: &str, username: Option<&str>) -> Option<TopicFilt
     Some(topic_filter(&filled))
 }
 
-/// The topics one connection may publish to.
+/// The topics one connection may publish to and subscribe to.
 #[derive(Debug)]
 pub struct Acl {
-    filters: Vec<TopicFilter>,
+    publish: Vec<TopicFilter>,
+    subscribe: Vec<TopicFilter>,
 }
 
 impl Acl {
     /// Whether a PUBLISH to `topic` is allowed.
-    pub fn allows(&self, topic: &str) -> bool {
-        self.filters.iter().any(|f| f.matches(topic))
+    pub fn may_publish(&self, topic: &str) -> bool {
+        self.publish.iter().any(|f| f.matches(topic))
+    }
+
+    /// Whether a SUBSCRIBE to `filter` is allowed: one rule must cover it, that is match
+    /// every topic it can match (a shared subscription is checked on its inner filter).
+    pub fn may_subscribe(&self, filter: &TopicFilter) -> bool {
+        self.subscribe.iter().any(|rule| rule.covers(filter))
     }
 }
 
@@ -293,8 +354,10 @@ impl Acl {
 pub struct Authorized {
     /// Who the client proved to be (`None` without authentication).
     pub principal: Option<String>,
-    /// Its publish ACL (`None`: everything).
+    /// Its ACL (`None`: everything).
     pub acl: Option<Acl>,
+    /// When its credentials expire ([`ShardAuth::verify_until`]).
+    pub until: Option<u64>,
 }
 
 /// Why a CONNECT was refused: the reason code and, for the log, what happened.
@@ -318,7 +381,14 @@ impl ShardAuth {
 
     /// Authenticates a CONNECT (whose client id is `client_id`, maybe assigned by sluice)
     /// and works out its ACL; a will to a topic it may not publish to is refused too.
-    pub fn connect(&self, connect: &Connect, client_id: &str) -> Result<Authorized, Refused> {
+    /// `certificate`: the connection's [`ShardAuth::certificate`] principal, which is the
+    /// principal on a `client_cert` listener (the CONNECT's credentials are not checked).
+    pub fn connect(
+        &self,
+        connect: &Connect,
+        client_id: &str,
+        certificate: Option<&str>,
+    ) -> Result<Authorized, Refused> {
         let username = connect.username.as_ref().map(|u| u.as_str());
         let password = connect.password.as_deref();
         let credentials = match (&self.shared.method, username, password) {
@@ -328,24 +398,33 @@ impl ShardAuth {
             }
             _ => Credentials::None,
         };
-        let principal = self
-            .verify(credentials)
-            .map_err(|e| (reason::BAD_CREDENTIALS, e.to_string()))?;
-        let acl = self.shared.acl.as_ref().map(|rules| Acl {
-            filters: rules
-                .iter()
-                .filter_map(|r| fill(r, client_id, principal.as_deref().or(username)))
-                .collect(),
-        });
+        let (principal, until) = match (&self.shared.method, certificate) {
+            (Method::ClientCert, Some(cn)) => (Some(cn.to_owned()), None),
+            (Method::ClientCert, None) => {
+                return Err((
+                    reason::NOT_AUTHORIZED,
+                    "no client certificate with a usable common name".into(),
+                ))
+            }
+            _ => self
+                .verify_until(credentials)
+                .map_err(|e| (reason::BAD_CREDENTIALS, e.to_string()))?,
+        };
+        let acl = (self.shared.acl.as_ref())
+            .map(|rules| rules.fill(client_id, principal.as_deref().or(username)));
         if let (Some(acl), Some(will)) = (&acl, &connect.will) {
-            if !acl.allows(will.topic.as_str()) {
+            if !acl.may_publish(will.topic.as_str()) {
                 return Err((
                     reason::NOT_AUTHORIZED,
                     format!("the will's topic {:?} is not allowed", will.topic.as_str()),
                 ));
             }
         }
-        Ok(Authorized { principal, acl })
+        Ok(Authorized {
+            principal,
+            acl,
+            until,
+        })
     }
 }
 
@@ -388,8 +467,20 @@ impl ShardAuth {
     /// Checks credentials; the principal, or `None` on a listener that does not
     /// authenticate (which takes anyone, whatever they present).
     pub fn verify(&self, credentials: Credentials<'_>) -> Result<Option<String>, Denied> {
+        self.verify_until(credentials)
+            .map(|(principal, _)| principal)
+    }
+
+    /// [`ShardAuth::verify`], and until when the credentials hold: for a JWT, its `exp`
+    /// plus the leeway it was checked with (Unix seconds), after which a connection that
+    /// presented it is ended; `None` for credentials that do not expire.
+    pub fn verify_until(
+        &self,
+        credentials: Credentials<'_>,
+    ) -> Result<(Option<String>, Option<u64>), Denied> {
+        let mut until = None;
         let principal = match (&self.shared.method, credentials) {
-            (Method::None, _) => return Ok(None),
+            (Method::None, _) => return Ok((None, None)),
             (Method::Password(file), Credentials::Password(user, password)) => {
                 if !self.cache.borrow_mut().verify(file, user, password) {
                     return Err(Denied::Invalid("wrong user name or password".into()));
@@ -397,7 +488,9 @@ impl ShardAuth {
                 user.to_owned()
             }
             (Method::Jwt(verifier), Credentials::Token(token)) => {
-                verifier.verify(token).map_err(Denied::Invalid)?
+                let (principal, exp) = verifier.verify(token).map_err(Denied::Invalid)?;
+                until = Some(exp.saturating_add(jwt::LEEWAY_SECS));
+                principal
             }
             (Method::ClientCert, Credentials::Certificate(der)) => {
                 cert::common_name(der).map_err(Denied::Invalid)?
@@ -413,7 +506,20 @@ impl ShardAuth {
                 return Err(Denied::Invalid("a client certificate is required".into()))
             }
         };
-        Ok(Some(principal))
+        Ok((Some(principal), until))
+    }
+
+    /// On a `client_cert` listener, the principal of the client certificate a TLS
+    /// connection presented (`peer`, DER), or why there is none; `None` on other listeners.
+    pub fn certificate(&self, peer: Option<&[u8]>) -> Option<Result<String, Denied>> {
+        if !matches!(self.shared.method, Method::ClientCert) {
+            return None;
+        }
+        let credentials = peer.map_or(Credentials::None, Credentials::Certificate);
+        Some(
+            self.verify(credentials)
+                .map(|p| p.expect("client_cert names a principal")),
+        )
     }
 
     /// The topics `principal` may write and read (HTTP and stream listeners).

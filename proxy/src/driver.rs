@@ -10,11 +10,13 @@ use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::AsyncRead;
 use tracing::{debug, Instrument, Span};
 
+use crate::auth::ShardAuth;
 use crate::config::ListenerConfig;
 use crate::metrics::ErrorKind;
 use crate::runtime::TcpStream;
@@ -116,6 +118,27 @@ pub async fn secure(
     Box::pin(transport::accept(listener, tcp))
         .await
         .map_err(|e| (ErrorKind::Tls, e.to_string()))
+}
+
+/// On a `client_cert` listener, the principal named by the connection's verified client
+/// certificate; `None` elsewhere, and when the certificate names none (logged here; the
+/// driver refuses the client when it asks for something).
+pub fn certificate(auth: Option<&ShardAuth>, stream: &Stream) -> Option<String> {
+    match auth?.certificate(stream.peer_certificate())? {
+        Ok(principal) => Some(principal),
+        Err(e) => {
+            debug!(reason = %e, "the client certificate names no principal");
+            None
+        }
+    }
+}
+
+/// The monotonic time of `unix_secs` (when credentials expire), for a connection's timer.
+pub fn instant_of(unix_secs: u64) -> Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Instant::now() + Duration::from_secs(unix_secs).saturating_sub(now)
 }
 
 /// Writes `out` to the client and empties it, counting the bytes on `listener`; a buffer

@@ -182,6 +182,8 @@ struct Conn {
     id: u64,
     /// A request that takes the connection over was read: nothing more is read as HTTP.
     upgrading: bool,
+    /// On a `client_cert` listener, the principal of the client's certificate.
+    certificate: Option<String>,
 }
 
 impl Drop for Conn {
@@ -196,6 +198,7 @@ pub async fn serve(tcp: TcpStream, shard: Rc<Shard>, listener: Rc<HttpListener>)
     let driver = async {
         let stream = driver::secure(&listener.config, tcp).await?;
         let mut conn = Conn::new(shard.clone(), listener.clone());
+        conn.certificate = driver::certificate(listener.auth.as_ref(), &stream);
         conn.run(stream).await
     };
     driver::track(&shard, listener.index, span, driver).await;
@@ -217,6 +220,7 @@ impl Conn {
             last_read: Instant::now(),
             id: shard.next_conn_id(),
             upgrading: false,
+            certificate: None,
             shard,
             listener,
         }
@@ -384,12 +388,13 @@ impl Conn {
             };
         }
         let (listener, shard) = (&self.listener, &self.shard);
-        let principal = match listener.authenticate(shard, req, true, keep_alive) {
+        let cert = self.certificate.as_deref();
+        let (principal, until) = match listener.authenticate(shard, req, true, keep_alive, cert) {
             Ok(p) => p,
             Err(r) => return Entry::Ready(r),
         };
         let sub = match Subscribe::from_request(req, endpoint, topic, listener) {
-            Ok(sub) => sub,
+            Ok(sub) => Subscribe { until, ..sub },
             Err((status, message)) => return refuse(status, &message),
         };
         match listener.authorize(shard, principal.as_deref(), topic, Access::Read, keep_alive) {
@@ -410,13 +415,14 @@ impl Conn {
             Err(e) => return refuse(e.status(), &e.to_string()),
         };
         let (listener, shard) = (&self.listener, &self.shard);
-        let principal = match listener.authenticate(shard, req, true, false) {
+        let cert = self.certificate.as_deref();
+        let (principal, until) = match listener.authenticate(shard, req, true, false, cert) {
             Ok(p) => p,
             Err(r) => return Entry::Ready(r),
         };
         if let Some((Endpoint::Socket, topic)) = subscribe::endpoint(req.path()) {
             let sub = match Subscribe::from_request(req, Endpoint::Socket, topic, listener) {
-                Ok(sub) => sub,
+                Ok(sub) => Subscribe { until, ..sub },
                 Err((status, message)) => return refuse(status, &message),
             };
             return match listener.authorize(shard, principal.as_deref(), topic, Access::Read, false)
@@ -485,8 +491,9 @@ impl Conn {
             Err(e) => return refuse(e.status(), &e.to_string()),
         };
         let (listener, shard) = (&self.listener, &self.shard);
-        let principal = match listener.authenticate(shard, req, false, keep_alive) {
-            Ok(p) => p,
+        let cert = self.certificate.as_deref();
+        let principal = match listener.authenticate(shard, req, false, keep_alive, cert) {
+            Ok((p, _)) => p,
             Err(r) => return Entry::Ready(r),
         };
         if !listener.topics.allows(&produce.topic) {

@@ -12,13 +12,16 @@ use std::time::Duration;
 
 use common::{header, node_modules, script, Lines, Sluice};
 use serde_json::Value;
-use sluice_tests::{Broker, ProduceRecord};
+use sluice_tests::{Broker, ClientAuth, ProduceRecord, TlsFiles};
 
 const SECRET: &str = "http-auth integration secret, 32+ bytes";
 const WAIT: Duration = Duration::from_secs(60);
 
 fn token(sub: &str, secret: &str) -> String {
-    let exp = jsonwebtoken::get_current_timestamp() + 600;
+    token_until(sub, secret, jsonwebtoken::get_current_timestamp() + 600)
+}
+
+fn token_until(sub: &str, secret: &str, exp: u64) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &serde_json::json!({"sub": sub, "exp": exp}),
@@ -283,4 +286,133 @@ fn basic_bearer_and_access_token_decide_who_writes_and_reads_what() {
         refused,
         "each refusal counted once"
     );
+}
+
+/// `auth = "client_cert"` over HTTPS: the certificate's common name is the principal of
+/// every request on the connection (an `Authorization` header is not looked at), for writes
+/// and for Server-Sent Events; clients without a certificate fail the handshake.
+#[test]
+fn client_certificates_name_the_principal_over_https() {
+    let broker = Broker::start().expect("broker");
+    let kafka = broker.kafka().timeout(WAIT);
+    for topic in ["certs.sluice-test-client", "certs.other"] {
+        kafka.create_topic(topic, 1, &[]).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = TlsFiles::generate(dir.path(), ClientAuth::Required).unwrap();
+    let (cert, key) = files.client_identity().unwrap();
+    let keys = format!(
+        "auth = \"client_cert\"\ntls = {{ cert_file = {:?}, key_file = {:?}, client_ca_file = {:?} }}\nacl = [{{ publish = \"certs.{{username}}\", subscribe = \"certs.{{username}}\" }}]",
+        files.server_cert, files.server_key, files.ca_cert
+    );
+    let config = common::config_with_http(&broker.bootstrap(), "", &keys);
+    let sluice = Sluice::start(&config).expect("sluice starts");
+    let base = format!("https://{}/topics", sluice.listeners["http"]);
+    let ca = files.ca_cert.to_str().unwrap();
+    let identity = ["--cacert", ca, "--cert", cert.to_str().unwrap()];
+    let tls = [&identity[..], &["--key", key.to_str().unwrap()]].concat();
+
+    let mut args = tls.clone();
+    args.extend(["-u", "alice:wonderland", "--data-binary", "signed"]);
+    let a = curl(&args, &format!("{base}/certs.sluice-test-client"));
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = curl(&args, &format!("{base}/certs.other"));
+    assert_eq!(a.status, 403, "{a:?}");
+    let a = curl(&tls, &format!("{base}/certs.other/events"));
+    assert_eq!(a.status, 403, "{a:?}");
+    // No certificate: no HTTP at all.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "30",
+            "--cacert",
+            ca,
+            "--data-binary",
+            "x",
+        ])
+        .arg(format!("{base}/certs.sluice-test-client"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && out.stdout.is_empty(), "{out:?}");
+
+    let sse = Lines::spawn({
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sSN", "--max-time", "120"])
+            .args(&tls)
+            .arg(format!(
+                "{base}/certs.sluice-test-client/events?from=earliest&format=json"
+            ));
+        cmd
+    });
+    let line = sse.find(WAIT, "the record", |l| l.starts_with("data: "));
+    let record: Value = serde_json::from_str(&line["data: ".len()..]).unwrap();
+    assert_eq!(record["value"], "signed", "{record}");
+    assert_eq!(
+        record["headers"]["sluice.principal"], "sluice-test-client",
+        "{record}"
+    );
+    let other = kafka.consume_all("certs.other", 0, WAIT).unwrap();
+    assert!(other.is_empty(), "{other:?}");
+    let refusals = sluice
+        .metric_where("sluice_connection_errors_total", "kind=\"auth\"")
+        .unwrap();
+    assert_eq!(refusals, 2, "the two 403s");
+}
+
+/// Subscribers whose token expires (`exp` plus the 30 s leeway it was accepted with) are
+/// ended: an event stream closes, a WebSocket gets close code 1008; a subscriber with a
+/// good token keeps receiving.
+#[test]
+fn subscriber_streams_end_when_their_token_expires() {
+    let broker = Broker::start().expect("broker");
+    let kafka = broker.kafka().timeout(WAIT);
+    kafka.create_topic("news", 1, &[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let keys = format!(
+        "auth = \"jwt\"\njwt = {{ algorithm = \"HS256\", secret_file = {secret:?} }}\nwebsocket = {{}}"
+    );
+    let config = common::config_with_http(&broker.bootstrap(), "", &keys);
+    let sluice = Sluice::start(&config).expect("sluice starts");
+    let http = sluice.listeners["http"];
+    // Expired 20 s ago, so still accepted for about 10 s more.
+    let expiring = token_until("short", SECRET, jsonwebtoken::get_current_timestamp() - 20);
+    let lasting = token("long", SECRET);
+    let events = |token: &str| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sSN", "--max-time", "120"]).arg(format!(
+            "http://{http}/topics/news/events?access_token={token}"
+        ));
+        let sse = Lines::spawn(cmd);
+        sse.find(WAIT, "the stream's opening id", |l| l.starts_with("id: "));
+        sse
+    };
+    let short_events = events(&expiring);
+    let long_events = events(&lasting);
+    let short_socket = node(
+        "ws_subscribe.js",
+        &[
+            &format!("ws://{http}/topics/news/ws?access_token={expiring}"),
+            "1",
+        ],
+    );
+    short_socket.find(WAIT, "the upgrade", |l| l.contains("open"));
+
+    let close = short_socket.find(WAIT, "the close", |l| l.contains("close"));
+    let close: Value = serde_json::from_str(&close).unwrap();
+    assert_eq!(close["close"], 1008, "{close}");
+    assert_eq!(close["reason"], "token expired", "{close}");
+    let until = std::time::Instant::now() + WAIT;
+    while let Some(line) = short_events.next(until, "the event stream's end") {
+        assert!(
+            !line.starts_with("data:"),
+            "nothing was produced yet: {line}"
+        );
+    }
+    kafka
+        .produce("news", &[ProduceRecord::value("after")])
+        .unwrap();
+    long_events.find(WAIT, "the record", |l| l == "data: after");
 }

@@ -133,6 +133,44 @@ impl TopicFilter {
     }
 }
 
+impl TopicFilter {
+    /// Whether this filter matches every topic name that `other` can match (both taken
+    /// without any `$share/{group}/` prefix), so that a client allowed this filter may
+    /// subscribe to `other`. Level by level: `#` here covers the rest (including the parent
+    /// level, as `a/#` matches `a`); `+` here covers `+` or a name there; a name here covers
+    /// only the same name. A `#` there is covered only by a `#` here. A `$` topic level
+    /// first there is not covered by a wildcard first here, as such filters never match
+    /// `$` topics. A filter refused here may still be covered by several together (`a/+`
+    /// and `a` do not cover `a/#`, `a/#` does); callers check filters one by one.
+    pub fn covers(&self, other: &TopicFilter) -> bool {
+        let (mine, theirs) = (self.filter(), other.filter());
+        if theirs.starts_with('$') && mine.starts_with(['+', '#']) {
+            return false;
+        }
+        // `#` alone matches every topic of one level or more, as `+/#` does; after a first
+        // level, `#` also matches its parent (`a/#` matches `a`), which `+/#` does not.
+        if theirs == "#" && mine == "+/#" {
+            return true;
+        }
+        let mut their_levels = theirs.split('/');
+        for level in mine.split('/') {
+            if level == "#" {
+                return true;
+            }
+            match their_levels.next() {
+                // Shorter there: `a` is not covered by `a/+`.
+                None => return false,
+                // Any depth there, but not here.
+                Some("#") => return false,
+                Some("+") if level != "+" => return false,
+                Some(name) if level != "+" && level != name => return false,
+                Some(_) => {}
+            }
+        }
+        their_levels.next().is_none()
+    }
+}
+
 impl fmt::Debug for TopicFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
@@ -196,5 +234,59 @@ mod tests {
         assert!(filter("$SYS/#").matches("$SYS/broker"));
         assert!(filter("$share/g/a/b").matches("a/b"));
         assert!(!filter("a/b").matches("a/b/c"));
+    }
+
+    #[test]
+    fn covering_examples() {
+        let covers = |a: &str, b: &str| filter(a).covers(&filter(b));
+        assert!(covers("a/#", "a"));
+        assert!(covers("a/#", "a/+/c"));
+        assert!(covers("a/#", "$share/g/a/#"));
+        assert!(covers("a/+", "a/b"));
+        assert!(covers("#", "#"));
+        assert!(covers("+/#", "#"));
+        assert!(!covers("a/+/#", "a/#"));
+        assert!(!covers("a/+", "a/#"));
+        assert!(!covers("a/+", "a"));
+        assert!(!covers("a/b", "a/+"));
+        assert!(!covers("#", "$SYS/x"));
+        assert!(!covers("+/x", "$SYS/x"));
+        assert!(covers("$SYS/#", "$SYS/x"));
+    }
+
+    /// `covers` against its definition, over every filter of up to three levels built from
+    /// two names, a `$` name and the wildcards, and every topic of up to four levels built
+    /// from those names and a third one (standing for any other name): `p` covers `f`
+    /// exactly when every topic `f` matches, `p` matches too.
+    #[test]
+    fn covering_is_exactly_matching_a_superset() {
+        fn all(parts: &[&str], depth: usize) -> Vec<String> {
+            let mut out: Vec<String> = parts.iter().map(|p| (*p).to_owned()).collect();
+            let mut last = out.clone();
+            for _ in 1..depth {
+                last = last
+                    .iter()
+                    .flat_map(|l| parts.iter().map(move |p| format!("{l}/{p}")))
+                    .collect();
+                out.extend(last.iter().cloned());
+            }
+            out
+        }
+        let filters: Vec<TopicFilter> = all(&["a", "b", "$s", "+", "#"], 3)
+            .into_iter()
+            .filter(|f| check_topic_filter(f).is_ok())
+            .map(|f| filter(&f))
+            .collect();
+        let topics = all(&["a", "b", "c", "$s"], 4);
+        let matched: Vec<Vec<bool>> = filters
+            .iter()
+            .map(|f| topics.iter().map(|t| f.matches(t)).collect())
+            .collect();
+        for (p, p_matches) in filters.iter().zip(&matched) {
+            for (f, f_matches) in filters.iter().zip(&matched) {
+                let superset = f_matches.iter().zip(p_matches).all(|(f, p)| !f || *p);
+                assert_eq!(p.covers(f), superset, "{p} covers {f}");
+            }
+        }
     }
 }

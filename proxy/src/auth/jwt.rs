@@ -149,8 +149,8 @@ impl JwtVerifier {
         })
     }
 
-    /// Verifies `token` and returns its principal.
-    pub fn verify(&self, token: &[u8]) -> Result<String, Refusal> {
+    /// Verifies `token` and returns its principal and `exp` (Unix seconds).
+    pub fn verify(&self, token: &[u8]) -> Result<(String, u64), Refusal> {
         let token = std::str::from_utf8(token).map_err(|_| "the password is not UTF-8")?;
         let key = match &self.keys {
             Keys::One(key) => key,
@@ -170,8 +170,14 @@ impl JwtVerifier {
         };
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)
             .map_err(|e| format!("token refused: {e}"))?;
+        // Required and checked as a number by the validation.
+        let exp = data
+            .claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0) as u64;
         match data.claims.get(&self.claim) {
-            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(Value::String(s)) if !s.is_empty() => Ok((s.clone(), exp)),
             _ => Err(format!("the token has no string claim {:?}", self.claim)),
         }
     }

@@ -60,10 +60,14 @@ fn mosquitto_passwd_hashes_verify() {
         ("bob", "builder"),
         ("carol", "sha512-only"),
     ] {
-        let ok = auth.connect(&connect(Some(user), Some(pass)), "c").unwrap();
+        let ok = auth
+            .connect(&connect(Some(user), Some(pass)), "c", None)
+            .unwrap();
         assert_eq!(ok.principal.as_deref(), Some(user));
         // Again, from the cache.
-        assert!(auth.connect(&connect(Some(user), Some(pass)), "c").is_ok());
+        assert!(auth
+            .connect(&connect(Some(user), Some(pass)), "c", None)
+            .is_ok());
     }
     for (user, pass) in [
         (Some("alice"), Some("builder")),
@@ -72,7 +76,7 @@ fn mosquitto_passwd_hashes_verify() {
         (Some("alice"), None),
         (None, None),
     ] {
-        assert_eq!(code(auth.connect(&connect(user, pass), "c")), 0x86);
+        assert_eq!(code(auth.connect(&connect(user, pass), "c", None)), 0x86);
     }
     assert_eq!(auth.cache.borrow().entries.len(), 6);
 }
@@ -136,7 +140,7 @@ fn hs256_tokens_check_signature_time_audience_and_issuer() {
     .unwrap();
     let good = json!({"sub": "dev-1", "exp": now() + 600, "aud": "sluice", "iss": "idp"});
     let ok = auth
-        .connect(&connect(None, Some(&hs256(good.clone()))), "c")
+        .connect(&connect(None, Some(&hs256(good.clone()))), "c", None)
         .unwrap();
     assert_eq!(ok.principal.as_deref(), Some("dev-1"));
     let mut cases = Vec::new();
@@ -162,11 +166,17 @@ fn hs256_tokens_check_signature_time_audience_and_issuer() {
     cases.push(wrong_key);
     cases.push("not.a.token".into());
     for token in cases {
-        assert_eq!(code(auth.connect(&connect(None, Some(&token)), "c")), 0x86);
+        assert_eq!(
+            code(auth.connect(&connect(None, Some(&token)), "c", None)),
+            0x86
+        );
     }
     // A token with no `sub` is refused too.
     let nosub = hs256(json!({"exp": now() + 600, "aud": "sluice", "iss": "idp"}));
-    assert_eq!(code(auth.connect(&connect(None, Some(&nosub)), "c")), 0x86);
+    assert_eq!(
+        code(auth.connect(&connect(None, Some(&nosub)), "c", None)),
+        0x86
+    );
 }
 
 #[test]
@@ -184,7 +194,7 @@ fn asymmetric_tokens_need_the_configured_algorithm_and_key() {
         ),
     )
     .unwrap();
-    let ok = auth.connect(&connect(None, Some(&rs)), "c").unwrap();
+    let ok = auth.connect(&connect(None, Some(&rs)), "c", None).unwrap();
     assert_eq!(ok.principal.as_deref(), Some("dev-2"));
     // HS256 signed with the public key's bytes must not pass (algorithm confusion).
     let public = std::fs::read(fixture("rs256-public.pem")).unwrap();
@@ -195,7 +205,7 @@ fn asymmetric_tokens_need_the_configured_algorithm_and_key() {
     )
     .unwrap();
     assert_eq!(
-        code(auth.connect(&connect(None, Some(&confused)), "c")),
+        code(auth.connect(&connect(None, Some(&confused)), "c", None)),
         0x86
     );
     // An ES256 token against an RS256 listener.
@@ -207,7 +217,10 @@ fn asymmetric_tokens_need_the_configured_algorithm_and_key() {
         &ec_key,
     )
     .unwrap();
-    assert_eq!(code(auth.connect(&connect(None, Some(&es)), "c")), 0x86);
+    assert_eq!(
+        code(auth.connect(&connect(None, Some(&es)), "c", None)),
+        0x86
+    );
 
     let err = jwt_listener(
         dir.path(),
@@ -261,7 +274,7 @@ fn jwks_keys_are_picked_by_kid() {
         encode(&header, &claims, &key).unwrap()
     };
     let ok = auth
-        .connect(&connect(None, Some(&token(&k2, Some("two")))), "c")
+        .connect(&connect(None, Some(&token(&k2, Some("two")))), "c", None)
         .unwrap();
     assert_eq!(ok.principal.as_deref(), Some("d-9"));
     for t in [
@@ -270,7 +283,10 @@ fn jwks_keys_are_picked_by_kid() {
         token(&k1, None),
         token(&k3, Some("one")),
     ] {
-        assert_eq!(code(auth.connect(&connect(None, Some(&t)), "c")), 0x86);
+        assert_eq!(
+            code(auth.connect(&connect(None, Some(&t)), "c", None)),
+            0x86
+        );
     }
     std::fs::write(&jwks, "{\"keys\": []}").unwrap();
     let err = jwt_listener(
@@ -295,22 +311,22 @@ fn acl_placeholders_fill_per_connection_and_cannot_widen() {
     )
     .unwrap();
     let acl = |client: &str, user: Option<&str>| {
-        auth.connect(&connect(user, None), client)
+        auth.connect(&connect(user, None), client, None)
             .unwrap()
             .acl
             .unwrap()
     };
     let a = acl("d1", Some("alice"));
-    assert!(a.allows("devices/d1/temp") && a.allows("devices/d1"));
-    assert!(a.allows("users/alice/x") && a.allows("public"));
-    assert!(!a.allows("devices/d2/temp") && !a.allows("users/bob/x"));
-    assert!(!a.allows("users/alice/x/y") && !a.allows("public/x"));
+    assert!(a.may_publish("devices/d1/temp") && a.may_publish("devices/d1"));
+    assert!(a.may_publish("users/alice/x") && a.may_publish("public"));
+    assert!(!a.may_publish("devices/d2/temp") && !a.may_publish("users/bob/x"));
+    assert!(!a.may_publish("users/alice/x/y") && !a.may_publish("public/x"));
     // Wildcards, separators or nothing in a value drop the rule, never widen it.
     for (client, user) in [("+", Some("#")), ("a/b", None), ("#", Some(""))] {
         let a = acl(client, user);
-        assert!(!a.allows("devices/x/y") && !a.allows("devices/a/b/c"));
-        assert!(!a.allows("users/x/y") && !a.allows("users//y"));
-        assert!(a.allows("public"));
+        assert!(!a.may_publish("devices/x/y") && !a.may_publish("devices/a/b/c"));
+        assert!(!a.may_publish("users/x/y") && !a.may_publish("users//y"));
+        assert!(a.may_publish("public"));
     }
     // A will to a forbidden topic refuses the CONNECT.
     let mut c = connect(None, None);
@@ -321,7 +337,7 @@ fn acl_placeholders_fill_per_connection_and_cannot_widen() {
         retain: false,
         properties: Default::default(),
     });
-    assert_eq!(code(auth.connect(&c, "d1")), 0x87);
+    assert_eq!(code(auth.connect(&c, "d1", None)), 0x87);
     let err = listener("acl = [{ publish = \"a/{who}\" }]")
         .unwrap_err()
         .to_string();
@@ -346,10 +362,104 @@ fn jwt_principal_fills_username_placeholders() {
     let token = hs256(json!({"sub": "real", "exp": now() + 600}));
     // The MQTT user name is the client's say-so; the token's claim is what counts.
     let ok = auth
-        .connect(&connect(Some("spoofed"), Some(&token)), "c")
+        .connect(&connect(Some("spoofed"), Some(&token)), "c", None)
         .unwrap();
     let acl = ok.acl.unwrap();
-    assert!(acl.allows("u/real/x") && !acl.allows("u/spoofed/x"));
+    assert!(acl.may_publish("u/real/x") && !acl.may_publish("u/spoofed/x"));
+}
+
+#[test]
+fn mqtt_subscribe_rules_must_cover_the_whole_filter() {
+    let auth = listener(
+        "acl = [{ publish = \"devices/{username}/#\", subscribe = \"devices/{username}/#\" }, { subscribe = \"inbox/{client_id}/+\" }, { subscribe = \"alerts/+/fire\" }]",
+    )
+    .unwrap();
+    let acl = auth
+        .connect(&connect(Some("alice"), None), "d1", None)
+        .unwrap()
+        .acl
+        .unwrap();
+    let may = |f: &str| acl.may_subscribe(&crate::config::topic_filter(f));
+    for allowed in [
+        "devices/alice/#",
+        "devices/alice",
+        "devices/alice/+/temp",
+        "$share/g/devices/alice/x",
+        "inbox/d1/a",
+        "inbox/d1/+",
+        "alerts/+/fire",
+        "alerts/eu/fire",
+    ] {
+        assert!(may(allowed), "{allowed}");
+    }
+    for refused in [
+        "devices/#",
+        "devices/+/temp",
+        "devices/bob/x",
+        "#",
+        "$share/g/#",
+        "inbox/d1/#",
+        "inbox/d1",
+        "inbox/d2/a",
+        "alerts/#",
+        "alerts/eu/+",
+    ] {
+        assert!(!may(refused), "{refused}");
+    }
+    // Publish rules grant no subscriptions, nor the reverse.
+    assert!(!acl.may_publish("inbox/d1/a") && acl.may_publish("devices/alice/x"));
+    // With only publish rules, an ACL'd listener allows no subscription.
+    let auth = listener("acl = [{ publish = \"#\" }]").unwrap();
+    let acl = auth
+        .connect(&connect(None, None), "c", None)
+        .unwrap()
+        .acl
+        .unwrap();
+    assert!(!acl.may_subscribe(&crate::config::topic_filter("a")));
+}
+
+#[test]
+fn client_certificates_name_mqtt_principals() {
+    let dir = tempfile::tempdir().unwrap();
+    let files =
+        sluice_tests::TlsFiles::generate(dir.path(), sluice_tests::ClientAuth::Required).unwrap();
+    let tls = format!(
+        "tls = {{ cert_file = {:?}, key_file = {:?}, client_ca_file = {:?} }}",
+        files.server_cert, files.server_key, files.ca_cert
+    );
+    let auth = listener(&format!(
+        "auth = \"client_cert\"\n{tls}\nacl = [{{ publish = \"d/{{username}}/#\", subscribe = \"d/{{username}}/#\" }}]"
+    ))
+    .unwrap();
+    // The CONNECT's user name and password are not checked: the certificate's name counts.
+    let ok = auth
+        .connect(&connect(Some("mallory"), Some("x")), "c", Some("dev-1"))
+        .unwrap();
+    assert_eq!(ok.principal.as_deref(), Some("dev-1"));
+    let acl = ok.acl.unwrap();
+    assert!(acl.may_publish("d/dev-1/t") && !acl.may_publish("d/mallory/t"));
+    assert_eq!(code(auth.connect(&connect(None, None), "c", None)), 0x87);
+    assert_eq!(auth.certificate(None), Some(Err(Denied::Missing)));
+    assert!(matches!(
+        auth.certificate(Some(b"not DER")),
+        Some(Err(Denied::Invalid(_)))
+    ));
+    // Without require_client_cert, clients could come in without a certificate.
+    let lax = tls.replace(" }", ", require_client_cert = false }");
+    let err = listener(&format!("auth = \"client_cert\"\n{lax}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("auth") && err.contains("require_client_cert"),
+        "{err}"
+    );
+    // Other listeners take no certificate principal.
+    let passwords = listener(&format!(
+        "auth = \"password_file\"\npassword_file = \"{}\"",
+        fixture("passwd")
+    ))
+    .unwrap();
+    assert_eq!(passwords.certificate(Some(b"x")), None);
 }
 
 /// The default config with its `http` listener's keys extended; the parse error, if any.
@@ -377,11 +487,16 @@ fn each_listener_kind_takes_its_own_auth_keys() {
     assert!(err.contains("acl[0].publish"), "{err}");
     let err = http_listener("auth = \"client_cert\"").unwrap_err();
     assert!(err.contains("listeners[3].auth"), "{err}");
-    // MQTT subscribe rules are not enforced, so they are refused rather than ignored.
-    let err = listener("acl = [{ subscribe = \"#\" }]")
+    // MQTT rules are plain filters: a share is checked on its inner filter.
+    let err = listener("acl = [{ subscribe = \"$share/g/#\" }]")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("acl[0].subscribe"), "{err}");
+    assert!(
+        err.contains("acl[0].subscribe") && err.contains("inner filter"),
+        "{err}"
+    );
+    let err = listener("acl = [{}]").unwrap_err().to_string();
+    assert!(err.contains("acl[0].publish"), "{err}");
     // Stream listeners: no in-band credentials; client certificates need verified TLS.
     let stream = |keys: &str| {
         let text = DEFAULT_TOML.replace(

@@ -7,7 +7,7 @@
 //! A rule whose `{username}` cannot be filled (no principal, or one that is not made of
 //! topic-name characters) allows nothing, so a principal cannot widen its own rule.
 
-use super::AclRule;
+use super::{split_rules, AclRule, RuleError};
 use crate::http::TopicPatterns;
 
 /// A listener's rules, checked, with their placeholders still in.
@@ -17,33 +17,11 @@ pub(super) struct Rules {
     subscribe: Vec<String>,
 }
 
-/// A rule that is wrong: its index, `publish` or `subscribe`, and what is wrong.
-pub(super) type RuleError = (usize, &'static str, String);
-
 impl Rules {
     /// Checks the rules; `subscribe` ones only where subscribers exist (`reads`).
     pub(super) fn load(rules: &[AclRule], reads: bool) -> Result<Rules, RuleError> {
-        let mut out = Rules {
-            publish: Vec::new(),
-            subscribe: Vec::new(),
-        };
-        for (i, r) in rules.iter().enumerate() {
-            if r.publish.is_none() && r.subscribe.is_none() {
-                return Err((i, "publish", "or subscribe is required in each rule".into()));
-            }
-            if let Some(p) = &r.publish {
-                check(p).map_err(|e| (i, "publish", e))?;
-                out.publish.push(p.clone());
-            }
-            if let Some(p) = &r.subscribe {
-                if !reads {
-                    return Err((i, "subscribe", "applies to http listeners only".into()));
-                }
-                check(p).map_err(|e| (i, "subscribe", e))?;
-                out.subscribe.push(p.clone());
-            }
-        }
-        Ok(out)
+        let (publish, subscribe) = split_rules(rules, reads, check)?;
+        Ok(Rules { publish, subscribe })
     }
 
     /// The rules of one principal.

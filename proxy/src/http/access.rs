@@ -1,16 +1,21 @@
 //! Who an HTTP request comes from, and whether it may touch its topic.
 //!
 //! The listener's authenticator ([`crate::auth`]) checks `Authorization: Basic` (a password
-//! file) or `Authorization: Bearer` (a JWT). Browsers cannot set headers on a WebSocket or an
+//! file) or `Authorization: Bearer` (a JWT); on a `client_cert` listener the TLS client
+//! certificate, read once per connection, names the principal and `Authorization` is not
+//! looked at. Browsers cannot set headers on a WebSocket or an
 //! `EventSource`, so the GET endpoints (subscribers and the WebSocket producer) also take the
 //! token as an `access_token` query parameter; the header wins when both are there. Then the
 //! listener's topic ACL says whether the principal may write or read the topic.
 //!
 //! Missing or refused credentials get `401` with a `WWW-Authenticate` challenge, a topic
-//! the ACL forbids `403`; each is counted as an `auth` error. Why credentials were refused
+//! the ACL forbids `403`, as does a certificate that names no principal (there is no HTTP
+//! challenge for TLS client certificates); each is counted as an `auth` error. Why credentials were refused
 //! goes to the log only.
 
 use base64::engine::general_purpose::STANDARD;
+use std::time::Instant;
+
 use base64::Engine as _;
 use codecs::http::{Request, Response};
 use tracing::debug;
@@ -18,6 +23,7 @@ use tracing::debug;
 use super::subscribe::percent_decode;
 use super::HttpListener;
 use crate::auth::{AuthMethod, Credentials, Denied};
+use crate::driver;
 use crate::metrics::ErrorKind;
 use crate::shard::Shard;
 
@@ -85,18 +91,30 @@ impl Presented {
 }
 
 impl HttpListener {
-    /// The principal of `req` (`None` on a listener that does not authenticate), or the
-    /// 401 to answer. `query`: the request may carry its token as `access_token`.
+    /// The principal of `req` (`None` on a listener that does not authenticate) and when
+    /// its token expires ([`crate::auth::ShardAuth::verify_until`]), or the 401 (403) to
+    /// answer. `query`: the request may carry its token as `access_token`. `certificate`:
+    /// the connection's client certificate principal, if any.
     pub(super) fn authenticate(
         &self,
         shard: &Shard,
         req: &Request,
         query: bool,
         keep_alive: bool,
-    ) -> Result<Option<String>, Response> {
+        certificate: Option<&str>,
+    ) -> Result<(Option<String>, Option<Instant>), Response> {
         let Some(auth) = &self.auth else {
-            return Ok(None);
+            return Ok((None, None));
         };
+        if auth.method() == AuthMethod::ClientCert {
+            if let Some(principal) = certificate {
+                return Ok((Some(principal.to_owned()), None));
+            }
+            shard.metrics.error(ErrorKind::Auth);
+            debug!("request refused: no client certificate with a usable common name");
+            let message = "The client certificate names no principal (a subject common name).";
+            return Err(Response::error(403, message, keep_alive));
+        }
         let presented = Presented::of(req, query);
         let credentials = match &presented {
             Presented::None => Credentials::None,
@@ -104,9 +122,9 @@ impl HttpListener {
             Presented::Bearer(token) => Credentials::Token(token),
             Presented::Malformed(_) => Credentials::None,
         };
-        let denied = match (&presented, auth.verify(credentials)) {
+        let denied = match (&presented, auth.verify_until(credentials)) {
             (Presented::Malformed(why), _) => Denied::Invalid((*why).into()),
-            (_, Ok(principal)) => return Ok(principal),
+            (_, Ok((principal, until))) => return Ok((principal, until.map(driver::instant_of))),
             (_, Err(denied)) => denied,
         };
         shard.metrics.error(ErrorKind::Auth);

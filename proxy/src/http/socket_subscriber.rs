@@ -38,6 +38,8 @@ enum Event {
     Batch(kafka_wire::Result<Batch>),
     Timer,
     Shutdown,
+    /// The subscriber's token expired.
+    Expired,
 }
 
 /// The session timer: when it fires, and the sleep until then.
@@ -71,6 +73,9 @@ pub(super) async fn run(
     // We started the close handshake: no more records, wait for the client's close.
     let mut stopping = false;
     let mut timer: Option<Timer> = None;
+    let mut expiry = request
+        .until
+        .map(|at| Box::pin(runtime::sleep(at.saturating_duration_since(Instant::now()))));
     let mut json = BytesMut::new();
     let mut position = String::new();
     let shard = sub.shard;
@@ -103,6 +108,12 @@ pub(super) async fn run(
                 if let Poll::Ready(b) = feed.poll_batch(cx) {
                     return Poll::Ready(Event::Batch(b));
                 }
+                if expiry
+                    .as_mut()
+                    .is_some_and(|e| e.as_mut().poll(cx).is_ready())
+                {
+                    return Poll::Ready(Event::Expired);
+                }
             }
             match &mut timer {
                 Some((_, sleep)) => sleep.as_mut().poll(cx).map(|()| Event::Timer),
@@ -114,6 +125,11 @@ pub(super) async fn run(
             Event::Shutdown => {
                 stopping = true;
                 layer.close(close_code::GOING_AWAY, "server shutting down");
+            }
+            Event::Expired => {
+                tracing::debug!("the subscriber's token expired");
+                stopping = true;
+                layer.close(close_code::POLICY_VIOLATION, "token expired");
             }
             Event::Read(Ok(0)) => done = true,
             Event::Read(Ok(n)) => {

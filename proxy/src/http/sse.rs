@@ -10,8 +10,9 @@
 //! since the last event, an id-only block with the newer position) keeps intermediaries from
 //! closing the stream.
 //!
-//! Records are fetched only as fast as the client reads them ([`super::feed`]). On shutdown
-//! the stream ends after the last whole event; the client reconnects with its last id.
+//! Records are fetched only as fast as the client reads them ([`super::feed`]). On shutdown,
+//! and when the subscriber's token expires, the stream ends after the last whole event; the
+//! client reconnects with its last id (and a fresh token).
 
 use std::future::Future as _;
 use std::io;
@@ -40,6 +41,8 @@ enum Event {
     Batch(kafka_wire::Result<Batch>),
     Tick,
     Shutdown,
+    /// The subscriber's token expired.
+    Expired,
 }
 
 /// Streams `request`'s records to the client until it leaves, Kafka fails, or shutdown.
@@ -60,6 +63,9 @@ pub(super) async fn run(
     let mut sent = id.clone();
     let mut last_write = Instant::now();
     let mut tick = Box::pin(runtime::sleep(KEEPALIVE));
+    let mut expiry = request
+        .until
+        .map(|at| Box::pin(runtime::sleep(at.saturating_duration_since(Instant::now()))));
     let mut data = BytesMut::new();
     let shard = sub.shard;
     loop {
@@ -74,11 +80,22 @@ pub(super) async fn run(
             if let Poll::Ready(b) = feed.poll_batch(cx) {
                 return Poll::Ready(Event::Batch(b));
             }
+            if expiry
+                .as_mut()
+                .is_some_and(|e| e.as_mut().poll(cx).is_ready())
+            {
+                return Poll::Ready(Event::Expired);
+            }
             tick.as_mut().poll(cx).map(|()| Event::Tick)
         })
         .await;
         match event {
             Event::Shutdown | Event::Read(Ok(0)) => break,
+            // The stream ends; a reconnecting EventSource needs a fresh token.
+            Event::Expired => {
+                tracing::debug!("the subscriber's token expired");
+                break;
+            }
             // A client has nothing to say on an event stream; what it sends is dropped.
             Event::Read(Ok(n)) => sub.received(n),
             Event::Read(Err(e)) => return Err((ErrorKind::Io, e.to_string())),

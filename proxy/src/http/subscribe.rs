@@ -12,7 +12,7 @@
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::BytesMut;
@@ -86,6 +86,8 @@ pub(super) struct Subscribe {
     /// Deliver only records with one of these keys; empty: every record.
     pub keys: Vec<Vec<u8>>,
     pub format: Format,
+    /// When the subscriber's token expires, ending the stream.
+    pub until: Option<Instant>,
 }
 
 /// A request refused before anything was streamed: the status and a sentence.
@@ -116,6 +118,7 @@ impl Subscribe {
             topic: topic.to_owned(),
             start: Start::Latest,
             keys: Vec::new(),
+            until: None,
             format: match endpoint {
                 Endpoint::Events => Format::Value,
                 Endpoint::Socket => Format::Json,

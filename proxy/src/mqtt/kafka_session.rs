@@ -5,7 +5,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use codecs::mqtt::{ProtocolVersion, QoS};
+use codecs::mqtt::{MqttString, ProtocolVersion, QoS, TopicFilter};
 use kafka_wire::ProducerRecord;
 use tracing::{debug, warn};
 
@@ -154,7 +154,28 @@ impl Conn {
     }
 
     /// Resumes a persistent session's subscriptions and delivers what it missed.
-    pub(super) async fn resume(&mut self, state: crate::sessions::Stored) {
+    pub(super) async fn resume(&mut self, mut state: crate::sessions::Stored) {
+        // The ACL may have changed since the session was stored (a restart with other
+        // rules, or another principal using the client id): it drops what it now refuses.
+        if let Some(acl) = &self.acl {
+            let allowed = |s: &StoredSub| {
+                let filter = MqttString::try_from(s.filter.clone()).ok();
+                let filter = filter.and_then(|f| TopicFilter::new(f).ok());
+                let allowed = filter.is_some_and(|f| acl.may_subscribe(&f));
+                if !allowed {
+                    debug!(
+                        filter = s.filter,
+                        "stored subscription dropped: the ACL refuses it"
+                    );
+                }
+                allowed
+            };
+            state.subs.retain(allowed);
+            if let Some(o) = &mut self.owned {
+                o.subs
+                    .retain(|s| state.subs.iter().any(|r| r.filter == s.filter));
+            }
+        }
         if state.subs.is_empty() {
             self.save_session().await;
             return;

@@ -24,7 +24,7 @@ impl Conn {
         if self
             .acl
             .as_ref()
-            .is_some_and(|acl| !acl.allows(publish.topic.as_str()))
+            .is_some_and(|acl| !acl.may_publish(publish.topic.as_str()))
         {
             debug!(
                 topic = publish.topic.as_str(),

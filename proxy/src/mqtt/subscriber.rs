@@ -10,6 +10,7 @@ use tracing::debug;
 
 use super::{reason, Conn};
 use crate::delivery::{Granted, Mailbox, Source};
+use crate::metrics::ErrorKind;
 use crate::sessions::StoredSub;
 
 /// Deliveries in flight per subscriber when the client does not announce its Receive
@@ -44,13 +45,25 @@ impl Subscriber {
 impl Conn {
     /// Adds the subscriptions at the QoS asked for and answers with SUBACK once the
     /// shard's readers are tailing Kafka (or, for a shared subscription, once the shard is
-    /// in the share's consumer group).
+    /// in the share's consumer group). A filter the ACL does not allow gets Not authorized
+    /// (0x87; 3.1.1 has only Failure, 0x80), the others of the same SUBSCRIBE go on.
     pub(super) async fn subscribe(&mut self, sub: codecs::mqtt::Subscribe) {
         let v5 = self.codec.version() == Some(ProtocolVersion::V5);
         let delivery = self.shard.delivery.clone();
         let mut codes = Vec::with_capacity(sub.subscriptions.len());
         for s in &sub.subscriptions {
-            let refused = if !delivery.available() {
+            let refused = if self
+                .acl
+                .as_ref()
+                .is_some_and(|a| !a.may_subscribe(&s.filter))
+            {
+                debug!(
+                    filter = s.filter.as_str(),
+                    "SUBSCRIBE not allowed by the ACL"
+                );
+                self.shard.metrics.error(ErrorKind::Auth);
+                Some(reason::NOT_AUTHORIZED)
+            } else if !delivery.available() {
                 Some(reason::UNSPECIFIED_ERROR)
             } else {
                 None
