@@ -123,10 +123,11 @@ struct Conn {
     out: BytesMut,
     acks: VecDeque<PendingAck>,
     closing: Option<u8>,
-    /// Topics this client may publish to (`None`: all).
-    acl: Option<Acl>,
-    /// When the client's token expires ([`expiry`]). 4 bytes (`Conn` 472 → 480, the same
-    /// 512-byte mimalloc size class) where an `Instant` would take 16.
+    /// Topics this client may publish and subscribe to (`None`: all). Boxed, and the
+    /// expiry below in 4 bytes, so `Conn` stays within mimalloc's 448-byte size class.
+    acl: Option<Box<Acl>>,
+    /// When the client's token expires ([`expiry`]): seconds, where an `Instant` would
+    /// take 16 bytes.
     expires_s: Option<NonZeroU32>,
     key: Vec<u8>,
     /// This connection's number on the shard (for the shutdown signal).
@@ -140,6 +141,10 @@ struct Conn {
     /// The session this connection claimed in Kafka (after CONNECT).
     owned: Option<Box<Owned>>,
 }
+
+// Every parked connection keeps its `Conn`: the next mimalloc size class up is 512 bytes.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Conn>() <= 448);
 
 impl Drop for Conn {
     fn drop(&mut self) {
@@ -623,7 +628,7 @@ impl Conn {
                         match auth.connect(&connect, &self.info.client_id, certificate) {
                             Ok(authorized) => {
                                 self.info.principal = authorized.principal;
-                                self.acl = authorized.acl;
+                                self.acl = authorized.acl.map(Box::new);
                                 self.set_token_expiry(authorized.until);
                             }
                             Err((reason_code, why)) => {
