@@ -6,7 +6,8 @@
 //! `fanout-*.json`, `storm.json`, `failover-*.json`, `compare.json`) and `subscriptions.txt` (the subscription-index benchmark's output),
 //! and writes `report.md` with one table per brief.md target (measured, target, peer in
 //! the same run) and one per scenario (every run, and medians), plus `latency.svg`, a
-//! latency percentile plot, and `failover.svg` (sessions resumed over time since the kill). Missing files leave their rows as "not run".
+//! latency percentile plot, `failover.svg` (sessions resumed over time since the kill) and
+//! `idle-memory.svg` (memory per idle connection by connection count). Missing files leave their rows as "not run".
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -116,7 +117,7 @@ pub fn write(dir: &Path) -> Result<()> {
     produce(&mut md, &r);
     compare(&mut md, &r);
     publish(&mut md, &r);
-    idle(&mut md, &r);
+    idle(&mut md, &r, dir)?;
     fanout(&mut md, &r);
     storm(&mut md, &r);
     failover(&mut md, &r, dir)?;

@@ -161,7 +161,12 @@ fn nice(v: f64) -> f64 {
 
 fn short(v: f64) -> String {
     if v >= 1000.0 {
-        format!("{:.0}k", v / 1000.0)
+        let k = v / 1000.0;
+        if k == k.trunc() {
+            format!("{k:.0}k")
+        } else {
+            format!("{k:.1}k")
+        }
     } else if v == v.trunc() {
         format!("{v:.0}")
     } else {

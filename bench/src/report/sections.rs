@@ -3,9 +3,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use anyhow::Context as _;
 use serde_json::Value;
 
 use super::{f, list, med, n, runs, Results};
+use crate::svg::timeline;
 
 pub(super) fn produce(md: &mut String, r: &Results) {
     let Some(p) = r.get("produce") else { return };
@@ -98,10 +100,10 @@ pub(super) fn publish(md: &mut String, r: &Results) {
     let _ = writeln!(md, "\nServer CPU is sluice's, or the peer's in the peer rows. The discard sink is a measurement tool, not a broker: it acknowledges Produce and stores nothing. The peers (mosquitto, rumqttd) have no Kafka behind them: their PUBACK means the message is in their memory.\n");
 }
 
-pub(super) fn idle(md: &mut String, r: &Results) {
+pub(super) fn idle(md: &mut String, r: &Results, dir: &Path) -> anyhow::Result<()> {
     let files: Vec<(&String, &Value)> = r.iter().filter(|(k, _)| k.starts_with("idle-")).collect();
     if files.is_empty() {
-        return;
+        return Ok(());
     }
     let _ = writeln!(md, "## Idle MQTT connections\n");
     let _ = writeln!(md, "| run | server | processes | connections | failed | ΔVmRSS B/conn | kernel Slab B/conn (both ends) | load generator RSS B/conn | CONNACK p99 ms |");
@@ -109,7 +111,7 @@ pub(super) fn idle(md: &mut String, r: &Results) {
         md,
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    for (name, v) in files {
+    for &(name, v) in &files {
         for row in v["results"].as_array().into_iter().flatten() {
             let _ = writeln!(
                 md,
@@ -126,6 +128,31 @@ pub(super) fn idle(md: &mut String, r: &Results) {
         }
     }
     let _ = writeln!(md);
+    // Memory per connection against the number of connections, one line per server, from
+    // every idle run in the directory.
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for &(_, v) in &files {
+        for row in v["results"].as_array().into_iter().flatten() {
+            let server = row["server"].as_str().unwrap_or("?").to_owned();
+            let point = (f(row, "connected"), f(row, "vm_rss_bytes_per_conn"));
+            if !(point.0.is_finite() && point.1.is_finite()) {
+                continue;
+            }
+            match series.iter_mut().find(|(s, _)| *s == server) {
+                Some((_, points)) => points.push(point),
+                None => series.push((server, vec![point])),
+            }
+        }
+    }
+    for (_, points) in &mut series {
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let title = "Server memory per idle connection (ΔVmRSS) by connection count";
+    if let Some(svg) = timeline(title, "connections", "bytes per connection", &series) {
+        std::fs::write(dir.join("idle-memory.svg"), svg).context("writing idle-memory.svg")?;
+        let _ = writeln!(md, "![memory per idle connection](idle-memory.svg)\n");
+    }
+    Ok(())
 }
 
 pub(super) fn fanout(md: &mut String, r: &Results) {
