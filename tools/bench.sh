@@ -15,7 +15,7 @@
 #
 # Results go to bench/results/<UTC date>/ (a later run on the same day replaces them): the
 # JSON of every step, meta.env (machine, commit, load before and after), steps.log, and
-# report.md with latency.svg, failover.svg and idle-memory.svg, written by `sluice-bench report`. Needs what
+# report.md with latency.svg, failover.svg, idle-memory.svg and throughput.svg, written by `sluice-bench report`. Needs what
 # tools/install-deps.sh installs (tansu, mosquitto) and rumqttd 0.20
 # (`cargo install rumqttd --version 0.20.0`, without --locked; or RUMQTTD_BIN). Builds the
 # release binaries with cargo; safe to rerun.
@@ -73,7 +73,7 @@ export SLUICE_BIN="$sluice_bin"
 # --- Results directory and what the machine is --------------------------------------------
 out="${BENCH_OUT:-$root/bench/results/$(date -u +%F)}"
 mkdir -p "$out"
-rm -f "$out"/*.json "$out/report.md" "$out/latency.svg" "$out/failover.svg" "$out/idle-memory.svg" "$out/steps.log" \
+rm -f "$out"/*.json "$out/report.md" "$out/latency.svg" "$out/failover.svg" "$out/idle-memory.svg" "$out/throughput.svg" "$out/steps.log" \
     "$out/subscriptions.txt"
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }

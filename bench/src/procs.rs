@@ -372,6 +372,17 @@ impl EventChild {
 
     /// Waits for the event named `name` (other events are skipped) until `deadline`.
     pub fn wait_event(&mut self, name: &str, deadline: Instant) -> Result<serde_json::Value> {
+        self.wait_event_with(name, deadline, |_| {})
+    }
+
+    /// Waits for the event named `name` until `deadline`, handing the other events that
+    /// arrive meanwhile to `other`.
+    pub fn wait_event_with(
+        &mut self,
+        name: &str,
+        deadline: Instant,
+        mut other: impl FnMut(serde_json::Value),
+    ) -> Result<serde_json::Value> {
         loop {
             check_interrupted()?;
             let left = deadline.saturating_duration_since(Instant::now());
@@ -383,7 +394,8 @@ impl EventChild {
                 .recv_timeout(left.min(Duration::from_millis(200)))
             {
                 Ok(v) if v["event"] == name => return Ok(v),
-                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Ok(v) => other(v),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = self.child.try_wait().ok().flatten();
                     bail!("{}: exited ({status:?}) before `{name}`", self.name);

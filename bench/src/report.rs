@@ -6,8 +6,9 @@
 //! `fanout-*.json`, `storm.json`, `failover-*.json`, `compare.json`) and `subscriptions.txt` (the subscription-index benchmark's output),
 //! and writes `report.md` with one table per brief.md target (measured, target, peer in
 //! the same run) and one per scenario (every run, and medians), plus `latency.svg`, a
-//! latency percentile plot, `failover.svg` (sessions resumed over time since the kill) and
-//! `idle-memory.svg` (memory per idle connection by connection count). Missing files leave their rows as "not run".
+//! latency percentile plot, `failover.svg` (sessions resumed over time since the kill),
+//! `idle-memory.svg` (memory per idle connection by connection count) and `throughput.svg`
+//! (PUBACKs per second over each publish run). Missing files leave their rows as "not run".
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -116,7 +117,7 @@ pub fn write(dir: &Path) -> Result<()> {
     targets(&mut md, &r);
     produce(&mut md, &r);
     compare(&mut md, &r);
-    publish(&mut md, &r);
+    publish(&mut md, &r, dir)?;
     idle(&mut md, &r, dir)?;
     fanout(&mut md, &r);
     storm(&mut md, &r);
@@ -255,5 +256,28 @@ mod tests {
         let md = std::fs::read_to_string(dir.path().join("report.md")).expect("read");
         assert!(md.contains("(quick profile)") && md.contains("| x | 2.0 | 500,000,000 |"));
         assert!(md.contains("| memory per idle MQTT connection | ≤ 512 B | not run |"));
+        assert!(!dir.path().join("throughput.svg").exists());
+    }
+
+    #[test]
+    fn plots_publish_throughput_over_time() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let run = serde_json::json!({
+            "acked_per_sec": 20000.0,
+            "timeline": [
+                {"seconds": 0.5, "sent_per_sec": 19000.0, "acked_per_sec": 18000.0},
+                {"seconds": 1.0, "sent_per_sec": 21000.0, "acked_per_sec": 22000.0},
+            ],
+        });
+        std::fs::write(dir.path().join("publish-20k-tansu-1.json"), run.to_string())
+            .expect("write");
+        write(dir.path()).expect("a report");
+        let md = std::fs::read_to_string(dir.path().join("report.md")).expect("read");
+        assert!(md.contains("![throughput over time](throughput.svg)"));
+        let svg = std::fs::read_to_string(dir.path().join("throughput.svg")).expect("read");
+        assert!(
+            svg.contains("20k-tansu") && svg.contains("PUBACKs/s"),
+            "{svg}"
+        );
     }
 }

@@ -25,7 +25,7 @@ use crate::cpu::pid_cpu;
 use crate::loadgen::{histogram_from, Group, LatencySummary, LoadgenArgs, Mode, MqttVersion, Rate};
 use crate::procs::{self, Peer, PeerKind, SluiceProc, SluiceSettings};
 use crate::sink::{Sink, SinkKind};
-use crate::stats::{latency_curve, CurvePoint};
+use crate::stats::{latency_curve, throughput_timeline, CurvePoint, ThroughputPoint};
 
 /// The `publish` scenario's arguments.
 #[derive(Debug, Clone, Args, Serialize)]
@@ -159,6 +159,8 @@ pub struct PublishOutput {
     pub kafka_count_matches: bool,
     /// Records the discard sink acknowledged (`--sink discard` only).
     pub sink_records: Option<u64>,
+    /// PUBLISHes sent and acknowledged per second over the publishing phase.
+    pub timeline: Vec<ThroughputPoint>,
 }
 
 /// Runs the scenario.
@@ -222,8 +224,15 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
         c.go()?;
     }
     let deadline = Instant::now() + Duration::from_secs_f64(a.duration) + Duration::from_secs(60);
+    let mut progress = Vec::new();
     for c in &mut group.children {
-        c.wait_event("published", deadline)?;
+        let mut events = Vec::new();
+        c.wait_event_with("published", deadline, |e| {
+            if e["event"] == "progress" {
+                events.push(e);
+            }
+        })?;
+        progress.push(events);
     }
     let sluice_cpu = server.cpu()? - sluice_cpu0;
     let broker_cpu = server.broker_cpu() - broker_cpu0;
@@ -265,6 +274,7 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
         records_failed: failed,
         kafka_count_matches: a.peer.is_none() && produced == expected,
         sink_records: None,
+        timeline: throughput_timeline(&progress),
     })
 }
 

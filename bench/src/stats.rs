@@ -1,4 +1,5 @@
-//! Summaries shared by the scenarios: medians of runs, latency percentile curves.
+//! Summaries shared by the scenarios: medians of runs, latency percentile curves,
+//! throughput over time.
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -70,6 +71,43 @@ pub fn latency_curve(h: &Histogram<u64>) -> Vec<CurvePoint> {
         .collect()
 }
 
+/// One interval of a throughput timeline, all load generators together.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ThroughputPoint {
+    /// End of the interval, seconds since publishing began.
+    pub seconds: f64,
+    pub sent_per_sec: f64,
+    pub acked_per_sec: f64,
+}
+
+/// Each load generator's `progress` events (cumulative counts at regular times since its
+/// start) as one timeline: the k-th interval of every generator is summed into the k-th
+/// point (they started within milliseconds of each other and report on one period).
+pub fn throughput_timeline(generators: &[Vec<serde_json::Value>]) -> Vec<ThroughputPoint> {
+    let mut points: Vec<ThroughputPoint> = Vec::new();
+    for events in generators {
+        let mut last = (0.0, 0.0, 0.0);
+        for (k, e) in events.iter().enumerate() {
+            let field = |name: &str| e[name].as_f64().unwrap_or(0.0);
+            let now = (field("seconds"), field("sent"), field("acked"));
+            let span = (now.0 - last.0).max(1e-9);
+            if points.len() <= k {
+                points.push(ThroughputPoint {
+                    seconds: 0.0,
+                    sent_per_sec: 0.0,
+                    acked_per_sec: 0.0,
+                });
+            }
+            let p = &mut points[k];
+            p.seconds = p.seconds.max(now.0);
+            p.sent_per_sec += (now.1 - last.1) / span;
+            p.acked_per_sec += (now.2 - last.2) / span;
+            last = now;
+        }
+    }
+    points
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +124,31 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(Vec::new()).is_nan());
+    }
+
+    #[test]
+    fn timelines_sum_generators_interval_by_interval() {
+        let progress = |points: &[(f64, u64, u64)]| -> Vec<serde_json::Value> {
+            points
+                .iter()
+                .map(|&(t, s, a)| serde_json::json!({"seconds": t, "sent": s, "acked": a}))
+                .collect()
+        };
+        let one = progress(&[(0.5, 100, 90), (1.0, 200, 200)]);
+        let two = progress(&[(0.5, 50, 50), (1.0, 100, 100), (1.5, 150, 150)]);
+        let t = throughput_timeline(&[one, two]);
+        assert_eq!(t.len(), 3);
+        assert_eq!(
+            (t[0].seconds, t[0].sent_per_sec, t[0].acked_per_sec),
+            (0.5, 300.0, 280.0)
+        );
+        assert_eq!(
+            (t[1].seconds, t[1].sent_per_sec, t[1].acked_per_sec),
+            (1.0, 300.0, 320.0)
+        );
+        assert_eq!(
+            (t[2].seconds, t[2].sent_per_sec, t[2].acked_per_sec),
+            (1.5, 100.0, 100.0)
+        );
     }
 }

@@ -66,6 +66,17 @@ impl LoadgenChild {
         self.child.wait_event(name, deadline)
     }
 
+    /// Waits for the event named `name` until `deadline`, handing the other events that
+    /// arrive meanwhile to `other`.
+    pub fn wait_event_with(
+        &mut self,
+        name: &str,
+        deadline: Instant,
+        other: impl FnMut(serde_json::Value),
+    ) -> Result<serde_json::Value> {
+        self.child.wait_event_with(name, deadline, other)
+    }
+
     fn send(&mut self, line: &str) -> Result<()> {
         let stdin = self
             .stdin

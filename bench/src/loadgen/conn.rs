@@ -110,6 +110,8 @@ pub enum Failure {
     Closed,
     Timeout,
     Refused,
+    /// The run stopped before the handshake finished.
+    Abandoned,
 }
 
 impl Conn {
@@ -138,6 +140,7 @@ impl Conn {
                     Failure::Closed => s.closed_before_connack += 1,
                     Failure::Timeout => s.connack_timeouts += 1,
                     Failure::Refused => s.refused += 1,
+                    Failure::Abandoned => s.abandoned += 1,
                 });
                 shared.failed.fetch_add(1, Ordering::Relaxed);
                 shared.finished.fetch_add(1, Ordering::Relaxed);
@@ -229,9 +232,14 @@ impl Conn {
         let outcome = {
             let handshake = std::pin::pin!(handshake);
             let timer = std::pin::pin!(glommio::timer::sleep(CONNACK_TIMEOUT));
-            match select(handshake, timer).await {
+            // A run that stops (its hold ended, or it was interrupted) does not wait for
+            // handshakes still in progress: on an overloaded machine those can take the
+            // whole CONNACK timeout, and a stopping load generator must close promptly.
+            let stopped = std::pin::pin!(self.stop.wait());
+            match select(handshake, select(timer, stopped)).await {
                 Either::Left((result, _)) => result,
-                Either::Right(_) => Err(Failure::Timeout),
+                Either::Right((Either::Left(_), _)) => Err(Failure::Timeout),
+                Either::Right((Either::Right(_), _)) => Err(Failure::Abandoned),
             }
         };
         outcome?;
@@ -342,6 +350,7 @@ impl Conn {
                     inflight.push_back((id, measured_from));
                 }
                 ctx.count(|s| s.sent += 1);
+                ctx.shared.sent.fetch_add(1, Ordering::Relaxed);
                 last_event = now;
                 next = match ctx.period {
                     Some(p) => next + p,
@@ -398,6 +407,7 @@ impl Conn {
                                 .borrow_mut()
                                 .record(now.saturating_duration_since(from).as_nanos() as u64);
                             ctx.count(|s| s.acked += 1);
+                            ctx.shared.acked.fetch_add(1, Ordering::Relaxed);
                             last_event = now;
                         }
                     }

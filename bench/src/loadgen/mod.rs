@@ -57,6 +57,8 @@ pub(crate) const CONNACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// and subscribers for what they were told to expect.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Subscribers stop waiting for what they expect once nothing arrived for this long.
+/// How often a publishing load generator reports its counts.
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 const STALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What connections do once connected.
@@ -187,11 +189,17 @@ pub struct LoadgenArgs {
 struct Shared {
     connected: AtomicU64,
     failed: AtomicU64,
+    /// Connections whose attempt has begun (or that were given up before it began).
+    started: AtomicU64,
     /// Connections that finished publishing (or never will: failed or dropped).
     finished: AtomicU64,
     go: AtomicBool,
     stop: AtomicBool,
     interrupted: AtomicBool,
+    /// Publishers: PUBLISHes sent and PUBACKs received, all connections (the `progress`
+    /// events' counts).
+    sent: AtomicU64,
+    acked: AtomicU64,
     /// Subscribers: PUBLISHes received, all connections.
     received: AtomicU64,
     /// Subscribers: messages sent per stream (the `expect` line).
@@ -265,15 +273,23 @@ pub fn run(args: LoadgenArgs) -> Result<Report> {
         threads.push(handle);
     }
 
-    // Bounded waits: every phase has a deadline derived from the settings.
-    let connect_deadline = started
-        + Duration::from_secs_f64(args.connections as f64 / args.connect_rate)
-        + CONNACK_TIMEOUT
-        + Duration::from_secs(10);
+    // Bounded waits: every phase has a deadline derived from the settings. Connecting
+    // follows the attempts, not the schedule: a load generator starved of CPU falls behind
+    // its schedule, and each attempt ends (CONNACK, failure or timeout) within
+    // CONNACK_TIMEOUT of its start, so "all attempts ended" comes at most that long after
+    // the last one began. The schedule bound only guards against a shard that died.
     let total = args.connections;
+    let all_started = || shared.started.load(Ordering::Relaxed) >= total;
+    let schedule = Duration::from_secs_f64(total as f64 / args.connect_rate);
+    wait_for(
+        &shared,
+        started + 10 * schedule + CONNACK_TIMEOUT,
+        all_started,
+    );
     let done_connecting = || {
         shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed) >= total
     };
+    let connect_deadline = Instant::now() + CONNACK_TIMEOUT + Duration::from_secs(10);
     wait_for(&shared, connect_deadline, done_connecting);
     let connect_secs = started.elapsed().as_secs_f64();
     event(
@@ -297,9 +313,25 @@ pub fn run(args: LoadgenArgs) -> Result<Report> {
             + Duration::from_secs_f64(args.duration)
             + DRAIN_TIMEOUT
             + Duration::from_secs(10);
-        wait_for(&shared, deadline, || {
-            shared.finished.load(Ordering::Relaxed) >= total
-        });
+        // A `progress` event every PROGRESS_EVERY while publishing: the scenario's
+        // throughput over time.
+        let mut next = publish_started;
+        loop {
+            next += PROGRESS_EVERY;
+            let done = || shared.finished.load(Ordering::Relaxed) >= total;
+            wait_for(&shared, next.min(deadline), done);
+            event(
+                "progress",
+                serde_json::json!({
+                    "seconds": publish_started.elapsed().as_secs_f64(),
+                    "sent": shared.sent.load(Ordering::Relaxed),
+                    "acked": shared.acked.load(Ordering::Relaxed),
+                }),
+            );
+            if done() || Instant::now() >= deadline || shared.interrupted.load(Ordering::Relaxed) {
+                break;
+            }
+        }
         event(
             "published",
             serde_json::json!({ "seconds": publish_started.elapsed().as_secs_f64() }),
@@ -429,6 +461,7 @@ async fn run_shard(shard: usize, args: LoadgenArgs, shared: Arc<Shared>) -> Shar
     let mine = (shard as u64..args.connections).step_by(args.shards);
     for (k, local) in mine.enumerate() {
         if shared.stop.load(Ordering::Relaxed) {
+            shared.started.fetch_add(1, Ordering::Relaxed);
             shared.failed.fetch_add(1, Ordering::Relaxed);
             shared.finished.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -438,6 +471,7 @@ async fn run_shard(shard: usize, args: LoadgenArgs, shared: Arc<Shared>) -> Shar
         if at > now {
             glommio::timer::sleep(at - now).await;
         }
+        shared.started.fetch_add(1, Ordering::Relaxed);
         let index = args.first_index + local;
         let conn = conn::Conn::new(ctx.clone(), index, local, go.clone(), stop.clone());
         tasks.push(glommio::spawn_local(conn.run()));

@@ -66,6 +66,9 @@ pub struct Stats {
     pub connack_timeouts: u64,
     /// CONNACK with a refusal code.
     pub refused: u64,
+    /// Handshakes still in progress when the run stopped.
+    #[serde(default)]
+    pub abandoned: u64,
     /// Connections the server closed (or that broke) after CONNACK, before the end.
     pub dropped: u64,
     pub sent: u64,
@@ -100,6 +103,7 @@ impl Stats {
         self.closed_before_connack += o.closed_before_connack;
         self.connack_timeouts += o.connack_timeouts;
         self.refused += o.refused;
+        self.abandoned += o.abandoned;
         self.dropped += o.dropped;
         self.sent += o.sent;
         self.acked += o.acked;

@@ -44,7 +44,7 @@ pub(super) fn produce(md: &mut String, r: &Results) {
     );
 }
 
-pub(super) fn publish(md: &mut String, r: &Results) {
+pub(super) fn publish(md: &mut String, r: &Results, dir: &Path) -> anyhow::Result<()> {
     let groups = [
         ("publish-max-tansu", "max (closed loop)", "tansu"),
         ("publish-max-discard", "max (closed loop)", "discard sink"),
@@ -62,7 +62,7 @@ pub(super) fn publish(md: &mut String, r: &Results) {
         ),
     ];
     if groups.iter().all(|(p, _, _)| runs(r, p).is_empty()) {
-        return;
+        return Ok(());
     }
     let _ = writeln!(
         md,
@@ -98,6 +98,31 @@ pub(super) fn publish(md: &mut String, r: &Results) {
         );
     }
     let _ = writeln!(md, "\nServer CPU is sluice's, or the peer's in the peer rows. The discard sink is a measurement tool, not a broker: it acknowledges Produce and stores nothing. The peers (mosquitto, rumqttd) have no Kafka behind them: their PUBACK means the message is in their memory.\n");
+    // Throughput over time: each setting's first run.
+    let series: Vec<(String, Vec<(f64, f64)>)> = groups
+        .iter()
+        .filter_map(|(prefix, _, _)| {
+            let first = runs(r, prefix).into_iter().next()?;
+            let points = first["timeline"]
+                .as_array()?
+                .iter()
+                .filter_map(|p| Some((p["seconds"].as_f64()?, p["acked_per_sec"].as_f64()?)))
+                .collect();
+            // "max-tansu", "20k-discard": the legend is narrow.
+            Some((prefix.trim_start_matches("publish-").to_owned(), points))
+        })
+        .collect();
+    let title = "PUBACKs per second while publishing (first run of each)";
+    if let Some(svg) = timeline(
+        title,
+        "seconds since publishing began",
+        "PUBACKs/s",
+        &series,
+    ) {
+        std::fs::write(dir.join("throughput.svg"), svg).context("writing throughput.svg")?;
+        let _ = writeln!(md, "![throughput over time](throughput.svg)\n");
+    }
+    Ok(())
 }
 
 pub(super) fn idle(md: &mut String, r: &Results, dir: &Path) -> anyhow::Result<()> {
