@@ -262,6 +262,7 @@ fn subscriber_args(a: &FanoutArgs, sluice: &SluiceProc, count: u64, first: u64) 
         inflight: 1,
         shards: a.loadgen_shards,
         first_index: first,
+        connect_retries: 0,
         hold: 0.0,
         control: true,
         filter: "fanout/#".into(),

@@ -46,6 +46,11 @@ pub struct IdleArgs {
     /// Connections to rumqttd (one process, capped at 15,000 like mosquitto); 0 skips it.
     #[arg(long, default_value_t = 0)]
     pub rumqttd_connections: u64,
+    /// A handshake that failed or timed out is attempted again up to this many times (as a
+    /// real client reconnects); the result counts the retries. 0 by default: every
+    /// connection gets one attempt.
+    #[arg(long, default_value_t = 0)]
+    pub connect_retries: u32,
 }
 
 /// One server's measurement.
@@ -57,6 +62,8 @@ pub struct IdleResult {
     pub requested: u64,
     pub connected: u64,
     pub failed: u64,
+    /// Handshakes attempted again (`--connect-retries`).
+    pub retries: u64,
     /// Connections the server itself counts as open (sluice's metrics), if known.
     pub server_open: Option<u64>,
     pub before: Memory,
@@ -137,6 +144,7 @@ fn loadgen_args(a: &IdleArgs, addr: std::net::SocketAddr, n: u64, rate: f64) -> 
         inflight: 1,
         shards: 1,
         first_index: 0,
+        connect_retries: a.connect_retries,
         hold: 0.0,
         control: true,
         filter: String::new(),
@@ -183,13 +191,15 @@ fn measure(
     // schedule again.
     let deadline = Instant::now()
         + Duration::from_secs_f64(1.5 * n as f64 / a.connect_rate)
-        + Duration::from_secs(90);
+        + Duration::from_secs(90)
+        + crate::loadgen::retry_time(a.connect_retries);
     let Connected {
         connected,
         failed,
+        retries,
         seconds: connect_seconds,
     } = group.wait_connected(deadline)?;
-    eprintln!("{server}: {connected} connected, {failed} failed in {connect_seconds:.1} s; waiting for RSS to settle");
+    eprintln!("{server}: {connected} connected, {failed} failed ({retries} retried handshakes) in {connect_seconds:.1} s; waiting for RSS to settle");
     let stable = wait_stable(pids, Duration::from_secs(30))?;
     let after = memory_of(pids)?;
     let kernel_after = procs::kernel_memory();
@@ -218,6 +228,7 @@ fn measure(
         requested: n,
         connected,
         failed,
+        retries,
         server_open: open,
         before,
         after,

@@ -203,6 +203,7 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
             inflight: a.inflight,
             shards: a.loadgen_shards,
             first_index: first,
+            connect_retries: 0,
             hold: 0.0,
             control: true,
             filter: String::new(),

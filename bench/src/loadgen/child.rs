@@ -44,6 +44,7 @@ impl LoadgenChild {
             .args(["--inflight", &args.inflight.to_string()])
             .args(["--shards", &args.shards.to_string()])
             .args(["--first-index", &args.first_index.to_string()])
+            .args(["--connect-retries", &args.connect_retries.to_string()])
             .args(["--filter", &args.filter])
             .stdin(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -135,6 +136,8 @@ pub struct Group {
 pub struct Connected {
     pub connected: u64,
     pub failed: u64,
+    /// Handshakes attempted again (`--connect-retries`).
+    pub retries: u64,
     /// The slowest child's time to its last CONNACK (or SUBACK).
     pub seconds: f64,
 }
@@ -163,6 +166,7 @@ impl Group {
             let v = c.wait_event("connected", deadline)?;
             sum.connected += v["connected"].as_u64().unwrap_or(0);
             sum.failed += v["failed"].as_u64().unwrap_or(0);
+            sum.retries += v["retries"].as_u64().unwrap_or(0);
             sum.seconds = sum.seconds.max(v["seconds"].as_f64().unwrap_or(0.0));
         }
         Ok(sum)

@@ -31,6 +31,9 @@ use super::{
     histogram, source_ip, LoadgenArgs, Mode, Rate, Shared, CONNACK_TIMEOUT, DRAIN_TIMEOUT,
 };
 
+/// Before the n-th attempt again of a failed handshake: n times this.
+pub(crate) const RETRY_BACKOFF: Duration = Duration::from_secs(1);
+
 /// What every connection of a shard shares (single-threaded).
 #[derive(Debug)]
 pub struct ShardCtx {
@@ -45,6 +48,8 @@ pub struct ShardCtx {
     addr: SocketAddr,
     version: ProtocolVersion,
     keepalive: u16,
+    /// `--connect-retries`.
+    connect_retries: u32,
     mode: Mode,
     qos: QoS,
     size: usize,
@@ -69,6 +74,7 @@ impl ShardCtx {
             addr: args.addr,
             version: args.mqtt.protocol(),
             keepalive: args.keepalive,
+            connect_retries: args.connect_retries,
             mode: args.mode,
             qos: if args.qos == 0 {
                 QoS::AtMostOnce
@@ -131,7 +137,24 @@ impl Conn {
         let began = Instant::now();
         let mut codec = MqttCodec::with_version(ctx.version, MqttCodec::DEFAULT_MAX_PACKET_SIZE);
         let mut rbuf = BytesMut::new();
-        let opened = self.open(&mut codec, &mut rbuf).await;
+        let mut attempt = 0;
+        let opened = loop {
+            match self.open(&mut codec, &mut rbuf).await {
+                Err(Failure::Connect | Failure::Closed | Failure::Timeout)
+                    if attempt < ctx.connect_retries && !self.stop.is_open() =>
+                {
+                    attempt += 1;
+                    shared.retries.fetch_add(1, Ordering::Relaxed);
+                    codec =
+                        MqttCodec::with_version(ctx.version, MqttCodec::DEFAULT_MAX_PACKET_SIZE);
+                    rbuf = BytesMut::new();
+                    let backoff = std::pin::pin!(glommio::timer::sleep(RETRY_BACKOFF * attempt));
+                    let stopped = std::pin::pin!(self.stop.wait());
+                    select(backoff, stopped).await;
+                }
+                other => break other,
+            }
+        };
         let mut stream = match opened {
             Ok(s) => s,
             Err(f) => {
