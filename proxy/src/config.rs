@@ -130,6 +130,8 @@ pub struct ServerConfig {
     pub topic_partitions: i32,
     /// Let the kernel back sluice's memory with transparent huge pages.
     pub transparent_huge_pages: bool,
+    /// Submission-queue entries of each shard's io_uring rings (a power of two).
+    pub io_uring_depth: u32,
 }
 
 impl Default for ServerConfig {
@@ -140,6 +142,7 @@ impl Default for ServerConfig {
             shutdown_timeout_ms: 10_000,
             topic_partitions: 3,
             transparent_huge_pages: false,
+            io_uring_depth: 1024,
         }
     }
 }
@@ -439,6 +442,14 @@ impl Config {
     pub fn validate_with(&self, registry: &CodecRegistry) -> Result<(), ConfigError> {
         self.client_config()?;
         self.producer_config()?;
+        if !(2..=32_768).contains(&self.server.io_uring_depth)
+            || !self.server.io_uring_depth.is_power_of_two()
+        {
+            return Err(invalid(
+                "server.io_uring_depth",
+                "must be a power of two from 2 to 32768",
+            ));
+        }
         if self.server.topic_partitions < 1 {
             return Err(invalid("server.topic_partitions", "must be at least 1"));
         }

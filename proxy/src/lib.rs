@@ -274,7 +274,8 @@ fn run(config: Config, codecs: Arc<CodecRegistry>) -> anyhow::Result<()> {
     };
     let next_index = Arc::new(AtomicUsize::new(0));
     info!(shards, "starting");
-    runtime::run_shards(shards, setup.config.server.pin_cpus, move || {
+    let server = &setup.config.server;
+    runtime::run_shards(shards, server.pin_cpus, server.io_uring_depth, move || {
         let index = next_index.fetch_add(1, Ordering::SeqCst);
         let mut setup = setup.clone();
         if index != 0 {

@@ -16,9 +16,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 pub use glommio::net::{TcpListener, TcpStream};
 
-/// Runs `shard` on `count` executor threads (pinned one per CPU when `pin`) and waits for
-/// them all. Each call of `shard` builds one shard's future on its own thread.
-pub fn run_shards<G, F>(count: usize, pin: bool, shard: G) -> anyhow::Result<()>
+/// Runs `shard` on `count` executor threads (pinned one per CPU when `pin`, io_uring rings
+/// of `ring_depth` entries) and waits for them all. Each call of `shard` builds one
+/// shard's future on its own thread.
+pub fn run_shards<G, F>(count: usize, pin: bool, ring_depth: u32, shard: G) -> anyhow::Result<()>
 where
     G: FnOnce() -> F + Clone + Send + 'static,
     F: Future<Output = ()> + 'static,
@@ -34,6 +35,7 @@ where
         // for file I/O buffers; sockets never use it and sluice does no file I/O, so the
         // minimum, not the default 10 MiB: 20 MiB less per process on two shards.
         .io_memory(IO_MEMORY)
+        .ring_depth(ring_depth as usize)
         .on_all_shards(shard)
         .map_err(|e| anyhow::anyhow!("cannot start {count} shards: {e}"))?;
     for result in handles.join_all() {

@@ -74,6 +74,16 @@ fn bad_values_name_the_key() {
             "server.topic_partitions",
         ),
         (
+            "io_uring_depth = 1024",
+            "io_uring_depth = 1000",
+            "server.io_uring_depth",
+        ),
+        (
+            "io_uring_depth = 1024",
+            "io_uring_depth = 65536",
+            "server.io_uring_depth",
+        ),
+        (
             "share_heartbeat_ms = 1000",
             "share_heartbeat_ms = 4000",
             "mqtt.share_heartbeat_ms",
