@@ -51,7 +51,6 @@ mod sessions;
 mod shard;
 mod share;
 mod stream;
-mod table;
 mod transport;
 mod ws;
 
@@ -68,6 +67,7 @@ use socket2::{Domain, Socket, Type};
 use tracing::{error, info};
 
 use crate::config::Config;
+use crate::delivery::DeliveryFeed;
 use crate::metrics::Metrics;
 use crate::sessions::SessionFeed;
 use crate::shard::ShardSetup;
@@ -268,6 +268,7 @@ fn run(config: Config, codecs: Arc<CodecRegistry>) -> anyhow::Result<()> {
         admin: Some(Arc::new(Mutex::new(Some(admin)))),
         codecs,
         session_feed: SessionFeed::new(shards),
+        delivery_feed: DeliveryFeed::new(shards),
         stop: stop.clone(),
         listening,
         stopped,
