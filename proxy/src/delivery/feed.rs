@@ -46,6 +46,7 @@ use kafka_wire::{Client, ClientConfig, FetchOptions, OffsetSpec, TopicReader};
 use tracing::{debug, warn};
 
 use crate::metrics::ShardMetrics;
+use crate::per_shard::Receivers;
 use crate::runtime;
 
 /// How long a fetch waits at the broker for records to arrive.
@@ -82,7 +83,7 @@ pub type Receiver = mpsc::Receiver<Update>;
 #[derive(Debug)]
 pub struct DeliveryFeed {
     senders: Vec<mpsc::Sender<Update>>,
-    receivers: Mutex<Vec<Option<Receiver>>>,
+    receivers: Receivers<Receiver>,
     /// Shards ask the readers to start (their first SUBSCRIBE).
     start: mpsc::UnboundedSender<()>,
     starts: Mutex<Option<mpsc::UnboundedReceiver<()>>>,
@@ -91,16 +92,11 @@ pub struct DeliveryFeed {
 impl DeliveryFeed {
     /// A feed for `shards` shards.
     pub fn new(shards: usize) -> Arc<DeliveryFeed> {
-        let (senders, receivers) = (0..shards)
-            .map(|_| {
-                let (tx, rx) = mpsc::channel(CHANNEL_UPDATES);
-                (tx, Some(rx))
-            })
-            .unzip();
+        let (senders, receivers) = (0..shards).map(|_| mpsc::channel(CHANNEL_UPDATES)).unzip();
         let (start, starts) = mpsc::unbounded();
         Arc::new(DeliveryFeed {
             senders,
-            receivers: Mutex::new(receivers),
+            receivers: Receivers::new(receivers),
             start,
             starts: Mutex::new(Some(starts)),
         })
@@ -108,11 +104,7 @@ impl DeliveryFeed {
 
     /// Shard `shard`'s end of the feed (taken once).
     pub fn receiver(&self, shard: usize) -> Option<Receiver> {
-        self.receivers
-            .lock()
-            .expect("the feed's lock is never held across a panic")
-            .get_mut(shard)?
-            .take()
+        self.receivers.take(shard)
     }
 
     /// Asks the readers to start (they start once; later asks are ignored).
