@@ -20,7 +20,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use codecs::framed::{FramedCodec, FramedConfig};
 use codecs::http::{RequestDecoder, SseEncoder, SseEvent};
 use codecs::lines::LinesCodec;
-use codecs::mqtt::{MqttCodec, Packet, ProtocolVersion, PubAck};
+use codecs::mqtt::{
+    MqttCodec, MqttString, Packet, ProtocolVersion, PubAck, Publish, PublishProperties, QoS,
+};
 use codecs::ws::{Frame, FrameDecoder, FrameEncoder, MaskSource, Role};
 use codecs::{Decoder, Encoder};
 
@@ -58,6 +60,10 @@ pub fn run(budget: Duration) -> Vec<MicroResult> {
             &fill(|b, i| put_publish(b, i, Some(&[V5_PROPS, V5_USER_PROP].concat()))),
         ),
         encode_puback(budget),
+        encode_publish_per_subscriber(budget, ProtocolVersion::V3_1_1, QoS::AtMostOnce),
+        copy_shared_publish(budget, ProtocolVersion::V3_1_1, QoS::AtMostOnce),
+        encode_publish_per_subscriber(budget, ProtocolVersion::V5, QoS::AtLeastOnce),
+        copy_shared_publish(budget, ProtocolVersion::V5, QoS::AtLeastOnce),
         decode(
             budget,
             "ws_decode/masked_binary_100B",
@@ -228,4 +234,109 @@ fn encode_sse(budget: Duration) -> MicroResult {
         (ENCODE_ROUND, buf.len() as u64)
     });
     result("sse_encode/event_100B", m)
+}
+
+/// The PUBLISH a Kafka record becomes for a subscriber: the 20-byte topic, the 100-byte
+/// payload, and (MQTT 5) a content type and one user property from the record's headers.
+fn delivery(
+    version: ProtocolVersion,
+    qos: QoS,
+    packet_id: u16,
+    props: &PublishProperties,
+) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: MqttString::from_bytes(Bytes::from_static(TOPIC)).expect("a topic"),
+        packet_id: if qos == QoS::AtMostOnce { 0 } else { packet_id },
+        payload: Bytes::from_static(&PAYLOAD),
+        properties: if version.is_v5() {
+            props.clone()
+        } else {
+            PublishProperties::default()
+        },
+    })
+}
+
+fn delivery_properties() -> PublishProperties {
+    let mut props = PublishProperties::default();
+    props.content_type = Some(MqttString::try_from("application/json").expect("valid"));
+    props.user_properties.push((
+        MqttString::try_from("source").expect("valid"),
+        MqttString::try_from("sensor-7").expect("valid"),
+    ));
+    props
+}
+
+fn variant_name(version: ProtocolVersion, qos: QoS) -> String {
+    match version {
+        ProtocolVersion::V5 => format!("v5_qos{}+props", qos as u8),
+        _ => format!("v311_qos{}", qos as u8),
+    }
+}
+
+/// One fan-out delivery as each subscriber's task encoded it before encodings were shared
+/// (proxy `delivery::message`): the message's properties cloned, the PUBLISH built and
+/// encoded field by field into the write buffer.
+fn encode_publish_per_subscriber(
+    budget: Duration,
+    version: ProtocolVersion,
+    qos: QoS,
+) -> MicroResult {
+    let mut codec = MqttCodec::with_version(version, MqttCodec::DEFAULT_MAX_PACKET_SIZE);
+    let props = delivery_properties();
+    let mut buf = BytesMut::with_capacity(256 * 1024);
+    let m = measure(budget, || {
+        buf.clear();
+        for id in 1..=ENCODE_ROUND as u16 {
+            let packet = delivery(version, qos, id, black_box(&props));
+            codec.encode(&packet, &mut buf).expect("encodes");
+        }
+        black_box(&buf);
+        (ENCODE_ROUND, buf.len() as u64)
+    });
+    result(
+        &format!(
+            "mqtt_fanout/publish_{}_per_subscriber",
+            variant_name(version, qos)
+        ),
+        m,
+    )
+}
+
+/// The same deliveries from shared bytes: the PUBLISH encoded once, then per subscriber
+/// copied into the write buffer with its packet identifier written over the placeholder.
+fn copy_shared_publish(budget: Duration, version: ProtocolVersion, qos: QoS) -> MicroResult {
+    let mut shared = BytesMut::new();
+    codecs::mqtt::encode_packet(
+        &delivery(version, qos, 1, &delivery_properties()),
+        version,
+        u32::MAX,
+        &mut shared,
+    )
+    .expect("encodes");
+    let shared = shared.freeze();
+    let length_bytes = shared[1..].iter().take_while(|b| **b & 0x80 != 0).count() + 1;
+    let id_at = 1 + length_bytes + 2 + TOPIC.len();
+    let mut buf = BytesMut::with_capacity(256 * 1024);
+    let m = measure(budget, || {
+        buf.clear();
+        for id in 1..=ENCODE_ROUND as u16 {
+            let start = buf.len();
+            buf.extend_from_slice(black_box(&shared));
+            if qos != QoS::AtMostOnce {
+                buf[start + id_at..start + id_at + 2].copy_from_slice(&id.to_be_bytes());
+            }
+        }
+        black_box(&buf);
+        (ENCODE_ROUND, buf.len() as u64)
+    });
+    result(
+        &format!(
+            "mqtt_fanout/publish_{}_shared_copy",
+            variant_name(version, qos)
+        ),
+        m,
+    )
 }

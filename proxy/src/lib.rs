@@ -29,6 +29,9 @@
 //! - `driver`: what the connection drivers share (reads, input buffers, accounting).
 //! - `park`: idle connections parked without a task, woken by epoll, wakers or deadlines.
 //! - `stream`: the record-stream driver (framed, lines, plugged-in record codecs).
+//! - `delivery`: Kafka → MQTT subscribers: the process's one reader of the delivery
+//!   topics, each shard's subscription index and mailboxes, PUBLISH encoded per variant.
+//! - `per_shard`: the shard ends of a process-wide reader's channels.
 //! - `share`: shared subscriptions, as Kafka consumer groups.
 //! - `route`: which Kafka topic, key and headers a message gets.
 //! - `auth`: client authentication (password file, JWT, TLS client certificates) and ACLs.
@@ -45,13 +48,13 @@ mod http;
 mod metrics;
 mod mqtt;
 mod park;
+mod per_shard;
 mod route;
 mod runtime;
 mod sessions;
 mod shard;
 mod share;
 mod stream;
-mod table;
 mod transport;
 mod ws;
 
@@ -68,6 +71,7 @@ use socket2::{Domain, Socket, Type};
 use tracing::{error, info};
 
 use crate::config::Config;
+use crate::delivery::DeliveryFeed;
 use crate::metrics::Metrics;
 use crate::sessions::SessionFeed;
 use crate::shard::ShardSetup;
@@ -268,6 +272,7 @@ fn run(config: Config, codecs: Arc<CodecRegistry>) -> anyhow::Result<()> {
         admin: Some(Arc::new(Mutex::new(Some(admin)))),
         codecs,
         session_feed: SessionFeed::new(shards),
+        delivery_feed: DeliveryFeed::new(shards),
         stop: stop.clone(),
         listening,
         stopped,

@@ -72,6 +72,10 @@ pub struct ShardMetrics {
     /// Messages handed to subscribers' mailboxes, and subscribers dropped as too slow.
     pub deliveries: AtomicU64,
     pub slow_consumers: AtomicU64,
+    /// Delivery partitions this shard's readers fetch (the process's readers live on shard
+    /// 0: one fetch stream per partition per process), and the fetches they made.
+    pub delivery_partitions: AtomicU64,
+    pub delivery_fetches: AtomicU64,
     /// Shared subscriptions: local MQTT members, partitions this shard's share groups
     /// are assigned, deliveries, and deliveries returned for another member.
     pub share_members: AtomicU64,
@@ -103,6 +107,8 @@ impl ShardMetrics {
             records_failed: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
+            delivery_partitions: AtomicU64::new(0),
+            delivery_fetches: AtomicU64::new(0),
             share_members: AtomicU64::new(0),
             share_partitions: AtomicU64::new(0),
             share_deliveries: AtomicU64::new(0),
@@ -223,7 +229,19 @@ impl Metrics {
             }
         }
         type ShardField = fn(&ShardMetrics) -> u64;
-        let per_shard: [(&str, &str, &str, ShardField); 15] = [
+        let per_shard: [(&str, &str, &str, ShardField); 17] = [
+            (
+                "sluice_delivery_partitions",
+                "gauge",
+                "Delivery topic partitions this shard fetches for MQTT subscribers (the process's one reader of each is on shard 0).",
+                |s| s.delivery_partitions.load(Ordering::Relaxed),
+            ),
+            (
+                "sluice_delivery_fetches_total",
+                "counter",
+                "Fetch polls of the delivery and retained topics (one Fetch request per leader each).",
+                |s| s.delivery_fetches.load(Ordering::Relaxed),
+            ),
             (
                 "sluice_share_members",
                 "gauge",

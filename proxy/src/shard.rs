@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 
 use crate::auth::ShardAuth;
 use crate::config::{Config, Protocol};
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, DeliveryFeed};
 use crate::driver::ShutdownSignal;
 use crate::http;
 use crate::metrics::{Metrics, ShardMetrics};
@@ -130,6 +130,8 @@ pub struct ShardSetup {
     pub codecs: Arc<codecs::registry::CodecRegistry>,
     /// The process's reader of the session topic, one receiver per shard.
     pub session_feed: Arc<SessionFeed>,
+    /// The process's readers of the delivery and retained topics, one receiver per shard.
+    pub delivery_feed: Arc<DeliveryFeed>,
 }
 
 /// Runs shard `index` until shutdown.
@@ -185,7 +187,8 @@ pub async fn run(index: usize, setup: ShardSetup) {
         shutdown: ShutdownSignal::default(),
         delivery: Rc::new(Delivery::new(
             reader.clone(),
-            delivery_topics(config),
+            setup.delivery_feed.clone(),
+            !delivery_topics(config).is_empty(),
             config.mqtt.retained_topic.clone(),
             metrics.clone(),
         )),
@@ -215,6 +218,19 @@ pub async fn run(index: usize, setup: ShardSetup) {
         .any(|l| l.protocol == Protocol::Mqtt);
     if let Some(updates) = setup.session_feed.receiver(index).filter(|_| serves_mqtt) {
         runtime::spawn(shard.sessions.clone().follow(updates));
+    }
+    if let Some(updates) = setup.delivery_feed.receiver(index).filter(|_| serves_mqtt) {
+        runtime::spawn(shard.delivery.clone().follow(updates));
+    }
+    if index == 0 && serves_mqtt {
+        // One reader of the delivery and retained topics per process, started by the
+        // first SUBSCRIBE of any shard (`delivery::feed`).
+        runtime::spawn(setup.delivery_feed.clone().run(
+            config.client_config().expect("validated"),
+            delivery_topics(config),
+            config.mqtt.retained_topic.clone(),
+            metrics.clone(),
+        ));
     }
     if index == 0 && serves_mqtt {
         // One reader of the session topic per process, on a connection of its own: a

@@ -534,3 +534,88 @@ fn unacknowledged_deliveries_are_resent_with_dup_and_their_packet_id_on_resume()
         assert_eq!(after["dup"], true, "DUP set");
     }
 }
+
+#[test]
+fn one_fetch_per_process_feeds_subscribers_on_every_shard() {
+    let broker = Broker::start().expect("broker");
+    let config = common::config(&broker.bootstrap(), "");
+    let sluice = Sluice::start(&config).expect("sluice");
+    const RECORDS: usize = 60;
+
+    // SO_REUSEPORT spreads connections over the two shards by their address: connect
+    // subscribers until both shards hold some.
+    let open = |shard: u32| {
+        sluice
+            .metric_where(
+                "sluice_connections_open",
+                &format!("listener=\"mqtt\",shard=\"{shard}\""),
+            )
+            .unwrap_or(0)
+    };
+    let mut subscribers = Vec::new();
+    while subscribers.len() < 4 || open(0) == 0 || open(1) == 0 {
+        assert!(
+            subscribers.len() < 32,
+            "32 connections all landed on one shard"
+        );
+        subscribers.push(Subscriber::start(
+            &sluice, "fanout/#", 1, "mqttv311", RECORDS,
+        ));
+    }
+    let per_shard = [open(0), open(1)];
+    assert_eq!(per_shard[0] + per_shard[1], subscribers.len() as u64);
+
+    let records: Vec<ProduceRecord> = (0..RECORDS)
+        .map(|i| ProduceRecord {
+            key: Some(format!("fanout/{}", i % 3).into_bytes()),
+            value: Some(format!("record-{i}").into_bytes()),
+            ..ProduceRecord::default()
+        })
+        .collect();
+    broker
+        .kafka()
+        .produce("mqtt-messages", &records)
+        .expect("confluent-kafka produces");
+
+    // Every subscriber, on either shard, gets exactly what was produced, once, at its
+    // granted QoS (a record without `mqtt.qos` counts as QoS 2).
+    let mut expected: Vec<String> = (0..RECORDS)
+        .map(|i| format!("fanout/{}|record-{i}|1|0||", i % 3))
+        .collect();
+    expected.sort();
+    for s in subscribers {
+        assert_eq!(s.messages(), expected);
+    }
+
+    // Each shard fanned out to its own subscribers, from the process's one reader of each
+    // partition: on shard 0, the only shard that fetches.
+    for (shard, subs) in per_shard.iter().enumerate() {
+        let labels = format!("shard=\"{shard}\"");
+        sluice_tests::wait_until(Duration::from_secs(10), "deliveries counted", || {
+            sluice
+                .metric_where("sluice_deliveries_total", &labels)
+                .unwrap_or(0)
+                == subs * RECORDS as u64
+        });
+    }
+    let partitions = |shard: u32| {
+        sluice
+            .metric_where("sluice_delivery_partitions", &format!("shard=\"{shard}\""))
+            .expect("metrics")
+    };
+    assert_eq!(
+        (partitions(0), partitions(1)),
+        (3, 0),
+        "one reader per partition of mqtt-messages in the process"
+    );
+    let fetches = |shard: u32| {
+        sluice
+            .metric_where(
+                "sluice_delivery_fetches_total",
+                &format!("shard=\"{shard}\""),
+            )
+            .expect("metrics")
+    };
+    assert!(fetches(0) > 0, "shard 0 fetches");
+    assert_eq!(fetches(1), 0, "shard 1 fetches nothing itself");
+}

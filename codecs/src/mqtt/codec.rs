@@ -68,6 +68,12 @@ impl MqttCodec {
         self.max_packet_size
     }
 
+    /// The largest packet the peer accepts (its MQTT 5 Maximum Packet Size; unlimited
+    /// until it said so).
+    pub fn peer_max_packet_size(&self) -> u32 {
+        self.peer_max_packet_size
+    }
+
     /// Limits encoded packets to the peer's MQTT 5 Maximum Packet Size.
     pub fn set_peer_max_packet_size(&mut self, max: u32) {
         self.peer_max_packet_size = max;

@@ -1,6 +1,6 @@
 //! The Kafka side of one HTTP subscriber: a [`PartitionReader`] per partition of its topic,
-//! owned by the connection (unlike MQTT delivery, which reads each partition once per shard
-//! for every subscriber), and the subscriber's [`Position`].
+//! owned by the connection (unlike MQTT delivery, which reads each partition once per
+//! process for every subscriber), and the subscriber's [`Position`].
 //!
 //! Reading follows the socket: each partition has at most one fetch in flight or one fetched
 //! batch waiting, and fetches again only once the connection took that batch (wrote it to the

@@ -149,10 +149,12 @@ impl Conn {
             self.session_close(reason::QUOTA_EXCEEDED);
             return;
         }
-        let v5 = self.codec.version() == Some(ProtocolVersion::V5);
+        let Some(version) = self.codec.version() else {
+            return;
+        };
+        let v5 = version == ProtocolVersion::V5;
         while s.in_flight.len() < s.window {
             let Some(m) = s.mailbox.pop() else { break };
-            let topic = m.topic;
             let share = m.share;
             // A resumed session's unacknowledged delivery goes again with DUP and its
             // packet identifier (MQTT 5 §4.4), unless that identifier is taken meanwhile.
@@ -164,23 +166,36 @@ impl Conn {
                 (_, Some(id)) => id,
                 _ => s.packet_id(),
             };
-            let packet = Packet::Publish(Publish {
-                dup: redelivery.is_some(),
-                qos: m.qos,
-                retain: m.retain,
-                topic,
-                packet_id,
-                payload: m.payload,
-                // MQTT 3.1.1 has no properties.
-                properties: if v5 {
-                    let mut p = (*m.properties).clone();
-                    p.subscription_identifiers = m.subscription_ids;
-                    p
-                } else {
-                    Default::default()
-                },
-            });
-            match self.codec.encode(&packet, &mut self.out) {
+            let written = if redelivery.is_none() && (m.subscription_ids.is_empty() || !v5) {
+                // The common case: the bytes every subscriber of this variant shares.
+                m.message.write(
+                    version,
+                    m.qos,
+                    m.retain,
+                    packet_id,
+                    self.codec.peer_max_packet_size(),
+                    &mut self.out,
+                )
+            } else {
+                let packet = Packet::Publish(Publish {
+                    dup: redelivery.is_some(),
+                    qos: m.qos,
+                    retain: m.retain,
+                    topic: m.message.topic.clone(),
+                    packet_id,
+                    payload: m.message.payload.clone(),
+                    // MQTT 3.1.1 has no properties.
+                    properties: if v5 {
+                        let mut p = (*m.message.properties).clone();
+                        p.subscription_identifiers = m.subscription_ids;
+                        p
+                    } else {
+                        Default::default()
+                    },
+                });
+                self.codec.encode(&packet, &mut self.out)
+            };
+            match written {
                 Ok(()) if packet_id != 0 => {
                     s.in_flight.push((packet_id, m.source));
                     if let Some(ticket) = share {

@@ -10,7 +10,7 @@
 //! fetches), and sends each response's records to every shard through a channel; the
 //! records are `Bytes` slices of the one response, shared, not copied.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc;
@@ -19,6 +19,7 @@ use kafka_wire::record::Record;
 use kafka_wire::{Client, FetchOptions, OffsetSpec, TopicReader};
 use tracing::{debug, warn};
 
+use crate::per_shard::Receivers;
 use crate::runtime;
 
 /// How long a fetch waits at the broker when no partition has anything new.
@@ -59,31 +60,22 @@ pub type Receiver = mpsc::UnboundedReceiver<Update>;
 #[derive(Debug)]
 pub struct SessionFeed {
     senders: Vec<mpsc::UnboundedSender<Update>>,
-    receivers: Mutex<Vec<Option<Receiver>>>,
+    receivers: Receivers<Receiver>,
 }
 
 impl SessionFeed {
     /// A feed for `shards` shards.
     pub fn new(shards: usize) -> Arc<SessionFeed> {
-        let (senders, receivers) = (0..shards)
-            .map(|_| {
-                let (tx, rx) = mpsc::unbounded();
-                (tx, Some(rx))
-            })
-            .unzip();
+        let (senders, receivers) = (0..shards).map(|_| mpsc::unbounded()).unzip();
         Arc::new(SessionFeed {
             senders,
-            receivers: Mutex::new(receivers),
+            receivers: Receivers::new(receivers),
         })
     }
 
     /// Shard `shard`'s end of the feed (taken once).
     pub fn receiver(&self, shard: usize) -> Option<Receiver> {
-        self.receivers
-            .lock()
-            .expect("the feed's lock is never held across a panic")
-            .get_mut(shard)?
-            .take()
+        self.receivers.take(shard)
     }
 
     fn send(&self, update: Update) {

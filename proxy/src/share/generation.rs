@@ -19,7 +19,7 @@ use super::{
     Event, Group, Message, Shares, Ticket, TicketInner, COMMIT_INTERVAL, MAX_WAIT, RETRY,
     STATE_CHECK_EVERY,
 };
-use crate::delivery::{from_headers, Outgoing, TopicPartition};
+use crate::delivery::{from_headers, Message as DeliveryMessage, Outgoing, TopicPartition};
 use crate::runtime;
 
 /// One partition assigned to this shard.
@@ -326,10 +326,12 @@ fn dispatch(
             .share_deliveries
             .fetch_add(1, Ordering::Relaxed);
         mailbox.deliver(Outgoing {
-            topic: message.topic,
-            payload: message.payload,
+            message: Rc::new(DeliveryMessage::new(
+                message.topic,
+                message.payload,
+                message.properties,
+            )),
             qos: granted.qos.min(message.qos),
-            properties: message.properties,
             retain: granted.retain_as_published && message.retain,
             source: None,
             subscription_ids: granted.id.into_iter().collect(),
