@@ -745,8 +745,8 @@ impl Config {
 
     /// The settings of a shard's producer of the session topic: the Kafka properties, with
     /// `mqtt.sessions_linger_ms` and one Produce request in flight, so that claims and
-    /// saves reach the broker as few, larger batches (a broker whose fetch cost grows with
-    /// the partition's batch count, like tansu's memory engine, stays fast longer).
+    /// saves reach the broker as few batches in few concurrent requests (tansu serializes
+    /// idempotent produce; docs/benchmarks.md, "Session records in few batches").
     pub fn session_producer_config(&self) -> Result<ProducerConfig, ConfigError> {
         let k = &self.kafka;
         if k.delivery_timeout_ms < self.mqtt.sessions_linger_ms + k.request_timeout_ms {

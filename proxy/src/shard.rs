@@ -143,7 +143,8 @@ pub async fn run(index: usize, setup: ShardSetup) {
         return;
     };
     // Session records get a producer of their own: their linger and single request in
-    // flight gather a shard's claims and saves into few batches without slowing publishes.
+    // flight gather a shard's claims and saves into few batches and few concurrent
+    // requests, without slowing publishes.
     let session_config = config.session_producer_config().expect("validated");
     let Some(session_producer) = start_producer(&client, session_config, index, &setup.stop).await
     else {

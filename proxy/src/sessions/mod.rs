@@ -19,9 +19,9 @@
 //!
 //! Every session record is written through the shard's session producer, not its main
 //! one: with `mqtt.sessions_linger_ms` and one request in flight, a shard's claims and
-//! saves reach the broker as few, larger batches (`shard.rs`). A broker whose fetches cost
-//! time per batch of the partition (tansu's memory engine) could not set up 100k sessions
-//! when nearly every record was a batch of its own.
+//! saves reach the broker as few batches in few concurrent requests (`shard.rs`). Through
+//! the main producer (up to five requests in flight), tansu left some of 100k CONNECTs
+//! without a CONNACK and the setup's p99 was 17 s; through this one, 4.2–4.9 s.
 //!
 //! One task per process reads the whole topic (from the beginning) and keeps tailing it,
 //! with one Fetch for all its partitions (`feed.rs`); every shard applies what it read to
