@@ -171,12 +171,14 @@ if [[ "$profile" == full ]]; then
         "$bench" idle --connections "$large" --per-process 17000 --sluice-shards 1 \
         --connect-rate 5000 --mosquitto-connections 0 --out "$out/idle-large.json"
     failover_large="${FAILOVER_LARGE:-100000}"
-    # One shard per process: the 7 processes of 100k already outnumber the 2 cores. Persistent
-    # CONNECTs at 1,000/s: faster, sluice's session claims time out here; on 2026-11-22 they
-    # timed out past ~30-60k sessions even so (docs/benchmarks.md), hence not fatal.
+    # 2 shards per process (7 processes at 100k) and 1,000 persistent CONNECTs/s, as
+    # measured on 2026-11-22 (docs/benchmarks.md, "Session records in few batches"): 100k
+    # set up and failed over in 4.7-5.3 s. A client whose first CONNECT got no CONNACK retries it (--setup-deadline),
+    # as a real one would; the failover is measured from the kill regardless. Not fatal: a
+    # loaded machine can still stop the setup.
     step "failover, $failover_large persistent sessions" \
-        "$bench" failover --sessions "$failover_large" --sluice-shards 1 --connect-rate 1000 \
-        --out "$out/failover-$failover_large.json" ||
+        "$bench" failover --sessions "$failover_large" --connect-rate 1000 \
+        --timeout 60 --setup-deadline 60 --out "$out/failover-$failover_large.json" ||
         say "the failover of $failover_large sessions did not complete (see docs/benchmarks.md)"
     step "fan-out ramp QoS 0" \
         "$bench" fanout --subscribers 1000 --rate 1000,2000,3000,4000,5000,6000 --qos 0 \

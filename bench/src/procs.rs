@@ -176,6 +176,9 @@ pub struct SluiceSettings {
     pub receive_maximum: u16,
     /// `kafka."linger.ms"`; None leaves sluice's default (5).
     pub linger_ms: Option<u64>,
+    /// `mqtt.sessions_linger_ms`; None leaves sluice's default (and works with a sluice
+    /// that predates the key).
+    pub sessions_linger_ms: Option<u64>,
     /// The route writes records with headers (client id, user properties, content type,
     /// QoS); false: key and value only.
     pub headers: bool,
@@ -185,6 +188,9 @@ fn sluice_config(s: &SluiceSettings) -> String {
     let linger = s
         .linger_ms
         .map_or(String::new(), |ms| format!("\"linger.ms\" = {ms}"));
+    let sessions_linger = s.sessions_linger_ms.map_or(String::new(), |ms| {
+        format!("[mqtt]\nsessions_linger_ms = {ms}")
+    });
     let headers = if s.headers {
         r#"["client_id", "user_properties", "content_type", "qos"]"#
     } else {
@@ -199,6 +205,8 @@ shutdown_timeout_ms = 5000
 [kafka]
 "bootstrap.servers" = "{bootstrap}"
 {linger}
+
+{sessions_linger}
 
 [admin]
 listen = "127.0.0.1:0"
@@ -293,6 +301,7 @@ impl SluiceProc {
         bootstrap: &str,
         processes: usize,
         shards: usize,
+        sessions_linger_ms: Option<u64>,
     ) -> Result<Vec<SluiceProc>> {
         let mut sluices: Vec<SluiceProc> = Vec::new();
         let mut listen: SocketAddr = ([127, 0, 0, 1], 0).into();
@@ -303,6 +312,7 @@ impl SluiceProc {
                 shards,
                 receive_maximum: 1024,
                 linger_ms: None,
+                sessions_linger_ms,
                 headers: true,
             })?;
             listen = s.mqtt;

@@ -304,6 +304,7 @@ pub fn run(a: &CompareArgs) -> Result<CompareOutput> {
         shards: a.sluice_shards,
         receive_maximum: 1024.max(a.inflight.min(65_535) as u16),
         linger_ms: Some(a.linger_ms),
+        sessions_linger_ms: None,
         headers: a.headers,
     })?;
     let server = Server::Sluice { broker, sluice };

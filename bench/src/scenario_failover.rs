@@ -61,6 +61,15 @@ pub struct FailoverArgs {
     /// Runs, each with a fresh broker, sluice processes and clients (medians reported).
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
+    /// sluice's `mqtt.sessions_linger_ms` (unset: sluice's default; leave it unset for a
+    /// sluice that predates the key).
+    #[arg(long)]
+    pub sessions_linger_ms: Option<u64>,
+    /// Seconds a client keeps retrying its first CONNECT + SUBSCRIBE (pausing 1, 2, 4, 8,
+    /// 8, … s) before the setup counts it as failed; 0: one attempt. Only the setup
+    /// retries: the failover is measured from the kill as before.
+    #[arg(long, default_value_t = 0.0)]
+    pub setup_deadline: f64,
 }
 
 /// One run.
@@ -69,6 +78,16 @@ pub struct FailoverRun {
     pub sessions: u64,
     pub sluice_processes: usize,
     pub setup_seconds: f64,
+    /// First CONNECTs (or SUBSCRIBEs) that failed and were tried again during the setup.
+    pub setup_retries: u64,
+    /// Session-topic records and batches all processes wrote during the setup (batches:
+    /// every batch the process sent, which in this scenario are session records only;
+    /// records: 0 from a sluice without `sluice_session_records_total`).
+    pub setup_session_records: u64,
+    pub setup_batches: u64,
+    /// The same, by the survivors from the kill to the last resume.
+    pub failover_session_records: u64,
+    pub failover_batches: u64,
     /// Connections the killed process held (its own metric, just before the kill).
     pub victim_connections: u64,
     /// Sessions whose connection ended (seen by the clients).
@@ -161,8 +180,12 @@ fn run_once(a: &FailoverArgs) -> Result<FailoverRun> {
     };
     // Creates mqtt-messages before sluice does (and checks the broker takes records).
     produce_keyed(plan.clone(), Vec::new())?;
-    let mut sluices =
-        SluiceProc::start_on_one_port(&broker.bootstrap(), processes, a.sluice_shards)?;
+    let mut sluices = SluiceProc::start_on_one_port(
+        &broker.bootstrap(),
+        processes,
+        a.sluice_shards,
+        a.sessions_linger_ms,
+    )?;
     let listen = sluices[0].mqtt;
     eprintln!("failover: {processes} sluice processes on {listen}; opening {n} persistent sessions at {:.0}/s", a.connect_rate);
     let clients = n.div_ceil(a.per_process);
@@ -181,13 +204,18 @@ fn run_once(a: &FailoverArgs) -> Result<FailoverRun> {
         reconnect_delay_ms: a.reconnect_delay_ms,
         reconnect_jitter_ms: a.reconnect_jitter_ms,
         reconnect_deadline: a.timeout,
+        setup_deadline: a.setup_deadline,
     })?;
-    let deadline = Instant::now() + Duration::from_secs_f64(n as f64 / a.connect_rate + 120.0);
+    let deadline = Instant::now()
+        + Duration::from_secs_f64(n as f64 / a.connect_rate + 120.0 + a.setup_deadline);
     wait_progress(&mut group, "connected", n, deadline, "sessions set up")?;
     group.wait_ready(n, deadline, true)?;
     let setup_seconds = setup.elapsed().as_secs_f64();
-    // Let the claims and subscription saves settle before the kill.
+    let setup_retries = group.counter("setup_retries");
+    // Let the claims and subscription saves settle before the kill (and the processes'
+    // producer counters, copied each second, catch up).
     procs::sleep(Duration::from_secs(2))?;
+    let (setup_session_records, setup_batches) = session_writes(&sluices);
 
     let victim = sluices.remove(0);
     let victim_connections = victim.metric("sluice_connections_open")?;
@@ -201,6 +229,7 @@ fn run_once(a: &FailoverArgs) -> Result<FailoverRun> {
     let cpu = |pids: &[u32]| -> Duration { pids.iter().filter_map(|&p| pid_cpu(p)).sum() };
     let survivor_rss_before = rss(&survivors);
     let cpu0 = cpu(&survivors);
+    let writes_before = session_writes(&sluices);
     eprintln!("failover: SIGKILL to the sluice process holding {victim_connections} sessions");
     let killed_at = wall_ns();
     let killed = Instant::now();
@@ -212,6 +241,9 @@ fn run_once(a: &FailoverArgs) -> Result<FailoverRun> {
     wait_progress(&mut group, "resumed", want, until, "sessions resumed")?;
     let window = killed.elapsed();
     let survivor_cpu = cpu(&survivors).saturating_sub(cpu0);
+    // The processes copy their producer counters each second.
+    procs::sleep(Duration::from_millis(1200))?;
+    let writes_after = session_writes(&sluices);
 
     eprintln!("failover: producing one message to each of the {n} session topics");
     let keys = (0..n).map(|i| topic(&prefix, i)).collect();
@@ -230,6 +262,11 @@ fn run_once(a: &FailoverArgs) -> Result<FailoverRun> {
             sessions: n,
             sluice_processes: processes,
             setup_seconds,
+            setup_retries,
+            setup_session_records,
+            setup_batches,
+            failover_session_records: writes_after.0.saturating_sub(writes_before.0),
+            failover_batches: writes_after.1.saturating_sub(writes_before.1),
             victim_connections,
             check_produce_failed,
             survivor_cpu_cores: survivor_cpu.as_secs_f64() / window.as_secs_f64(),
@@ -255,6 +292,16 @@ fn run_once(a: &FailoverArgs) -> Result<FailoverRun> {
             timeline: Vec::new(),
         },
     ))
+}
+
+/// Session-topic records and all batches `sluices` have written so far (see
+/// [`FailoverRun::setup_batches`]); a process that does not answer counts 0.
+fn session_writes(sluices: &[SluiceProc]) -> (u64, u64) {
+    let sum = |name: &str| -> u64 { sluices.iter().filter_map(|s| s.metric(name).ok()).sum() };
+    (
+        sum("sluice_session_records_total"),
+        sum("sluice_produce_batches_total") + sum("sluice_session_batches_total"),
+    )
 }
 
 /// Fills the per-session figures of `run` from the clients' records.
@@ -369,6 +416,14 @@ fn print_run(r: &FailoverRun) {
         r.survivor_cpu_cores,
         r.survivor_rss_before as f64 / 1e6,
         r.survivor_rss_after as f64 / 1e6,
+    );
+    println!(
+        "session topic: setup {} records in {} batches ({} retried setups); failover {} records in {} batches",
+        r.setup_session_records,
+        r.setup_batches,
+        r.setup_retries,
+        r.failover_session_records,
+        r.failover_batches,
     );
     println!(
         "\nlost: {} not resumed, {} without session present, {} sessions without their check message ({} of them moved; e.g. {:?}) ({} duplicates, {} check records unacknowledged); {} failed reconnect attempts; initial connect+subscribe p50/p99 {:.0}/{:.0} ms\n",

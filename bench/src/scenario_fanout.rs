@@ -290,6 +290,7 @@ fn run_once(a: &FanoutArgs, rate: f64, run: usize) -> Result<FanoutRun> {
         shards: a.sluice_shards,
         receive_maximum: 1024,
         linger_ms: None,
+        sessions_linger_ms: None,
         headers: true,
     })?;
 

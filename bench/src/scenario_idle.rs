@@ -256,7 +256,7 @@ pub fn run(a: &IdleArgs) -> Result<IdleOutput> {
     {
         let processes = a.connections.div_ceil(a.per_process) as usize;
         let sluices =
-            SluiceProc::start_on_one_port(&broker.bootstrap(), processes, a.sluice_shards)?;
+            SluiceProc::start_on_one_port(&broker.bootstrap(), processes, a.sluice_shards, None)?;
         let listen = sluices[0].mqtt;
         eprintln!("sluice: {processes} process(es) listening on {listen}");
         let pids: Vec<u32> = sluices.iter().map(SluiceProc::pid).collect();

@@ -89,6 +89,7 @@ impl Server {
             shards: a.sluice_shards,
             receive_maximum: 1024.max(a.inflight.min(65_535) as u16),
             linger_ms: None,
+            sessions_linger_ms: None,
             headers: true,
         })?;
         Ok(Server::Sluice { broker, sluice })

@@ -169,7 +169,8 @@ pub fn run(a: &StormArgs) -> Result<StormOutput> {
 fn storm_sluice(a: &StormArgs, variant: Variant, run: usize) -> Result<StormRun> {
     let broker = sluice_tests::Broker::start().context("starting tansu")?;
     let processes = a.connections.div_ceil(a.per_process) as usize;
-    let sluices = SluiceProc::start_on_one_port(&broker.bootstrap(), processes, a.sluice_shards)?;
+    let sluices =
+        SluiceProc::start_on_one_port(&broker.bootstrap(), processes, a.sluice_shards, None)?;
     let listen = sluices[0].mqtt;
     let pids: Vec<u32> = sluices.iter().map(SluiceProc::pid).collect();
     let r = storm(a, "sluice", variant, (listen, 0), &pids, a.connections, run);
@@ -224,6 +225,7 @@ fn storm(
         reconnect_delay_ms: 0,
         reconnect_jitter_ms: 0,
         reconnect_deadline: 60.0,
+        setup_deadline: 0.0,
     })?;
     // A peer that refuses some connections is stormed with the rest (`set_up` says how
     // many); sluice must take them all.

@@ -24,6 +24,10 @@ use crate::ws::ListenerWebSocket;
 /// The embedded default configuration.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
+/// The longest `mqtt.sessions_linger_ms`: every persistent CONNECT waits for its claim's
+/// batch, and heartbeats (every 500 ms) go the same way.
+const MAX_SESSIONS_LINGER_MS: u64 = 1000;
+
 /// A configuration that could not be loaded, naming the file or key at fault.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -94,6 +98,10 @@ pub struct MqttStateConfig {
     /// Compacted topic of MQTT sessions: key = client identifier, value = the session's
     /// state (JSON), a null value ends it. Created (cleanup.policy=compact) when missing.
     pub sessions_topic: String,
+    /// How long a session-topic batch waits for more records (claims, saves, heartbeats)
+    /// before it is sent: the `linger.ms` of the shards' session producers, which keep one
+    /// Produce request in flight each, so records also gather while Kafka answers.
+    pub sessions_linger_ms: u64,
     /// Shared subscriptions (`$share/{name}/{filter}`) are Kafka consumer groups with this
     /// id prefix, followed by the share name, `/` and the filter.
     pub share_group_prefix: String,
@@ -109,6 +117,7 @@ impl Default for MqttStateConfig {
         MqttStateConfig {
             retained_topic: "mqtt-retained".into(),
             sessions_topic: "mqtt-sessions".into(),
+            sessions_linger_ms: 20,
             share_group_prefix: "sluice-share-".into(),
             share_session_timeout_ms: 10_000,
             share_heartbeat_ms: 1_000,
@@ -442,6 +451,7 @@ impl Config {
     pub fn validate_with(&self, registry: &CodecRegistry) -> Result<(), ConfigError> {
         self.client_config()?;
         self.producer_config()?;
+        self.session_producer_config()?;
         if !(2..=32_768).contains(&self.server.io_uring_depth)
             || !self.server.io_uring_depth.is_power_of_two()
         {
@@ -458,6 +468,12 @@ impl Config {
         }
         if self.mqtt.sessions_topic.trim().is_empty() {
             return Err(invalid("mqtt.sessions_topic", "is empty"));
+        }
+        if self.mqtt.sessions_linger_ms > MAX_SESSIONS_LINGER_MS {
+            return Err(invalid(
+                "mqtt.sessions_linger_ms",
+                format!("must be at most {MAX_SESSIONS_LINGER_MS} (every persistent CONNECT waits for it)"),
+            ));
         }
         if self.mqtt.share_heartbeat_ms == 0
             || self.mqtt.share_heartbeat_ms * 3 > self.mqtt.share_session_timeout_ms
@@ -735,6 +751,25 @@ impl Config {
             }),
             sasl,
             ..ClientConfig::default()
+        })
+    }
+
+    /// The settings of a shard's producer of the session topic: the Kafka properties, with
+    /// `mqtt.sessions_linger_ms` and one Produce request in flight, so that claims and
+    /// saves reach the broker as few batches in few concurrent requests (tansu serializes
+    /// idempotent produce; docs/benchmarks.md, "Session records in few batches").
+    pub fn session_producer_config(&self) -> Result<ProducerConfig, ConfigError> {
+        let k = &self.kafka;
+        if k.delivery_timeout_ms < self.mqtt.sessions_linger_ms + k.request_timeout_ms {
+            return Err(invalid(
+                "kafka.delivery.timeout.ms",
+                "must be at least mqtt.sessions_linger_ms + request.timeout.ms",
+            ));
+        }
+        Ok(ProducerConfig {
+            linger: Duration::from_millis(self.mqtt.sessions_linger_ms),
+            max_in_flight: 1,
+            ..self.producer_config()?
         })
     }
 

@@ -93,6 +93,9 @@ pub struct ShardMetrics {
     pub produce_requests: AtomicU64,
     pub produce_batches: AtomicU64,
     pub produce_retries: AtomicU64,
+    /// Records and batches the session-topic producer sent (claims, saves, heartbeats).
+    pub session_records: AtomicU64,
+    pub session_batches: AtomicU64,
     /// Whether this shard has reached Kafka.
     pub kafka_ready: AtomicBool,
     /// Whether this shard is shutting down (draining its connections).
@@ -121,6 +124,8 @@ impl ShardMetrics {
             produce_requests: AtomicU64::new(0),
             produce_batches: AtomicU64::new(0),
             produce_retries: AtomicU64::new(0),
+            session_records: AtomicU64::new(0),
+            session_batches: AtomicU64::new(0),
             kafka_ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         }
@@ -229,7 +234,7 @@ impl Metrics {
             }
         }
         type ShardField = fn(&ShardMetrics) -> u64;
-        let per_shard: [(&str, &str, &str, ShardField); 17] = [
+        let per_shard: [(&str, &str, &str, ShardField); 19] = [
             (
                 "sluice_delivery_partitions",
                 "gauge",
@@ -301,6 +306,18 @@ impl Metrics {
                 "counter",
                 "Record batches sent (first attempts).",
                 |s| s.produce_batches.load(Ordering::Relaxed),
+            ),
+            (
+                "sluice_session_records_total",
+                "counter",
+                "Records written to the MQTT session topic (claims, saves, heartbeats).",
+                |s| s.session_records.load(Ordering::Relaxed),
+            ),
+            (
+                "sluice_session_batches_total",
+                "counter",
+                "Record batches the MQTT session topic's producer sent (first attempts).",
+                |s| s.session_batches.load(Ordering::Relaxed),
             ),
             (
                 "sluice_produce_retries_total",

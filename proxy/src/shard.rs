@@ -141,15 +141,16 @@ pub async fn run(index: usize, setup: ShardSetup) {
     let client = connect_kafka(config, &setup.stop).await;
     let Some(client) = client else { return };
     let producer_config = config.producer_config().expect("validated");
-    let producer = loop {
-        match Producer::new(client.clone(), producer_config.clone()).await {
-            Ok(p) => break p,
-            Err(e) if !setup.stop.load(Ordering::Relaxed) => {
-                warn!(shard = index, error = %e, "cannot start the Kafka producer; retrying");
-                runtime::sleep(Duration::from_secs(1)).await;
-            }
-            Err(_) => return,
-        }
+    let Some(producer) = start_producer(&client, producer_config, index, &setup.stop).await else {
+        return;
+    };
+    // Session records get a producer of their own: their linger and single request in
+    // flight gather a shard's claims and saves into few batches and few concurrent
+    // requests, without slowing publishes.
+    let session_config = config.session_producer_config().expect("validated");
+    let Some(session_producer) = start_producer(&client, session_config, index, &setup.stop).await
+    else {
+        return;
     };
     // Reads get broker connections of their own: a broker answers a connection's requests
     // in order, so a fetch waiting for data would hold up the Produce requests queued
@@ -193,7 +194,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
             metrics.clone(),
         )),
         sessions: Rc::new(SessionStore::new(
-            producer.clone(),
+            session_producer.clone(),
             config.mqtt.sessions_topic.clone(),
             index,
         )),
@@ -362,7 +363,8 @@ pub async fn run(index: usize, setup: ShardSetup) {
         connections_left = open(),
         "flushing the producer"
     );
-    producer.close(left.max(Duration::from_millis(100))).await;
+    let left = left.max(Duration::from_millis(100));
+    futures::future::join(producer.close(left), session_producer.close(left)).await;
     info!(shard = index, connections_left = open(), "shard stopped");
     setup.stopped.fetch_add(1, Ordering::SeqCst);
     if index == 0 {
@@ -372,6 +374,26 @@ pub async fn run(index: usize, setup: ShardSetup) {
         let until = deadline + Duration::from_secs(1);
         while setup.stopped.load(Ordering::SeqCst) < others && Instant::now() < until {
             runtime::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Starts a producer on `client`, retrying until it has its producer id or shutdown
+/// begins (`None`).
+async fn start_producer(
+    client: &Client,
+    config: kafka_wire::ProducerConfig,
+    shard: usize,
+    stop: &AtomicBool,
+) -> Option<Producer> {
+    loop {
+        match Producer::new(client.clone(), config.clone()).await {
+            Ok(p) => return Some(p),
+            Err(e) if !stop.load(Ordering::Relaxed) => {
+                warn!(shard, error = %e, "cannot start the Kafka producer; retrying");
+                runtime::sleep(Duration::from_secs(1)).await;
+            }
+            Err(_) => return None,
         }
     }
 }
@@ -484,7 +506,10 @@ async fn accept_loop(
 async fn copy_producer_stats(shard: Rc<Shard>) {
     loop {
         let stats = shard.producer.stats();
+        let sessions = shard.sessions.producer_stats();
         let m = &shard.metrics;
+        m.session_records.store(sessions.records, Ordering::Relaxed);
+        m.session_batches.store(sessions.batches, Ordering::Relaxed);
         m.buffered_bytes
             .store(stats.buffered_bytes, Ordering::Relaxed);
         m.produce_requests.store(stats.requests, Ordering::Relaxed);

@@ -69,6 +69,20 @@ fn persistent_sessions_survive_the_death_of_their_process() {
         on_first > 0,
         "the kernel put no client on the first process"
     );
+    // Every session's claim and SUBSCRIBE save went through the session producers
+    // (mqtt.sessions_linger_ms), which count them (copied to the metrics each second).
+    let session_writes =
+        |name: &str| first.metric(name).unwrap_or(0) + second.metric(name).unwrap_or(0);
+    sluice_tests::wait_until(
+        Duration::from_secs(10),
+        "the session producers count the claims and saves",
+        || session_writes("sluice_session_records_total") >= 2 * CLIENTS as u64,
+    );
+    let batches = session_writes("sluice_session_batches_total");
+    assert!(
+        batches >= 1 && batches <= session_writes("sluice_session_records_total"),
+        "{batches} session batches"
+    );
 
     // Half the messages while both run; wait until they were delivered...
     produce(&broker, 0..MESSAGES / 2);

@@ -35,6 +35,7 @@ impl SessionChild {
             .args(["--reconnect-delay-ms", &a.reconnect_delay_ms.to_string()])
             .args(["--reconnect-jitter-ms", &a.reconnect_jitter_ms.to_string()])
             .args(["--reconnect-deadline", &a.reconnect_deadline.to_string()])
+            .args(["--setup-deadline", &a.setup_deadline.to_string()])
             .stdin(Stdio::piped())
             .stderr(Stdio::inherit());
         if a.clean {

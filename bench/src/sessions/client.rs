@@ -83,7 +83,7 @@ pub async fn run(ctx: Rc<ShardCtx>, local: usize) {
     let shared = ctx.shared.clone();
     let index = ctx.args.first_index + local as u64;
     let began = Instant::now();
-    let Ok(mut session) = handshake(&ctx.args, index, ctx.args.subscribe).await else {
+    let Some(mut session) = set_up(&ctx, index).await else {
         shared.failed.fetch_add(1, Ordering::Relaxed);
         return;
     };
@@ -163,6 +163,24 @@ fn delay(args: &SessionArgs, index: u64) -> Duration {
         spread % (args.reconnect_jitter_ms + 1)
     };
     Duration::from_millis(args.reconnect_delay_ms + jitter)
+}
+
+/// The first CONNECT (and SUBSCRIBE), tried again after a failure until
+/// `--setup-deadline`, with a pause that doubles from 1 s up to 8 s.
+async fn set_up(ctx: &ShardCtx, index: u64) -> Option<Session> {
+    let deadline = Instant::now() + Duration::from_secs_f64(ctx.args.setup_deadline);
+    let mut pause = Duration::from_secs(1);
+    loop {
+        if let Ok(s) = handshake(&ctx.args, index, ctx.args.subscribe).await {
+            return Some(s);
+        }
+        if ctx.stop.is_open() || Instant::now() + pause > deadline {
+            return None;
+        }
+        ctx.shared.setup_retries.fetch_add(1, Ordering::Relaxed);
+        glommio::timer::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(8));
+    }
 }
 
 /// Reconnects (without subscribing again: the session must bring its subscription back),

@@ -73,6 +73,11 @@ pub struct SessionArgs {
     /// Seconds a connection keeps retrying to reconnect before giving up.
     #[arg(long, default_value_t = 120.0)]
     pub reconnect_deadline: f64,
+    /// Seconds a connection keeps retrying its first CONNECT (and SUBSCRIBE) before it
+    /// counts as failed, pausing 1 s after the first failure and twice as long after each
+    /// next one, up to 8 s, as a real client would (0: one attempt).
+    #[arg(long, default_value_t = 0.0)]
+    pub setup_deadline: f64,
 }
 
 /// Counters of the whole process.
@@ -80,6 +85,8 @@ pub struct SessionArgs {
 pub struct Shared {
     pub connected: AtomicU64,
     pub failed: AtomicU64,
+    /// First CONNECTs (or SUBSCRIBEs) that failed and were tried again.
+    pub setup_retries: AtomicU64,
     /// Connections whose server went away (counted once each).
     pub lost: AtomicU64,
     /// Of those, reconnected.
@@ -102,6 +109,7 @@ impl Shared {
         serde_json::json!({
             "connected": get(&self.connected),
             "failed": get(&self.failed),
+            "setup_retries": get(&self.setup_retries),
             "lost": get(&self.lost),
             "resumed": get(&self.resumed),
             "not_present": get(&self.not_present),

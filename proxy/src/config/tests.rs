@@ -93,12 +93,48 @@ fn bad_values_name_the_key() {
             "share_heartbeat_ms = 0",
             "mqtt.share_heartbeat_ms",
         ),
+        (
+            "sessions_linger_ms = 20",
+            "sessions_linger_ms = 1001",
+            "mqtt.sessions_linger_ms",
+        ),
     ];
     for (from, to, key) in cases {
         assert!(DEFAULT_TOML.contains(from), "default lacks {from}");
         let err = Config::parse(&DEFAULT_TOML.replace(from, to), None).unwrap_err();
         assert!(err.to_string().contains(key), "{to}: {err}");
     }
+}
+
+#[test]
+fn the_session_producer_lingers_as_configured_with_one_request_in_flight() {
+    let c = Config::default_config();
+    let sessions = c.session_producer_config().unwrap();
+    assert_eq!(sessions.linger, Duration::from_millis(20));
+    assert_eq!(sessions.max_in_flight, 1);
+    // The rest follows [kafka]: the main producer keeps its own linger and requests.
+    let main = c.producer_config().unwrap();
+    assert_eq!(main.linger, Duration::from_millis(5));
+    assert_eq!(main.max_in_flight, 5);
+    assert_eq!(sessions.idempotent, main.idempotent);
+    let c = with("").unwrap();
+    assert_eq!(c.mqtt.sessions_linger_ms, 20);
+    let c = Config::parse(
+        &DEFAULT_TOML.replace("sessions_linger_ms = 20", "sessions_linger_ms = 0"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.session_producer_config().unwrap().linger, Duration::ZERO);
+    // The delivery timeout must leave room for the session linger too.
+    let text = DEFAULT_TOML
+        .replace("sessions_linger_ms = 20", "sessions_linger_ms = 1000")
+        .replace(
+            "\"delivery.timeout.ms\" = 120000",
+            "\"delivery.timeout.ms\" = 30500",
+        );
+    let err = Config::parse(&text, None).unwrap_err();
+    assert!(err.to_string().contains("mqtt.sessions_linger_ms"), "{err}");
+    assert!(err.to_string().contains("delivery.timeout.ms"), "{err}");
 }
 
 #[test]
