@@ -254,6 +254,22 @@ impl ParkingLot {
         }
     }
 
+    /// Resumes every parked connection (at shutdown: parked connections are not among
+    /// the shutdown signal's waiters, so that the signal's table holds only active ones).
+    pub fn resume_all(&self) {
+        let keys: Vec<Key> = self
+            .slots
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| match slot {
+                Slot::Parked { generation, .. } => Some(Key::new(i, *generation)),
+                _ => None,
+            })
+            .collect();
+        keys.into_iter().for_each(|key| self.resume(key));
+    }
+
     /// Resumes the connection parked under `key`, if it still is.
     fn resume(&self, key: Key) {
         let Some((conn, fd, deadline)) = self.vacate(key) else {

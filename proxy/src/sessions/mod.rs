@@ -105,8 +105,6 @@ pub enum ClaimError {
 pub struct Claim {
     /// The generation this connection serves.
     pub gen: u64,
-    /// Its owner string.
-    pub owner: String,
     /// The state it resumes (`None`: a new session).
     pub resumed: Option<Stored>,
 }
@@ -123,7 +121,9 @@ struct Superseded {
 /// A connection serving a session on this shard, to be told when it is taken over.
 #[derive(Debug)]
 struct Serving {
-    owner: String,
+    /// The connection's number on the shard: its owner string is
+    /// [`SessionStore::owner`] of it (a number here saves two strings per connection).
+    conn: u64,
     /// Its own claim has been applied: a claim by another owner from here on is later in
     /// the log, so it takes this connection over.
     applied: Cell<bool>,
@@ -232,7 +232,7 @@ impl SessionStore {
         self.ensure_loaded().await;
         let now = now_ms();
         let gen = self.cache.borrow().get(client_id).map_or(0, |s| s.gen) + 1;
-        let owner = format!("{}/{conn}", self.owner_prefix);
+        let owner = self.owner(conn);
         // The claim itself carries no subscriptions: the state it supersedes is only known
         // once it is applied; the connection saves the resumed state right after.
         let state = Stored {
@@ -269,19 +269,12 @@ impl SessionStore {
         self.serve(
             client_id,
             Serving {
-                owner: owner.clone(),
+                conn,
                 applied: Cell::new(true),
                 signal: signal.clone(),
             },
         );
-        Ok((
-            Claim {
-                gen,
-                owner,
-                resumed,
-            },
-            signal,
-        ))
+        Ok((Claim { gen, resumed }, signal))
     }
 
     /// Writes the claim `state` and waits until it, or a later claim, has been applied in
@@ -407,19 +400,32 @@ impl SessionStore {
         client_id: &str,
         conn: u64,
         will: Option<StoredWill>,
-    ) -> (String, TakeoverSignal) {
-        let owner = format!("{}/{conn}", self.owner_prefix);
+    ) -> TakeoverSignal {
         let signal = TakeoverSignal::default();
         self.clean.push(
             self,
             CleanClaim {
                 client_id: client_id.to_owned(),
-                owner: owner.clone(),
+                conn,
                 signal: signal.clone(),
                 will,
             },
         );
-        (owner, signal)
+        signal
+    }
+
+    /// The owner string of this shard's connection number `conn` (in session records).
+    pub fn owner(&self, conn: u64) -> String {
+        format!("{}/{conn}", self.owner_prefix)
+    }
+
+    /// The connection number of `owner`, if it is one of this shard's owner strings.
+    fn conn_of(&self, owner: &str) -> Option<u64> {
+        owner
+            .strip_prefix(self.owner_prefix.as_str())?
+            .strip_prefix('/')?
+            .parse()
+            .ok()
     }
 
     /// Saves the state of a session this shard serves (`None` ends the session). Returns
@@ -444,15 +450,15 @@ impl SessionStore {
         }
     }
 
-    /// Forgets `owner` as the serving connection of `client_id` (it ended).
-    pub fn release(&self, client_id: &str, owner: &str) {
+    /// Forgets connection `conn` as the one serving `client_id` (it ended).
+    pub fn release(&self, client_id: &str, conn: u64) {
         let mut serving = self.serving.borrow_mut();
-        if serving.get(client_id).is_some_and(|s| s.owner == owner) {
+        if serving.get(client_id).is_some_and(|s| s.conn == conn) {
             serving.remove(client_id);
         }
         let mut displaced = self.displaced.borrow_mut();
         if !displaced.is_empty() {
-            displaced.retain(|(id, s)| !(id == client_id && s.owner == owner));
+            displaced.retain(|(id, s)| !(id == client_id && s.conn == conn));
         }
     }
 
@@ -574,8 +580,9 @@ impl SessionStore {
     /// A claim by `owner` was applied: it takes over the connection this shard serves the
     /// client with, if that connection's own claim came earlier.
     fn take_over(&self, client_id: &str, owner: &str) {
+        let conn = self.conn_of(owner);
         let apply = |serving: &Serving| {
-            if serving.owner == owner {
+            if conn == Some(serving.conn) {
                 serving.applied.set(true);
             } else if serving.applied.get() {
                 serving.signal.fire();
