@@ -50,7 +50,7 @@ mod shared;
 mod subscriber;
 
 pub use kafka_session::publish_stored_will;
-use kafka_session::{Owned, SAVE_AFTER};
+use kafka_session::Owned;
 use publish::poll_front;
 use subscriber::{Subscriber, DEFAULT_DELIVERY_WINDOW};
 
@@ -316,7 +316,12 @@ impl Conn {
                 let _ = stream.close().await;
                 return Ok(None);
             }
-            if self.core.owned.as_ref().is_some_and(|o| o.save_due()) {
+            if self
+                .core
+                .owned
+                .as_ref()
+                .is_some_and(|o| o.save_due(self.core.shard.now_ms()))
+            {
                 Box::pin(self.save_session()).await;
             }
             if shutdown_seen && self.acks.is_empty() {
@@ -546,7 +551,7 @@ impl Conn {
             .owned
             .as_ref()
             .filter(|o| o.since_save > 0 && o.expiry_s > 0)
-            .map(|o| (o.saved_at + SAVE_AFTER).saturating_duration_since(Instant::now()));
+            .map(|o| o.save_after(self.core.shard.now_ms()));
         let expires = self.token_left();
         [mqtt, ws, save, expires].into_iter().flatten().min()
     }

@@ -3,7 +3,7 @@
 //! it, and the will (routed at CONNECT, published here or by another process).
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use codecs::mqtt::{MqttString, ProtocolVersion, QoS, TopicFilter};
 use kafka_wire::ProducerRecord;
@@ -26,7 +26,8 @@ pub(super) struct Owned {
     pub(super) subs: Vec<StoredSub>,
     /// Deliveries completed since the state was last saved, and when that was.
     pub(super) since_save: u32,
-    pub(super) saved_at: Instant,
+    /// On the shard's clock ([`Shard::now_ms`]): 8 bytes where an `Instant` takes 16.
+    pub(super) saved_at_ms: u64,
     /// The will, routed, while the connection may still end abnormally.
     pub(super) will: Option<Box<StoredWill>>,
 }
@@ -38,10 +39,16 @@ pub(super) const SAVE_EVERY: u32 = 256;
 pub(super) const SAVE_AFTER: Duration = Duration::from_secs(1);
 
 impl Owned {
-    pub(super) fn save_due(&self) -> bool {
+    pub(super) fn save_due(&self, now_ms: u64) -> bool {
         self.expiry_s > 0
             && (self.since_save >= SAVE_EVERY
-                || (self.since_save > 0 && self.saved_at.elapsed() >= SAVE_AFTER))
+                || (self.since_save > 0 && self.save_after(now_ms).is_zero()))
+    }
+
+    /// How long until a save is due by time (given completed deliveries to save).
+    pub(super) fn save_after(&self, now_ms: u64) -> Duration {
+        let at = self.saved_at_ms + SAVE_AFTER.as_millis() as u64;
+        Duration::from_millis(at.saturating_sub(now_ms))
     }
 }
 
@@ -75,7 +82,7 @@ impl Conn {
                 takeover,
                 subs: Vec::new(),
                 since_save: 0,
-                saved_at: Instant::now(),
+                saved_at_ms: self.core.shard.now_ms(),
                 will: will.clone().map(Box::new),
             }));
             return Ok(None);
@@ -103,7 +110,7 @@ impl Conn {
             takeover,
             subs,
             since_save: 0,
-            saved_at: Instant::now(),
+            saved_at_ms: self.core.shard.now_ms(),
             will: will.clone().map(Box::new),
         }));
         Ok(claim.resumed)
@@ -255,7 +262,7 @@ impl Conn {
         }
         if let Some(o) = &mut self.core.owned {
             o.since_save = 0;
-            o.saved_at = Instant::now();
+            o.saved_at_ms = self.core.shard.now_ms();
         }
     }
 }

@@ -9,7 +9,7 @@
 //! acknowledgement awaited among all of the shard's others: tens of bytes until Kafka has
 //! it.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::task::Poll;
 
@@ -88,7 +88,6 @@ async fn write_all(store: Rc<SessionStore>, mut claims: UnboundedReceiver<CleanC
             &claim.client_id,
             Serving {
                 conn: claim.conn,
-                applied: Cell::new(false),
                 signal: claim.signal,
             },
         );
