@@ -238,9 +238,18 @@ impl ShutdownSignal {
         }
     }
 
-    /// Forgets connection `id` (it ended).
+    /// Forgets connection `id` (it ended, or parked: the parking lot wakes parked
+    /// connections itself). A table left mostly empty by a burst of them shrinks, so
+    /// that idle connections do not keep the capacity their connect burst needed.
     pub fn unregister(&self, id: u64) {
-        self.wakers.borrow_mut().remove(&id);
+        let mut wakers = self.wakers.borrow_mut();
+        if wakers.remove(&id).is_some()
+            && wakers.capacity() > 64
+            && wakers.len() < wakers.capacity() / 4
+        {
+            let len = wakers.len();
+            wakers.shrink_to(len * 2);
+        }
     }
 
     /// Begins shutdown and wakes everyone waiting.

@@ -50,7 +50,7 @@ mod shared;
 mod subscriber;
 
 pub use kafka_session::publish_stored_will;
-use kafka_session::{Owned, SAVE_AFTER};
+use kafka_session::Owned;
 use publish::poll_front;
 use subscriber::{Subscriber, DEFAULT_DELIVERY_WINDOW};
 
@@ -111,29 +111,38 @@ enum Event {
     Park,
 }
 
+/// A connection served by its task: its [`Core`] and what only handling packets needs.
 struct Conn {
-    shard: Rc<Shard>,
-    listener: Rc<MqttListener>,
-    codec: MqttCodec,
-    session: Session,
+    core: Core,
     effects: Vec<Effect>,
-    info: ConnInfo,
     /// The tail of an incomplete packet (empty, holding no memory, between packets).
     pending: BytesMut,
     out: BytesMut,
     acks: VecDeque<PendingAck>,
     closing: Option<u8>,
+    key: Vec<u8>,
+    /// The WebSocket layer, on an MQTT-over-WebSocket listener.
+    ws: Option<Box<MqttOverWs>>,
+}
+
+/// What a connection is between packets, and all a parked one keeps (`Box<Core>` is the
+/// parked form, one allocation): the MQTT session and the connection's registrations.
+/// Buffers, pending acknowledgements and the WebSocket layer stay with [`Conn`], so a
+/// connection that parks leaves them behind (it parks only with all of them empty).
+struct Core {
+    shard: Rc<Shard>,
+    listener: Rc<MqttListener>,
+    codec: MqttCodec,
+    session: Session,
+    info: ConnInfo,
     /// Topics this client may publish and subscribe to (`None`: all). Boxed, and the
-    /// expiry below in 4 bytes, so `Conn` stays within mimalloc's 448-byte size class.
+    /// expiry below in 4 bytes, so `Core` stays within mimalloc's 256-byte size class.
     acl: Option<Box<Acl>>,
     /// When the client's token expires ([`expiry`]): seconds, where an `Instant` would
     /// take 16 bytes.
     expires_s: Option<NonZeroU32>,
-    key: Vec<u8>,
     /// This connection's number on the shard (for the shutdown signal).
     id: u64,
-    /// The WebSocket layer, on an MQTT-over-WebSocket listener.
-    ws: Option<Box<MqttOverWs>>,
     /// Delivery state, once the client subscribed.
     subscriber: Option<Box<Subscriber>>,
     /// The client's Receive Maximum (MQTT 5 CONNECT), for deliveries.
@@ -142,11 +151,14 @@ struct Conn {
     owned: Option<Box<Owned>>,
 }
 
-// Every parked connection keeps its `Conn`: the next mimalloc size class up is 512 bytes.
+// Every parked connection keeps its `Core`: the next mimalloc size class up is 320 bytes.
+// A `Conn` lives only while its connection has a task.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Core>() <= 256);
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Conn>() <= 448);
 
-impl Drop for Conn {
+impl Drop for Core {
     fn drop(&mut self) {
         self.shard.metrics.listeners[self.listener.index]
             .connections_open
@@ -172,7 +184,7 @@ pub async fn serve(tcp: TcpStream, shard: Rc<Shard>, listener: Rc<MqttListener>)
         let mut stream = driver::secure(&listener.config, tcp).await?;
         let mut conn = Box::new(Conn::new(shard.clone(), listener.clone()));
         // A client certificate's principal, until CONNECT makes it the session's.
-        conn.info.principal = driver::certificate(listener.auth.as_ref(), &stream);
+        conn.core.info.principal = driver::certificate(listener.auth.as_ref(), &stream);
         if let Some(config) = &listener.config.websocket {
             Box::pin(conn.upgrade(&mut stream, config)).await?;
         }
@@ -190,18 +202,25 @@ async fn drive(mut conn: Box<Conn>, stream: Stream, span: tracing::Span) {
         Ok(None) => {}
         Ok(Some((Stream::Tcp(tcp), key))) => {
             let deadline = conn.deadline().map(|d| Instant::now() + d);
-            let lot = conn.shard.lot.clone().expect("parks only with a lot");
-            lot.park(key, conn, tcp, deadline);
+            // The parked form is allocated now, so that connections parking together
+            // share allocator pages (the active ones they leave behind can be returned).
+            let Conn { core, .. } = *conn;
+            let lot = core.shard.lot.clone().expect("parks only with a lot");
+            lot.park(key, Box::new(core), tcp, deadline);
         }
         Ok(Some((_, _))) => unreachable!("only plain TCP connections park"),
-        Err((kind, e)) => driver::ended(&conn.shard, &span, kind, &e),
+        Err((kind, e)) => driver::ended(&conn.core.shard, &span, kind, &e),
     }
 }
 
-impl crate::park::Resume for Conn {
+impl crate::park::Resume for Core {
     fn resume(self: Box<Self>, stream: TcpStream) {
         let span = driver::conn_span!(self.listener, stream, client_id = %self.info.client_id);
-        runtime::spawn(drive(self, Stream::Tcp(stream), span));
+        runtime::spawn(drive(
+            Box::new(Conn::with(*self)),
+            Stream::Tcp(stream),
+            span,
+        ));
     }
 }
 
@@ -214,35 +233,39 @@ impl Conn {
                 topic_alias_maximum: c.topic_alias_maximum,
                 max_packet_size: c.max_packet_size,
                 server_keep_alive: None,
-                connect_timeout_ms: c.connect_timeout_ms,
+                connect_timeout_ms: u32::try_from(c.connect_timeout_ms).unwrap_or(u32::MAX),
             },
             shard.now_ms(),
         );
         shard.metrics.listeners[listener.index]
             .connections_open
             .fetch_add(1, Ordering::Relaxed);
-        Conn {
+        Conn::with(Core {
             codec: MqttCodec::server(c.max_packet_size),
             session,
-            effects: Vec::new(),
-            info: ConnInfo {
-                listener: c.name.clone(),
-                ..ConnInfo::default()
-            },
-            pending: BytesMut::new(),
-            out: BytesMut::new(),
-            acks: VecDeque::new(),
-            closing: None,
+            info: ConnInfo::default(),
             acl: None,
             expires_s: None,
-            key: Vec::new(),
             id: shard.next_conn_id(),
-            ws: None,
             subscriber: None,
             client_receive_maximum: DEFAULT_DELIVERY_WINDOW,
             owned: None,
             shard,
             listener,
+        })
+    }
+
+    /// `core` with empty buffers: a new connection, or a parked one resuming.
+    fn with(core: Core) -> Conn {
+        Conn {
+            core,
+            effects: Vec::new(),
+            pending: BytesMut::new(),
+            out: BytesMut::new(),
+            acks: VecDeque::new(),
+            closing: None,
+            key: Vec::new(),
+            ws: None,
         }
     }
 
@@ -256,17 +279,17 @@ impl Conn {
             .path
             .as_deref()
             .expect("validated: MQTT WebSocket path");
-        let timeout = Duration::from_millis(self.listener.config.connect_timeout_ms);
+        let timeout = Duration::from_millis(self.core.listener.config.connect_timeout_ms);
         ws::handshake(
             stream,
-            &self.shard,
+            &self.core.shard,
             codecs::ws::Subprotocol::Mqtt,
             path,
             timeout,
             &mut self.pending,
         )
         .await?;
-        let max_packet = self.listener.config.max_packet_size as usize;
+        let max_packet = self.core.listener.config.max_packet_size as usize;
         self.ws = Some(Box::new(MqttOverWs::new(config, max_packet)));
         if !self.pending.is_empty() {
             // Frames that came with the upgrade request.
@@ -293,7 +316,12 @@ impl Conn {
                 let _ = stream.close().await;
                 return Ok(None);
             }
-            if self.owned.as_ref().is_some_and(|o| o.save_due()) {
+            if self
+                .core
+                .owned
+                .as_ref()
+                .is_some_and(|o| o.save_due(self.core.shard.now_ms()))
+            {
                 Box::pin(self.save_session()).await;
             }
             if shutdown_seen && self.acks.is_empty() {
@@ -309,7 +337,8 @@ impl Conn {
                 .await
             {
                 Event::Read(Ok(0)) => {
-                    self.session
+                    self.core
+                        .session
                         .connection_lost(reason::UNSPECIFIED_ERROR, &mut self.effects);
                     Box::pin(self.execute()).await;
                     self.closing = Some(0);
@@ -323,7 +352,8 @@ impl Conn {
                     }
                 }
                 Event::Read(Err(e)) => {
-                    self.session
+                    self.core
+                        .session
                         .connection_lost(reason::UNSPECIFIED_ERROR, &mut self.effects);
                     Box::pin(self.execute()).await;
                     return Err(io_err(e));
@@ -353,17 +383,18 @@ impl Conn {
                     // Hand the new owner this connection's final cursor (it waits for it
                     // briefly); every other reader ignores it as stale. Then never write
                     // the session again.
-                    if let Some(state) = self.stored(false).filter(|s| s.expiry_s > 0) {
-                        let client_id = self.info.client_id.clone();
-                        let sessions = self.shard.sessions.clone();
+                    if let Some(state) = self.core.stored(false).filter(|s| s.expiry_s > 0) {
+                        let client_id = self.core.info.client_id.clone();
+                        let sessions = self.core.shard.sessions.clone();
                         let save =
                             Box::pin(async move { sessions.save(&client_id, Some(&state)).await });
                         if let Err(e) = save.await {
                             debug!(error = %e, "cannot hand over the session state");
                         }
                     }
-                    if let Some(o) = self.owned.take() {
-                        self.shard.sessions.release(&self.info.client_id, &o.owner);
+                    if self.core.owned.take().is_some() {
+                        let core = &self.core;
+                        core.shard.sessions.release(&core.info.client_id, core.id);
                     }
                     self.session_close(reason::SESSION_TAKEN_OVER);
                 }
@@ -372,7 +403,8 @@ impl Conn {
                     // The will goes out, as for any close without the client's DISCONNECT.
                     debug!("the client's token expired");
                     self.session_close(reason::MAXIMUM_CONNECT_TIME);
-                    self.session
+                    self.core
+                        .session
                         .connection_lost(reason::MAXIMUM_CONNECT_TIME, &mut self.effects);
                     Box::pin(self.execute()).await;
                 }
@@ -381,8 +413,8 @@ impl Conn {
                         // A ping due, or a close the client never answered.
                         ws.layer.on_timeout();
                     }
-                    let now = self.shard.now_ms();
-                    self.session.on_timeout(now, &mut self.effects);
+                    let now = self.core.shard.now_ms();
+                    self.core.session.on_timeout(now, &mut self.effects);
                     Box::pin(self.execute()).await;
                     if self.closing.is_some() {
                         self.flush(&mut stream).await.map_err(io_err)?;
@@ -397,10 +429,10 @@ impl Conn {
                     reading = false;
                 }
                 Event::Park => {
-                    let Some(lot) = self.shard.lot.clone() else {
+                    let Some(lot) = self.core.shard.lot.clone() else {
                         continue;
                     };
-                    if self.shard.shutdown.is_set() {
+                    if self.core.shard.shutdown.is_set() {
                         // Shutdown began since the last look: the next turn handles it
                         // (polled without reading, it would not be reported).
                         continue;
@@ -410,6 +442,8 @@ impl Conn {
                     // that is already here stays (mailbox, flags): look at it instead.
                     let mut cx = Context::from_waker(&waker);
                     if self.poll_event(&mut stream, false, &mut cx).is_pending() {
+                        // Shutdown resumes every parked connection (`ParkingLot::resume_all`).
+                        self.core.shard.shutdown.unregister(self.core.id);
                         return Ok(Some((stream, key)));
                     }
                     lot.cancel(key);
@@ -423,7 +457,8 @@ impl Conn {
     /// for the listener's `park_after_ms`.
     async fn next_event(&mut self, stream: &mut Stream, reading: bool, park: bool) -> Event {
         let deadline = self.deadline();
-        let park_after = park.then(|| Duration::from_millis(self.listener.config.park_after_ms));
+        let park_after =
+            park.then(|| Duration::from_millis(self.core.listener.config.park_after_ms));
         // (how long, whether it is the parking time rather than the deadline)
         let wait = match (deadline, park_after) {
             (Some(d), Some(p)) if p < d => Some((p, true)),
@@ -456,6 +491,7 @@ impl Conn {
             return Poll::Ready(ack);
         }
         let deliveries = self
+            .core
             .subscriber
             .as_ref()
             .filter(|s| s.in_flight.len() < s.window && self.closing.is_none());
@@ -464,19 +500,19 @@ impl Conn {
                 return Poll::Ready(Event::Deliver);
             }
         }
-        if let Some(o) = &self.owned {
+        if let Some(o) = &self.core.owned {
             if o.takeover.poll(cx).is_ready() {
                 return Poll::Ready(Event::TakenOver);
             }
         }
         // Reported once: after it the driver stops reading and only waits for acks, so
         // reporting it again would spin without yielding to the tasks that bring them.
-        if reading && self.shard.shutdown.is_set() {
+        if reading && self.core.shard.shutdown.is_set() {
             return Poll::Ready(Event::Shutdown);
         }
-        self.shard.shutdown.register(self.id, cx);
+        self.core.shard.shutdown.register(self.core.id, cx);
         if reading {
-            if let Poll::Ready(r) = driver::poll_read(&self.shard, stream, cx) {
+            if let Poll::Ready(r) = driver::poll_read(&self.core.shard, stream, cx) {
                 return Poll::Ready(Event::Read(r));
             }
         }
@@ -486,11 +522,11 @@ impl Conn {
     /// Whether the connection may park when idle: a plain TCP MQTT connection that is
     /// connected and owes nothing (no acks pending, nothing to write, no partial packet).
     fn parkable(&self, stream: &Stream) -> bool {
-        self.shard.lot.is_some()
-            && self.listener.config.park_after_ms > 0
+        self.core.shard.lot.is_some()
+            && self.core.listener.config.park_after_ms > 0
             && matches!(stream, Stream::Tcp(_))
             && self.ws.is_none()
-            && self.session.is_connected()
+            && self.core.session.is_connected()
             && self.closing.is_none()
             && self.acks.is_empty()
             && self.pending.is_empty()
@@ -501,34 +537,36 @@ impl Conn {
     /// close) needs attention.
     fn deadline(&self) -> Option<Duration> {
         let mqtt = self
+            .core
             .session
             .deadline()
-            .map(|at| Duration::from_millis(at.saturating_sub(self.shard.now_ms())));
+            .map(|at| Duration::from_millis(at.saturating_sub(self.core.shard.now_ms())));
         let ws = self
             .ws
             .as_ref()
             .and_then(|w| w.layer.deadline())
             .map(|at| at.saturating_duration_since(Instant::now()));
         let save = self
+            .core
             .owned
             .as_ref()
             .filter(|o| o.since_save > 0 && o.expiry_s > 0)
-            .map(|o| (o.saved_at + SAVE_AFTER).saturating_duration_since(Instant::now()));
+            .map(|o| o.save_after(self.core.shard.now_ms()));
         let expires = self.token_left();
         [mqtt, ws, save, expires].into_iter().flatten().min()
     }
 
     /// Decodes and handles every whole packet among `n` new bytes in the shard's scratch.
     async fn on_data(&mut self, n: usize) -> Result<(), MqttError> {
-        self.shard.metrics.listeners[self.listener.index]
+        self.core.shard.metrics.listeners[self.core.listener.index]
             .bytes_in
             .fetch_add(n as u64, Ordering::Relaxed);
         if self.ws.is_some() {
-            let input = Input::take(&self.shard, &mut self.pending, n);
+            let input = Input::take(&self.core.shard, &mut self.pending, n);
             return self.on_frames(input).await;
         }
         // Packets are decoded as slices of the shard's arena block (zero copy).
-        let mut input = Input::take(&self.shard, &mut self.pending, n);
+        let mut input = Input::take(&self.core.shard, &mut self.pending, n);
         let result = self.decode_all(&mut input).await;
         self.pending = input.into_tail();
         result
@@ -546,7 +584,8 @@ impl Conn {
                 let result = self.decode_all(ws.stream.buffer_mut()).await;
                 ws.settle();
                 if d.close_transport && self.closing.is_none() {
-                    self.session
+                    self.core
+                        .session
                         .connection_lost(reason::UNSPECIFIED_ERROR, &mut self.effects);
                     self.execute().await;
                     self.closing = Some(0);
@@ -555,8 +594,9 @@ impl Conn {
             }
             Err(e) => {
                 debug!(error = %e, "WebSocket protocol error");
-                self.shard.metrics.error(ErrorKind::Protocol);
-                self.session
+                self.core.shard.metrics.error(ErrorKind::Protocol);
+                self.core
+                    .session
                     .connection_lost(reason::MALFORMED_PACKET, &mut self.effects);
                 self.execute().await;
                 self.closing = Some(reason::MALFORMED_PACKET);
@@ -578,23 +618,23 @@ impl Conn {
             if self.closing.is_some() {
                 return Ok(());
             }
-            let packet = match self.codec.decode(data) {
+            let packet = match self.core.codec.decode(data) {
                 Ok(Some(p)) => p,
                 Ok(None) => return Ok(()),
                 Err(e) => {
-                    if let Some((version, reply)) = self.codec.error_reply(&e) {
+                    if let Some((version, reply)) = self.core.codec.error_reply(&e) {
                         let _ =
                             codecs::mqtt::encode_packet(&reply, version, u32::MAX, &mut self.out);
                     }
                     return Err(e);
                 }
             };
-            self.shard.metrics.listeners[self.listener.index]
+            self.core.shard.metrics.listeners[self.core.listener.index]
                 .frames_in
                 .fetch_add(1, Ordering::Relaxed);
-            let now = self.shard.now_ms();
+            let now = self.core.shard.now_ms();
             self.lend_effects();
-            self.session.handle(now, packet, &mut self.effects);
+            self.core.session.handle(now, packet, &mut self.effects);
             self.execute().await;
         }
     }
@@ -608,33 +648,34 @@ impl Conn {
             match effect {
                 Effect::Send(packet) => self.send(&packet),
                 Effect::Authenticate(connect) => {
-                    self.info.client_id = connect.client_id.as_str().to_owned();
-                    self.info.username = connect.username.as_ref().map(|u| u.as_str().to_owned());
+                    self.core.info.client_id = connect.client_id.as_str().to_owned();
+                    self.core.info.username =
+                        connect.username.as_ref().map(|u| u.as_str().to_owned());
                     let mut accept = Accept::default();
-                    if self.info.client_id.is_empty() {
+                    if self.core.info.client_id.is_empty() {
                         // MQTT 3.1.1 §3.1.3-6 and MQTT 5 §3.1.3-6: the server assigns one.
-                        let id = self.shard.assign_client_id();
+                        let id = self.core.shard.assign_client_id();
                         if connect.protocol == ProtocolVersion::V5 {
                             accept.assigned_client_id = MqttString::try_from(id.clone()).ok();
                         }
-                        self.info.client_id = id;
+                        self.core.info.client_id = id;
                     }
-                    tracing::Span::current().record("client_id", self.info.client_id.as_str());
+                    tracing::Span::current().record("client_id", self.core.info.client_id.as_str());
                     if let Some(max) = connect.properties.receive_maximum {
-                        self.client_receive_maximum = max;
+                        self.core.client_receive_maximum = max;
                     }
-                    if let Some(auth) = &self.listener.auth {
-                        let certificate = self.info.principal.as_deref();
-                        match auth.connect(&connect, &self.info.client_id, certificate) {
+                    if let Some(auth) = &self.core.listener.auth {
+                        let certificate = self.core.info.principal.as_deref();
+                        match auth.connect(&connect, &self.core.info.client_id, certificate) {
                             Ok(authorized) => {
-                                self.info.principal = authorized.principal;
-                                self.acl = authorized.acl.map(Box::new);
+                                self.core.info.principal = authorized.principal;
+                                self.core.acl = authorized.acl.map(Box::new);
                                 self.set_token_expiry(authorized.until);
                             }
                             Err((reason_code, why)) => {
                                 debug!(reason_code, why, "CONNECT refused");
-                                self.shard.metrics.error(ErrorKind::Auth);
-                                self.session.refuse(reason_code, &mut self.effects);
+                                self.core.shard.metrics.error(ErrorKind::Auth);
+                                self.core.session.refuse(reason_code, &mut self.effects);
                                 continue;
                             }
                         }
@@ -642,15 +683,16 @@ impl Conn {
                     let resumed = match Box::pin(self.claim(&connect)).await {
                         Ok(resumed) => resumed,
                         Err(e) => {
-                            warn!(client_id = %self.info.client_id, error = %e, "cannot claim the session");
-                            self.session
+                            warn!(client_id = %self.core.info.client_id, error = %e, "cannot claim the session");
+                            self.core
+                                .session
                                 .refuse(reason::SERVER_UNAVAILABLE, &mut self.effects);
                             continue;
                         }
                     };
                     accept.session_present = resumed.is_some();
-                    let now = self.shard.now_ms();
-                    self.session.accept(now, accept, &mut self.effects);
+                    let now = self.core.shard.now_ms();
+                    self.core.session.accept(now, accept, &mut self.effects);
                     if let Some(state) = resumed {
                         Box::pin(self.resume(state)).await;
                     }
@@ -658,7 +700,12 @@ impl Conn {
                 Effect::Publish(publish) => self.publish(publish).await,
                 Effect::PublishWill(will) => {
                     let delay = will.properties.will_delay_interval.unwrap_or(0);
-                    let stored = self.owned.as_ref().and_then(|o| o.will.clone()).map(|w| *w);
+                    let stored = self
+                        .core
+                        .owned
+                        .as_ref()
+                        .and_then(|o| o.will.clone())
+                        .map(|w| *w);
                     match (delay, stored) {
                         // MQTT 5 will delay: published later, unless the session was
                         // claimed again meanwhile (the client came back, here or elsewhere).
@@ -675,42 +722,45 @@ impl Conn {
                         }
                     }
                     // Published (or scheduled): the session record no longer carries it.
-                    if let Some(o) = &mut self.owned {
+                    if let Some(o) = &mut self.core.owned {
                         o.will = None;
                     }
                 }
                 Effect::Subscribe(sub) => Box::pin(self.subscribe(sub)).await,
                 Effect::Unsubscribe(unsub) => {
-                    if let Some(o) = &mut self.owned {
+                    if let Some(o) = &mut self.core.owned {
                         o.subs
                             .retain(|s| !unsub.filters.iter().any(|u| u.as_str() == s.filter));
                     }
                     Box::pin(self.save_session()).await;
-                    let delivery = &self.shard.delivery;
+                    let delivery = &self.core.shard.delivery;
                     let codes = unsub
                         .filters
                         .iter()
                         .map(|f| {
-                            delivery.unsubscribe(self.id, f.as_str())
-                                || self.shard.shares.unsubscribe(self.id, f.as_str())
+                            delivery.unsubscribe(self.core.id, f.as_str())
+                                || self.core.shard.shares.unsubscribe(self.core.id, f.as_str())
                         })
                         .map(|existed| match existed {
                             true => 0,
                             false => reason::NO_SUBSCRIPTION_EXISTED,
                         })
                         .collect();
-                    self.session
+                    self.core
+                        .session
                         .unsuback(unsub.packet_id, codes, &mut self.effects);
                 }
                 Effect::Auth(_) => self.session_close(reason::BAD_AUTHENTICATION_METHOD),
                 Effect::Delivered { packet_id, .. } => {
-                    if let Some(s) = &mut self.subscriber {
+                    if let Some(s) = &mut self.core.subscriber {
                         if let Some(i) = s.in_flight.iter().position(|(id, _)| *id == packet_id) {
                             match s.in_flight.swap_remove(i) {
                                 (_, Some(source)) => s.mailbox.done(&source),
-                                (_, None) => self.shard.shares.delivered(self.id, packet_id),
+                                (_, None) => {
+                                    self.core.shard.shares.delivered(self.core.id, packet_id)
+                                }
                             }
-                            if let Some(o) = &mut self.owned {
+                            if let Some(o) = &mut self.core.owned {
                                 o.since_save += 1;
                             }
                         }
@@ -728,7 +778,7 @@ impl Conn {
         if self.effects.capacity() == 0 {
             std::mem::swap(
                 &mut self.effects,
-                &mut self.shard.spare_effects.borrow_mut(),
+                &mut self.core.shard.spare_effects.borrow_mut(),
             );
         }
     }
@@ -738,7 +788,7 @@ impl Conn {
     fn return_effects(&mut self) {
         let mut effects = std::mem::take(&mut self.effects);
         effects.clear();
-        let mut spare = self.shard.spare_effects.borrow_mut();
+        let mut spare = self.core.shard.spare_effects.borrow_mut();
         if effects.capacity() > spare.capacity() {
             *spare = effects;
         }
@@ -746,7 +796,7 @@ impl Conn {
 
     /// Ends the session from the server side (a DISCONNECT on MQTT 5).
     fn session_close(&mut self, reason_code: u8) {
-        if self.codec.version() == Some(ProtocolVersion::V5) {
+        if self.core.codec.version() == Some(ProtocolVersion::V5) {
             let disconnect = codecs::mqtt::Disconnect {
                 reason_code,
                 ..Default::default()
@@ -757,7 +807,7 @@ impl Conn {
     }
 
     fn send(&mut self, packet: &Packet) {
-        if let Err(e) = self.codec.encode(packet, &mut self.out) {
+        if let Err(e) = self.core.codec.encode(packet, &mut self.out) {
             debug!(error = %e, "reply not encodable");
         }
     }
@@ -766,7 +816,13 @@ impl Conn {
     /// followed by a close frame when the connection is ending.
     async fn flush(&mut self, stream: &mut Stream) -> io::Result<()> {
         let Some(ws) = &mut self.ws else {
-            return driver::flush(&self.shard, self.listener.index, stream, &mut self.out).await;
+            return driver::flush(
+                &self.core.shard,
+                self.core.listener.index,
+                stream,
+                &mut self.out,
+            )
+            .await;
         };
         let mut framed = BytesMut::new();
         if !self.out.is_empty() {
@@ -779,7 +835,13 @@ impl Conn {
         if ws.layer.drain(&mut framed) && self.closing.is_none() {
             self.closing = Some(0);
         }
-        driver::flush(&self.shard, self.listener.index, stream, &mut framed).await
+        driver::flush(
+            &self.core.shard,
+            self.core.listener.index,
+            stream,
+            &mut framed,
+        )
+        .await
     }
 }
 

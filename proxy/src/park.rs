@@ -7,10 +7,12 @@
 //! ends, glommio lets go of the socket ([`runtime::detach`]), and what is left is the
 //! connection's own state and a file descriptor in a slot. One epoll set per shard
 //! ([`Readiness`]) watches every parked socket; anything else that concerns a parked
-//! connection (a delivery, a session takeover, shutdown) wakes it through a [`Waker`] for
-//! its slot; its deadline (keepalive, a pending save) is kept in an ordered set. Whichever
-//! comes first, the lot gives the connection a task and a glommio stream again
-//! ([`Resume`]), and its driver carries on as if it had never stopped.
+//! connection (a delivery, a session takeover) wakes it through a [`Waker`] for its slot;
+//! its deadline (keepalive, a pending save) is kept in an ordered set; shutdown resumes
+//! them all ([`ParkingLot::resume_all`]). Whichever comes first, the lot gives the
+//! connection a task and a glommio stream again ([`Resume`]), and its driver carries on as
+//! if it had never stopped. What a connection keeps while parked is up to its driver
+//! (MQTT keeps its `Core`, at most 256 bytes); the lot adds a 32-byte slot and the waker.
 //!
 //! Waking a parked connection costs a hop through the shard's blocking thread (the epoll
 //! wait), tens of microseconds, which is why only connections idle for
@@ -63,25 +65,29 @@ impl Key {
     }
 }
 
+/// 32 bytes, since every connection that ever parked on the shard at once keeps a slot
+/// in the `Vec`: the deadline in milliseconds of the lot's clock rather than an
+/// `Option<Instant>` (16 bytes), and two variants (the box's niche is the tag).
 enum Slot {
-    /// Empty; the next connection parked here gets this generation.
-    Free { generation: u32 },
-    /// Handed out by [`ParkingLot::reserve`], not parked yet.
-    Reserved { generation: u32 },
+    /// Free (the next connection parked here gets this generation), or `reserved`: handed
+    /// out by [`ParkingLot::reserve`], not parked yet.
+    Vacant { generation: u32, reserved: bool },
     Parked {
         generation: u32,
         conn: Box<dyn Resume>,
         fd: OwnedFd,
-        deadline: Option<Instant>,
+        /// [`NO_DEADLINE`] or milliseconds since [`ParkingLot::epoch`].
+        deadline_ms: u64,
     },
 }
+
+/// A parked connection's `deadline_ms` when it has none.
+const NO_DEADLINE: u64 = u64::MAX;
 
 impl Slot {
     fn generation(&self) -> u32 {
         match self {
-            Slot::Free { generation }
-            | Slot::Reserved { generation }
-            | Slot::Parked { generation, .. } => *generation,
+            Slot::Vacant { generation, .. } | Slot::Parked { generation, .. } => *generation,
         }
     }
 }
@@ -119,7 +125,10 @@ pub struct ParkingLot {
     readiness: Readiness,
     slots: RefCell<Vec<Slot>>,
     free: RefCell<Vec<usize>>,
-    deadlines: RefCell<BTreeSet<(Instant, Key)>>,
+    /// Parked connections' deadlines, in milliseconds since `epoch`.
+    deadlines: RefCell<BTreeSet<(u64, Key)>>,
+    /// The start of the lot's clock.
+    epoch: Instant,
     woken: Arc<Woken>,
     /// When a connection last parked, until the memory it freed was released.
     last_park: Cell<Option<Instant>>,
@@ -145,6 +154,7 @@ impl ParkingLot {
             slots: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
             deadlines: RefCell::new(BTreeSet::new()),
+            epoch: Instant::now(),
             woken: Arc::default(),
             last_park: Cell::new(None),
             gauge,
@@ -167,12 +177,18 @@ impl ParkingLot {
         let index = match self.free.borrow_mut().pop() {
             Some(i) => i,
             None => {
-                slots.push(Slot::Free { generation: 0 });
+                slots.push(Slot::Vacant {
+                    generation: 0,
+                    reserved: false,
+                });
                 slots.len() - 1
             }
         };
         let generation = slots[index].generation();
-        slots[index] = Slot::Reserved { generation };
+        slots[index] = Slot::Vacant {
+            generation,
+            reserved: true,
+        };
         let key = Key::new(index, generation);
         let waker = Waker::from(Arc::new(SlotWaker {
             key,
@@ -215,14 +231,15 @@ impl ParkingLot {
             conn.resume(runtime::attach(fd));
             return;
         }
-        if let Some(at) = deadline {
-            self.deadlines.borrow_mut().insert((at, key));
+        let deadline_ms = deadline.map_or(NO_DEADLINE, |at| self.ms(at));
+        if deadline_ms != NO_DEADLINE {
+            self.deadlines.borrow_mut().insert((deadline_ms, key));
         }
         self.slots.borrow_mut()[key.index()] = Slot::Parked {
             generation: key.generation(),
             conn,
             fd,
-            deadline,
+            deadline_ms,
         };
         self.last_park.set(Some(Instant::now()));
         self.gauge
@@ -231,37 +248,77 @@ impl ParkingLot {
         self.woken.lot.wake();
     }
 
+    /// `at` on the lot's clock, rounded up to a millisecond (a connection resumed a little
+    /// early for its deadline would just wait again).
+    fn ms(&self, at: Instant) -> u64 {
+        let micros = at.saturating_duration_since(self.epoch).as_micros();
+        u64::try_from(micros.div_ceil(1000)).unwrap_or(NO_DEADLINE - 1)
+    }
+
+    /// The instant of `ms` on the lot's clock.
+    fn instant(&self, ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(ms)
+    }
+
     /// Frees `key`'s slot for the next generation and returns what was parked there.
-    fn vacate(&self, key: Key) -> Option<(Box<dyn Resume>, OwnedFd, Option<Instant>)> {
+    fn vacate(&self, key: Key) -> Option<(Box<dyn Resume>, OwnedFd, u64)> {
         let mut slots = self.slots.borrow_mut();
         let slot = slots.get_mut(key.index())?;
-        if slot.generation() != key.generation() || matches!(slot, Slot::Free { .. }) {
+        if slot.generation() != key.generation()
+            || matches!(
+                slot,
+                Slot::Vacant {
+                    reserved: false,
+                    ..
+                }
+            )
+        {
             return None;
         }
-        let next = Slot::Free {
+        let next = Slot::Vacant {
             generation: key.generation().wrapping_add(1),
+            reserved: false,
         };
         self.free.borrow_mut().push(key.index());
         match std::mem::replace(slot, next) {
             Slot::Parked {
-                conn, fd, deadline, ..
+                conn,
+                fd,
+                deadline_ms,
+                ..
             } => {
                 self.gauge
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                Some((conn, fd, deadline))
+                Some((conn, fd, deadline_ms))
             }
             _ => None,
         }
     }
 
+    /// Resumes every parked connection (at shutdown: parked connections are not among
+    /// the shutdown signal's waiters, so that the signal's table holds only active ones).
+    pub fn resume_all(&self) {
+        let keys: Vec<Key> = self
+            .slots
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| match slot {
+                Slot::Parked { generation, .. } => Some(Key::new(i, *generation)),
+                _ => None,
+            })
+            .collect();
+        keys.into_iter().for_each(|key| self.resume(key));
+    }
+
     /// Resumes the connection parked under `key`, if it still is.
     fn resume(&self, key: Key) {
-        let Some((conn, fd, deadline)) = self.vacate(key) else {
+        let Some((conn, fd, deadline_ms)) = self.vacate(key) else {
             return;
         };
         self.readiness.unwatch(&fd);
-        if let Some(at) = deadline {
-            self.deadlines.borrow_mut().remove(&(at, key));
+        if deadline_ms != NO_DEADLINE {
+            self.deadlines.borrow_mut().remove(&(deadline_ms, key));
         }
         conn.resume(runtime::attach(fd));
     }
@@ -272,9 +329,11 @@ impl ParkingLot {
         let mut epoll: Option<Pin<Box<dyn Future<Output = Vec<u64>>>>> = None;
         let mut due: Vec<Key> = Vec::new();
         loop {
-            let next_deadline = self.deadlines.borrow().first().map(|(at, _)| *at);
-            let mut timer = next_deadline
-                .map(|at| Box::pin(runtime::sleep(at.saturating_duration_since(Instant::now()))));
+            let next_deadline = self.deadlines.borrow().first().map(|(ms, _)| *ms);
+            let mut timer = next_deadline.map(|ms| {
+                let left = self.instant(ms).saturating_duration_since(Instant::now());
+                Box::pin(runtime::sleep(left))
+            });
             futures::future::poll_fn(|cx| {
                 self.woken.lot.register(cx.waker());
                 due.extend(
@@ -301,8 +360,8 @@ impl ParkingLot {
                     if t.as_mut().poll(cx).is_ready() {
                         let now = Instant::now();
                         let mut deadlines = self.deadlines.borrow_mut();
-                        while let Some(&(at, key)) = deadlines.first() {
-                            if at > now {
+                        while let Some(&(ms, key)) = deadlines.first() {
+                            if self.instant(ms) > now {
                                 break;
                             }
                             deadlines.pop_first();
@@ -311,7 +370,7 @@ impl ParkingLot {
                         again = true;
                     }
                 }
-                let first = self.deadlines.borrow().first().map(|(at, _)| *at);
+                let first = self.deadlines.borrow().first().map(|(ms, _)| *ms);
                 if first != next_deadline {
                     again = true;
                 }
@@ -341,6 +400,12 @@ impl ParkingLot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_slot_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
+    }
 
     #[test]
     fn keys_carry_index_and_generation() {

@@ -166,8 +166,6 @@ impl HeaderField {
 /// What a route needs to know about the connection a message came from.
 #[derive(Debug, Clone, Default)]
 pub struct ConnInfo {
-    /// The listener's name.
-    pub listener: String,
     /// The MQTT client identifier.
     pub client_id: String,
     /// The user name the client authenticated with.
@@ -181,6 +179,8 @@ pub struct ConnInfo {
 pub struct Route {
     /// MQTT routes match topics; a stream listener's one route has no filter.
     filter: Option<TopicFilter>,
+    /// The name of the listener it belongs to (the `listener` header).
+    pub listener: String,
     /// The Kafka topic.
     pub kafka_topic: String,
     /// The key template.
@@ -203,6 +203,7 @@ impl Routes {
                 .iter()
                 .filter(|r| r.listener == listener)
                 .map(|r| Route {
+                    listener: listener.to_owned(),
                     filter: r.mqtt_topic.as_deref().map(topic_filter),
                     kafka_topic: r.kafka_topic.clone(),
                     key: KeyTemplate::parse(r.key_template(protocol))
@@ -233,7 +234,7 @@ impl Routes {
 /// The record headers `route` asks for, as (name, value) pairs borrowing from `publish`
 /// and `conn`.
 pub fn headers<'a>(
-    route: &Route,
+    route: &'a Route,
     publish: &'a Publish,
     conn: &'a ConnInfo,
     out: &mut Vec<Header<'a>>,
@@ -247,7 +248,7 @@ pub fn headers<'a>(
                     out.push(header("mqtt.username", u.as_bytes()));
                 }
             }
-            HeaderField::Listener => out.push(header("sluice.listener", conn.listener.as_bytes())),
+            HeaderField::Listener => out.push(header("sluice.listener", route.listener.as_bytes())),
             HeaderField::MqttTopic => {
                 out.push(header("mqtt.topic", publish.topic.as_str().as_bytes()))
             }
@@ -291,7 +292,6 @@ mod tests {
 
     fn conn() -> ConnInfo {
         ConnInfo {
-            listener: "mqtt".into(),
             client_id: "dev-7".into(),
             username: Some("alice".into()),
             principal: None,

@@ -346,6 +346,9 @@ pub async fn run(index: usize, setup: ShardSetup) {
     metrics.draining.store(true, Ordering::Relaxed);
     accepting.set(false);
     shard.shutdown.set();
+    if let Some(lot) = &shard.lot {
+        lot.resume_all();
+    }
     let deadline = Instant::now() + Duration::from_millis(config.server.shutdown_timeout_ms);
     let open = || -> u64 {
         metrics

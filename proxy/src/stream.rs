@@ -93,7 +93,6 @@ async fn run(
         .map_err(|e| (ErrorKind::Protocol, e.to_string()))?;
     let route = listener.routes.single().expect("validated: one route");
     let info = ConnInfo {
-        listener: config.name.clone(),
         principal: authenticate(stream, listener.auth.as_ref(), &route.kafka_topic)?,
         ..ConnInfo::default()
     };
@@ -246,7 +245,7 @@ async fn produce(
     if route.headers.contains(&HeaderField::Listener) {
         headers.push(Header {
             key: "sluice.listener",
-            value: Some(info.listener.as_bytes()),
+            value: Some(route.listener.as_bytes()),
         });
     }
     if let (true, Some(p)) = (

@@ -45,7 +45,7 @@ pub struct SessionConfig {
     /// Keepalive imposed on MQTT 5 clients (Server Keep Alive), if any.
     pub server_keep_alive: Option<u16>,
     /// Milliseconds a connection may take to send CONNECT.
-    pub connect_timeout_ms: u64,
+    pub connect_timeout_ms: u32,
 }
 
 impl Default for SessionConfig {
@@ -161,7 +161,7 @@ pub struct Session {
 impl Session {
     /// A session for a connection accepted at `now`.
     pub fn new(config: SessionConfig, now: u64) -> Self {
-        let deadline = Some(now.saturating_add(config.connect_timeout_ms));
+        let deadline = Some(now.saturating_add(u64::from(config.connect_timeout_ms)));
         Self {
             config,
             state: State::AwaitingConnect,

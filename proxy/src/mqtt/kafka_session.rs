@@ -3,14 +3,14 @@
 //! it, and the will (routed at CONNECT, published here or by another process).
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use codecs::mqtt::{MqttString, ProtocolVersion, QoS, TopicFilter};
 use kafka_wire::ProducerRecord;
 use tracing::{debug, warn};
 
 use super::subscriber::Subscriber;
-use super::Conn;
+use super::{Conn, Core};
 use crate::delivery::{Granted, Mailbox};
 use crate::runtime;
 use crate::sessions::{InFlight, StoredSub, StoredWill, TakeoverSignal};
@@ -19,7 +19,6 @@ use crate::shard::Shard;
 /// The Kafka-kept session this connection serves.
 pub(super) struct Owned {
     pub(super) gen: u64,
-    pub(super) owner: String,
     /// Seconds the session outlives the connection; 0: it ends with it.
     pub(super) expiry_s: u32,
     pub(super) takeover: TakeoverSignal,
@@ -27,7 +26,8 @@ pub(super) struct Owned {
     pub(super) subs: Vec<StoredSub>,
     /// Deliveries completed since the state was last saved, and when that was.
     pub(super) since_save: u32,
-    pub(super) saved_at: Instant,
+    /// On the shard's clock ([`Shard::now_ms`]): 8 bytes where an `Instant` takes 16.
+    pub(super) saved_at_ms: u64,
     /// The will, routed, while the connection may still end abnormally.
     pub(super) will: Option<Box<StoredWill>>,
 }
@@ -39,10 +39,16 @@ pub(super) const SAVE_EVERY: u32 = 256;
 pub(super) const SAVE_AFTER: Duration = Duration::from_secs(1);
 
 impl Owned {
-    pub(super) fn save_due(&self) -> bool {
+    pub(super) fn save_due(&self, now_ms: u64) -> bool {
         self.expiry_s > 0
             && (self.since_save >= SAVE_EVERY
-                || (self.since_save > 0 && self.saved_at.elapsed() >= SAVE_AFTER))
+                || (self.since_save > 0 && self.save_after(now_ms).is_zero()))
+    }
+
+    /// How long until a save is due by time (given completed deliveries to save).
+    pub(super) fn save_after(&self, now_ms: u64) -> Duration {
+        let at = self.saved_at_ms + SAVE_AFTER.as_millis() as u64;
+        Duration::from_millis(at.saturating_sub(now_ms))
     }
 }
 
@@ -60,33 +66,34 @@ impl Conn {
             _ if connect.clean_start => 0,
             _ => u32::MAX,
         };
-        let client_id = self.info.client_id.clone();
+        let client_id = self.core.info.client_id.clone();
         let will = connect.will.as_ref().and_then(|w| self.route_will(w));
         // A will must be in Kafka before the CONNACK, or no other process could publish it
         // if this one died; a clean session without one claims in the background.
         if connect.clean_start && expiry_s == 0 && will.is_none() {
-            let (owner, takeover) =
-                self.shard
+            let takeover =
+                self.core
+                    .shard
                     .sessions
-                    .claim_clean(&client_id, self.id, will.clone());
-            self.owned = Some(Box::new(Owned {
+                    .claim_clean(&client_id, self.core.id, will.clone());
+            self.core.owned = Some(Box::new(Owned {
                 gen: 0,
-                owner,
                 expiry_s,
                 takeover,
                 subs: Vec::new(),
                 since_save: 0,
-                saved_at: Instant::now(),
+                saved_at_ms: self.core.shard.now_ms(),
                 will: will.clone().map(Box::new),
             }));
             return Ok(None);
         }
         let (claim, takeover) = self
+            .core
             .shard
             .sessions
             .claim(
                 &client_id,
-                self.id,
+                self.core.id,
                 connect.clean_start,
                 expiry_s,
                 will.clone(),
@@ -97,14 +104,13 @@ impl Conn {
             .as_ref()
             .map(|s| s.subs.clone())
             .unwrap_or_default();
-        self.owned = Some(Box::new(Owned {
+        self.core.owned = Some(Box::new(Owned {
             gen: claim.gen,
-            owner: claim.owner,
             expiry_s,
             takeover,
             subs,
             since_save: 0,
-            saved_at: Instant::now(),
+            saved_at_ms: self.core.shard.now_ms(),
             will: will.clone().map(Box::new),
         }));
         Ok(claim.resumed)
@@ -114,12 +120,12 @@ impl Conn {
     /// no other process could publish it either).
     pub(super) fn route_will(&self, will: &codecs::mqtt::Will) -> Option<StoredWill> {
         use base64::Engine as _;
-        let route = self.listener.routes.find(will.topic.as_str())?;
+        let route = self.core.listener.routes.find(will.topic.as_str())?;
         let mut key = Vec::new();
         let key = (!route.key.is_empty()).then(|| {
             route
                 .key
-                .render(will.topic.as_str(), &self.info, None, &mut key);
+                .render(will.topic.as_str(), &self.core.info, None, &mut key);
             String::from_utf8_lossy(&key).into_owned()
         });
         Some(StoredWill {
@@ -135,11 +141,13 @@ impl Conn {
 
     /// Publishes the will after its delay, unless the session was claimed again by then.
     pub(super) fn delay_will(&self, will: StoredWill) {
-        let Some(o) = &self.owned else { return };
+        if self.core.owned.is_none() {
+            return;
+        }
         let (shard, client_id, owner) = (
-            self.shard.clone(),
-            self.info.client_id.clone(),
-            o.owner.clone(),
+            self.core.shard.clone(),
+            self.core.info.client_id.clone(),
+            self.core.shard.sessions.owner(self.core.id),
         );
         runtime::spawn(async move {
             runtime::sleep(Duration::from_secs(u64::from(will.delay_s))).await;
@@ -157,7 +165,7 @@ impl Conn {
     pub(super) async fn resume(&mut self, mut state: crate::sessions::Stored) {
         // The ACL may have changed since the session was stored (a restart with other
         // rules, or another principal using the client id): it drops what it now refuses.
-        if let Some(acl) = &self.acl {
+        if let Some(acl) = &self.core.acl {
             let allowed = |s: &StoredSub| {
                 let filter = MqttString::try_from(s.filter.clone()).ok();
                 let filter = filter.and_then(|f| TopicFilter::new(f).ok());
@@ -171,7 +179,7 @@ impl Conn {
                 allowed
             };
             state.subs.retain(allowed);
-            if let Some(o) = &mut self.owned {
+            if let Some(o) = &mut self.core.owned {
                 o.subs
                     .retain(|s| state.subs.iter().any(|r| r.filter == s.filter));
             }
@@ -181,7 +189,7 @@ impl Conn {
             return;
         }
         let mailbox = Rc::new(Mailbox::persistent());
-        let client_id = self.info.client_id.clone();
+        let client_id = self.core.info.client_id.clone();
         mailbox.set_client_id(&client_id);
         let in_flight = state
             .in_flight
@@ -210,14 +218,15 @@ impl Conn {
         let (shared, subs): (Vec<_>, Vec<_>) = subs
             .into_iter()
             .partition(|(f, _)| super::shared::is_shared(f));
-        self.shard
+        self.core
+            .shard
             .delivery
-            .resume(self.id, &mailbox, &subs, &state.cursor, in_flight)
+            .resume(self.core.id, &mailbox, &subs, &state.cursor, in_flight)
             .await;
-        self.subscriber = Some(Box::new(Subscriber {
+        self.core.subscriber = Some(Box::new(Subscriber {
             mailbox,
             in_flight: Vec::new(),
-            window: usize::from(self.client_receive_maximum),
+            window: usize::from(self.core.client_receive_maximum),
             // New identifiers start after the ones being redelivered.
             next_packet_id: state
                 .in_flight
@@ -231,6 +240,34 @@ impl Conn {
         self.save_session().await;
     }
 
+    /// Writes a persistent session's state (subscriptions, cursor) to Kafka and waits for
+    /// it. A failure is logged: the previous state stands, and what was delivered since
+    /// may be delivered again.
+    pub(super) async fn save_session(&mut self) {
+        let Some(state) = self.core.stored(true) else {
+            return;
+        };
+        if state.expiry_s == 0 {
+            return;
+        }
+        let client_id = self.core.info.client_id.clone();
+        if let Err(e) = self
+            .core
+            .shard
+            .sessions
+            .save(&client_id, Some(&state))
+            .await
+        {
+            warn!(client_id, error = %e, "cannot save the session state");
+        }
+        if let Some(o) = &mut self.core.owned {
+            o.since_save = 0;
+            o.saved_at_ms = self.core.shard.now_ms();
+        }
+    }
+}
+
+impl Core {
     /// The session's state as it stands, for saving.
     pub(super) fn stored(&self, connected: bool) -> Option<crate::sessions::Stored> {
         let o = self.owned.as_ref()?;
@@ -242,7 +279,7 @@ impl Conn {
             .unwrap_or_default();
         Some(crate::sessions::Stored {
             gen: o.gen,
-            owner: o.owner.clone(),
+            owner: self.shard.sessions.owner(self.id),
             subs: o.subs.clone(),
             cursor,
             expiry_s: o.expiry_s,
@@ -268,26 +305,6 @@ impl Conn {
         })
     }
 
-    /// Writes a persistent session's state (subscriptions, cursor) to Kafka and waits for
-    /// it. A failure is logged: the previous state stands, and what was delivered since
-    /// may be delivered again.
-    pub(super) async fn save_session(&mut self) {
-        let Some(state) = self.stored(true) else {
-            return;
-        };
-        if state.expiry_s == 0 {
-            return;
-        }
-        let client_id = self.info.client_id.clone();
-        if let Err(e) = self.shard.sessions.save(&client_id, Some(&state)).await {
-            warn!(client_id, error = %e, "cannot save the session state");
-        }
-        if let Some(o) = &mut self.owned {
-            o.since_save = 0;
-            o.saved_at = Instant::now();
-        }
-    }
-
     /// The connection ended: a persistent session is saved as disconnected (from when its
     /// expiry counts); any other ends (a null record). Only as the connection is dropped:
     /// it takes the client id.
@@ -297,18 +314,19 @@ impl Conn {
         let owned = self.owned.take().expect("just set");
         let client_id = std::mem::take(&mut self.info.client_id);
         let sessions = self.shard.sessions.clone();
-        sessions.release(&client_id, &owned.owner);
+        sessions.release(&client_id, self.id);
         let state = state.filter(|s| s.expiry_s > 0);
         if state.is_none() && owned.gen == 0 {
             // A clean session claimed in the background (no will): nothing is cached for
             // it anywhere, so there is nothing to end.
             return;
         }
+        let owner = sessions.owner(self.id);
         runtime::spawn(async move {
             let saved = match &state {
                 Some(state) => sessions.save(&client_id, Some(state)).await,
                 // Also clears the will the claim carries, so no other process publishes it.
-                None => sessions.end_clean(&client_id, &owned.owner).await,
+                None => sessions.end_clean(&client_id, &owner).await,
             };
             if let Err(e) = saved {
                 warn!(error = %e, client_id, "cannot save the session at disconnect");

@@ -20,8 +20,9 @@ use crate::route;
 impl Conn {
     /// Routes a PUBLISH and hands its record to the producer.
     pub(super) async fn publish(&mut self, publish: Publish) {
-        let received = self.shard.read_at();
+        let received = self.core.shard.read_at();
         if self
+            .core
             .acl
             .as_ref()
             .is_some_and(|acl| !acl.may_publish(publish.topic.as_str()))
@@ -30,7 +31,7 @@ impl Conn {
                 topic = publish.topic.as_str(),
                 "PUBLISH not allowed by the ACL"
             );
-            self.shard.metrics.error(ErrorKind::Auth);
+            self.core.shard.metrics.error(ErrorKind::Auth);
             if publish.qos == QoS::AtMostOnce {
                 // Nothing to answer a QoS 0 PUBLISH with: end the session, visibly.
                 self.session_close(reason::NOT_AUTHORIZED);
@@ -40,7 +41,7 @@ impl Conn {
             }
             return;
         }
-        let listener = self.listener.clone();
+        let listener = self.core.listener.clone();
         let Some(route) = listener.routes.find(publish.topic.as_str()) else {
             // No route: refuse rather than drop silently.
             self.refuse(&publish, reason::IMPLEMENTATION_SPECIFIC);
@@ -51,12 +52,12 @@ impl Conn {
         } else {
             route
                 .key
-                .render(publish.topic.as_str(), &self.info, None, &mut self.key);
+                .render(publish.topic.as_str(), &self.core.info, None, &mut self.key);
             &self.key
         };
         let key = (!route.key.is_empty()).then_some(key);
         let mut headers = Vec::new();
-        route::headers(route, &publish, &self.info, &mut headers);
+        route::headers(route, &publish, &self.core.info, &mut headers);
         let retained = if publish.retain {
             match self.retain(&publish, &headers).await {
                 Ok(delivery) => Some(delivery),
@@ -75,9 +76,9 @@ impl Conn {
             key,
             value: Some(&publish.payload),
             headers: &headers,
-            timestamp: Some(self.shard.read_at_unix_ms()),
+            timestamp: Some(self.core.shard.read_at_unix_ms()),
         };
-        match self.shard.producer.send(record).await {
+        match self.core.shard.producer.send(record).await {
             Ok(delivery) => self.acks.push_back(PendingAck {
                 retained,
                 packet_id: if publish.qos == QoS::AtMostOnce {
@@ -91,7 +92,8 @@ impl Conn {
             }),
             Err(e) => {
                 debug!(error = %e, topic = %route.kafka_topic, "record refused before sending");
-                self.shard
+                self.core
+                    .shard
                     .metrics
                     .records_failed
                     .fetch_add(1, Ordering::Relaxed);
@@ -108,19 +110,19 @@ impl Conn {
         headers: &[kafka_wire::record::Header<'_>],
     ) -> Result<DeliveryFuture, kafka_wire::Error> {
         let record = ProducerRecord {
-            topic: self.shard.delivery.retained_topic(),
+            topic: self.core.shard.delivery.retained_topic(),
             partition: None,
             key: Some(publish.topic.as_str().as_bytes()),
             value: (!publish.payload.is_empty()).then_some(&publish.payload[..]),
             headers,
             timestamp: None,
         };
-        self.shard.producer.send(record).await
+        self.core.shard.producer.send(record).await
     }
 
     pub(super) fn refuse(&mut self, publish: &Publish, reason_code: u8) {
         if publish.qos != QoS::AtMostOnce {
-            self.session.on_kafka_ack(
+            self.core.session.on_kafka_ack(
                 publish.packet_id,
                 KafkaAck::Failed { reason_code },
                 &mut self.effects,
@@ -136,7 +138,7 @@ impl Conn {
         result: Result<kafka_wire::RecordMetadata, kafka_wire::Error>,
         now: Instant,
     ) {
-        let m = &self.shard.metrics;
+        let m = &self.core.shard.metrics;
         let outcome = match result {
             Ok(_) => {
                 m.records_produced.fetch_add(1, Ordering::Relaxed);
@@ -154,7 +156,8 @@ impl Conn {
         };
         if ack.qos != QoS::AtMostOnce {
             self.lend_effects();
-            self.session
+            self.core
+                .session
                 .on_kafka_ack(ack.packet_id, outcome, &mut self.effects);
         }
     }

@@ -16,15 +16,19 @@ impl Conn {
         subscription: &str,
         granted: Granted,
     ) -> Option<Rc<Mailbox>> {
-        let mailbox = self.shard.delivery.mailbox(self.id, &self.info.client_id);
-        let window = usize::from(self.client_receive_maximum);
-        let shares = self.shard.shares.clone();
+        let mailbox = self
+            .core
+            .shard
+            .delivery
+            .mailbox(self.core.id, &self.core.info.client_id);
+        let window = usize::from(self.core.client_receive_maximum);
+        let shares = self.core.shard.shares.clone();
         let joined = shares
-            .subscribe(self.id, &mailbox, subscription, granted, window)
+            .subscribe(self.core.id, &mailbox, subscription, granted, window)
             .await;
-        if !joined && self.subscriber.is_none() {
+        if !joined && self.core.subscriber.is_none() {
             // Nothing else will forget the mailbox made for it.
-            self.shard.delivery.disconnect(self.id);
+            self.core.shard.delivery.disconnect(self.core.id);
         }
         joined.then_some(mailbox)
     }

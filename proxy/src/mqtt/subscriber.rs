@@ -48,11 +48,12 @@ impl Conn {
     /// in the share's consumer group). A filter the ACL does not allow gets Not authorized
     /// (0x87; 3.1.1 has only Failure, 0x80), the others of the same SUBSCRIBE go on.
     pub(super) async fn subscribe(&mut self, sub: codecs::mqtt::Subscribe) {
-        let v5 = self.codec.version() == Some(ProtocolVersion::V5);
-        let delivery = self.shard.delivery.clone();
+        let v5 = self.core.codec.version() == Some(ProtocolVersion::V5);
+        let delivery = self.core.shard.delivery.clone();
         let mut codes = Vec::with_capacity(sub.subscriptions.len());
         for s in &sub.subscriptions {
             let refused = if self
+                .core
                 .acl
                 .as_ref()
                 .is_some_and(|a| !a.may_subscribe(&s.filter))
@@ -61,7 +62,7 @@ impl Conn {
                     filter = s.filter.as_str(),
                     "SUBSCRIBE not allowed by the ACL"
                 );
-                self.shard.metrics.error(ErrorKind::Auth);
+                self.core.shard.metrics.error(ErrorKind::Auth);
                 Some(reason::NOT_AUTHORIZED)
             } else if !delivery.available() {
                 Some(reason::UNSPECIFIED_ERROR)
@@ -73,8 +74,10 @@ impl Conn {
                 continue;
             }
             let qos = s.options.qos;
-            if self.subscriber.is_none() && self.owned.as_ref().is_some_and(|o| o.expiry_s > 0) {
-                delivery.attach(self.id, Rc::new(Mailbox::persistent()));
+            if self.core.subscriber.is_none()
+                && self.core.owned.as_ref().is_some_and(|o| o.expiry_s > 0)
+            {
+                delivery.attach(self.core.id, Rc::new(Mailbox::persistent()));
             }
             let granted = Granted {
                 qos,
@@ -93,7 +96,12 @@ impl Conn {
                 }
             } else {
                 delivery
-                    .subscribe(self.id, &self.info.client_id, s.filter.as_str(), granted)
+                    .subscribe(
+                        self.core.id,
+                        &self.core.info.client_id,
+                        s.filter.as_str(),
+                        granted,
+                    )
                     .await
             };
             // Retained messages go out after the SUBACK (they are written on a later
@@ -108,9 +116,9 @@ impl Conn {
             if send_retained {
                 delivery.send_retained(&s.filter, qos, &mailbox);
             }
-            if self.subscriber.is_none() {
-                let window = usize::from(self.client_receive_maximum);
-                self.subscriber = Some(Box::new(Subscriber {
+            if self.core.subscriber.is_none() {
+                let window = usize::from(self.core.client_receive_maximum);
+                self.core.subscriber = Some(Box::new(Subscriber {
                     mailbox,
                     in_flight: Vec::new(),
                     window,
@@ -118,7 +126,7 @@ impl Conn {
                 }));
             }
             codes.push(qos as u8);
-            if let Some(o) = &mut self.owned {
+            if let Some(o) = &mut self.core.owned {
                 o.subs.retain(|stored| stored.filter != s.filter.as_str());
                 o.subs.push(StoredSub {
                     filter: s.filter.as_str().to_owned(),
@@ -131,17 +139,20 @@ impl Conn {
         }
         // A persistent session's subscriptions are in Kafka before the SUBACK.
         self.save_session().await;
-        self.session.suback(sub.packet_id, codes, &mut self.effects);
+        self.core
+            .session
+            .suback(sub.packet_id, codes, &mut self.effects);
     }
 
     /// Writes waiting deliveries, as many as the in-flight window allows. A subscriber
     /// whose mailbox overflowed is too slow: it is disconnected (Quota exceeded).
     pub(super) fn deliver(&mut self) {
-        let Some(s) = self.subscriber.as_mut() else {
+        let Some(s) = self.core.subscriber.as_mut() else {
             return;
         };
         if s.mailbox.overflowed() {
-            self.shard
+            self.core
+                .shard
                 .metrics
                 .slow_consumers
                 .fetch_add(1, Ordering::Relaxed);
@@ -149,7 +160,7 @@ impl Conn {
             self.session_close(reason::QUOTA_EXCEEDED);
             return;
         }
-        let Some(version) = self.codec.version() else {
+        let Some(version) = self.core.codec.version() else {
             return;
         };
         let v5 = version == ProtocolVersion::V5;
@@ -173,7 +184,7 @@ impl Conn {
                     m.qos,
                     m.retain,
                     packet_id,
-                    self.codec.peer_max_packet_size(),
+                    self.core.codec.peer_max_packet_size(),
                     &mut self.out,
                 )
             } else {
@@ -193,13 +204,13 @@ impl Conn {
                         Default::default()
                     },
                 });
-                self.codec.encode(&packet, &mut self.out)
+                self.core.codec.encode(&packet, &mut self.out)
             };
             match written {
                 Ok(()) if packet_id != 0 => {
                     s.in_flight.push((packet_id, m.source));
                     if let Some(ticket) = share {
-                        self.shard.shares.sent(self.id, packet_id, ticket);
+                        self.core.shard.shares.sent(self.core.id, packet_id, ticket);
                     }
                 }
                 result => {

@@ -9,7 +9,7 @@
 //! acknowledgement awaited among all of the shard's others: tens of bytes until Kafka has
 //! it.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::task::Poll;
 
@@ -24,7 +24,8 @@ use crate::runtime;
 /// One clean-session claim waiting to be written.
 pub(super) struct CleanClaim {
     pub(super) client_id: String,
-    pub(super) owner: String,
+    /// The connection's number on the shard (its owner string is made when written).
+    pub(super) conn: u64,
     pub(super) signal: TakeoverSignal,
     pub(super) will: Option<StoredWill>,
 }
@@ -76,7 +77,7 @@ async fn write_all(store: Rc<SessionStore>, mut claims: UnboundedReceiver<CleanC
             + 1;
         let state = Stored {
             gen,
-            owner: claim.owner,
+            owner: store.owner(claim.conn),
             connected: true,
             at_ms: now_ms(),
             will: claim.will.map(Box::new),
@@ -86,8 +87,7 @@ async fn write_all(store: Rc<SessionStore>, mut claims: UnboundedReceiver<CleanC
         store.serve(
             &claim.client_id,
             Serving {
-                owner: state.owner.clone(),
-                applied: Cell::new(false),
+                conn: claim.conn,
                 signal: claim.signal,
             },
         );

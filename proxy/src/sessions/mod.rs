@@ -111,8 +111,6 @@ pub enum ClaimError {
 pub struct Claim {
     /// The generation this connection serves.
     pub gen: u64,
-    /// Its owner string.
-    pub owner: String,
     /// The state it resumes (`None`: a new session).
     pub resumed: Option<Stored>,
 }
@@ -129,10 +127,10 @@ struct Superseded {
 /// A connection serving a session on this shard, to be told when it is taken over.
 #[derive(Debug)]
 struct Serving {
-    owner: String,
-    /// Its own claim has been applied: a claim by another owner from here on is later in
-    /// the log, so it takes this connection over.
-    applied: Cell<bool>,
+    /// The connection's number on the shard: its owner string is
+    /// [`SessionStore::owner`] of it (a number here saves two strings per connection).
+    conn: u64,
+    /// Also says whether its own claim has been applied.
     signal: TakeoverSignal,
 }
 
@@ -140,10 +138,24 @@ struct Serving {
 #[derive(Debug, Clone, Default)]
 pub struct TakeoverSignal(Rc<TakeoverState>);
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct TakeoverState {
     taken_over: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
+    /// The connection's own claim has been applied: a claim by another owner from here on
+    /// is later in the log, so it takes this connection over. (Here rather than in
+    /// [`Serving`], where it would cost 8 bytes of padding per entry of the table.)
+    applied: Cell<bool>,
+    /// A `Cell`, not a `RefCell`: 8 bytes less, so the whole `Rc` is 40 bytes.
+    waker: Cell<Option<Waker>>,
+}
+
+impl std::fmt::Debug for TakeoverState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TakeoverState")
+            .field("taken_over", &self.taken_over.get())
+            .field("applied", &self.applied.get())
+            .finish_non_exhaustive()
+    }
 }
 
 impl TakeoverSignal {
@@ -152,13 +164,19 @@ impl TakeoverSignal {
         if self.0.taken_over.get() {
             return Poll::Ready(());
         }
-        *self.0.waker.borrow_mut() = Some(cx.waker().clone());
+        self.0.waker.set(Some(cx.waker().clone()));
         Poll::Pending
+    }
+
+    /// Marks the connection's own claim as applied.
+    fn applied(&self) -> TakeoverSignal {
+        self.0.applied.set(true);
+        self.clone()
     }
 
     fn fire(&self) {
         self.0.taken_over.set(true);
-        if let Some(w) = self.0.waker.borrow_mut().take() {
+        if let Some(w) = self.0.waker.take() {
             w.wake();
         }
     }
@@ -178,7 +196,8 @@ pub struct SessionStore {
     /// `{process}/{shard}`: the prefix of this shard's owner strings.
     owner_prefix: String,
     cache: RefCell<HashMap<String, Stored>>,
-    serving: RefCell<HashMap<String, Serving>>,
+    /// By client identifier (a boxed `str`: 8 bytes less per entry than a `String`).
+    serving: RefCell<HashMap<Box<str>, Serving>>,
     /// Connections of this shard that a newer connection of this shard with the same
     /// client id replaced in `serving`, until they are taken over and end (rare: a client
     /// reconnecting to the same shard before its old connection is gone).
@@ -244,7 +263,7 @@ impl SessionStore {
         self.ensure_loaded().await;
         let now = now_ms();
         let gen = self.cache.borrow().get(client_id).map_or(0, |s| s.gen) + 1;
-        let owner = format!("{}/{conn}", self.owner_prefix);
+        let owner = self.owner(conn);
         // The claim itself carries no subscriptions: the state it supersedes is only known
         // once it is applied; the connection saves the resumed state right after.
         let state = Stored {
@@ -281,19 +300,11 @@ impl SessionStore {
         self.serve(
             client_id,
             Serving {
-                owner: owner.clone(),
-                applied: Cell::new(true),
-                signal: signal.clone(),
+                conn,
+                signal: signal.applied(),
             },
         );
-        Ok((
-            Claim {
-                gen,
-                owner,
-                resumed,
-            },
-            signal,
-        ))
+        Ok((Claim { gen, resumed }, signal))
     }
 
     /// Writes the claim `state` and waits until it, or a later claim, has been applied in
@@ -419,19 +430,32 @@ impl SessionStore {
         client_id: &str,
         conn: u64,
         will: Option<StoredWill>,
-    ) -> (String, TakeoverSignal) {
-        let owner = format!("{}/{conn}", self.owner_prefix);
+    ) -> TakeoverSignal {
         let signal = TakeoverSignal::default();
         self.clean.push(
             self,
             CleanClaim {
                 client_id: client_id.to_owned(),
-                owner: owner.clone(),
+                conn,
                 signal: signal.clone(),
                 will,
             },
         );
-        (owner, signal)
+        signal
+    }
+
+    /// The owner string of this shard's connection number `conn` (in session records).
+    pub fn owner(&self, conn: u64) -> String {
+        format!("{}/{conn}", self.owner_prefix)
+    }
+
+    /// The connection number of `owner`, if it is one of this shard's owner strings.
+    fn conn_of(&self, owner: &str) -> Option<u64> {
+        owner
+            .strip_prefix(self.owner_prefix.as_str())?
+            .strip_prefix('/')?
+            .parse()
+            .ok()
     }
 
     /// Saves the state of a session this shard serves (`None` ends the session). Returns
@@ -445,10 +469,7 @@ impl SessionStore {
     /// Records `serving` as the connection serving `client_id` on this shard. One it
     /// replaces is kept aside: it is still to be taken over by the later claim.
     fn serve(&self, client_id: &str, serving: Serving) {
-        let replaced = self
-            .serving
-            .borrow_mut()
-            .insert(client_id.to_owned(), serving);
+        let replaced = self.serving.borrow_mut().insert(client_id.into(), serving);
         if let Some(old) = replaced {
             self.displaced
                 .borrow_mut()
@@ -456,15 +477,15 @@ impl SessionStore {
         }
     }
 
-    /// Forgets `owner` as the serving connection of `client_id` (it ended).
-    pub fn release(&self, client_id: &str, owner: &str) {
+    /// Forgets connection `conn` as the one serving `client_id` (it ended).
+    pub fn release(&self, client_id: &str, conn: u64) {
         let mut serving = self.serving.borrow_mut();
-        if serving.get(client_id).is_some_and(|s| s.owner == owner) {
+        if serving.get(client_id).is_some_and(|s| s.conn == conn) {
             serving.remove(client_id);
         }
         let mut displaced = self.displaced.borrow_mut();
         if !displaced.is_empty() {
-            displaced.retain(|(id, s)| !(id == client_id && s.owner == owner));
+            displaced.retain(|(id, s)| !(id == client_id && s.conn == conn));
         }
     }
 
@@ -586,10 +607,11 @@ impl SessionStore {
     /// A claim by `owner` was applied: it takes over the connection this shard serves the
     /// client with, if that connection's own claim came earlier.
     fn take_over(&self, client_id: &str, owner: &str) {
+        let conn = self.conn_of(owner);
         let apply = |serving: &Serving| {
-            if serving.owner == owner {
-                serving.applied.set(true);
-            } else if serving.applied.get() {
+            if conn == Some(serving.conn) {
+                serving.signal.0.applied.set(true);
+            } else if serving.signal.0.applied.get() {
                 serving.signal.fire();
             }
         };
