@@ -419,6 +419,19 @@ impl EventChild {
         self.events.try_recv().ok()
     }
 
+    /// The next event that has already arrived, if any; an error once the child has exited
+    /// and every event it printed was taken (`awaited` names what was still expected).
+    pub fn poll_event(&mut self, awaited: &str) -> Result<Option<serde_json::Value>> {
+        match self.events.try_recv() {
+            Ok(v) => Ok(Some(v)),
+            Err(mpsc::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                let status = self.child.try_wait().ok().flatten();
+                bail!("{}: exited ({status:?}) before `{awaited}`", self.name)
+            }
+        }
+    }
+
     /// Sends SIGTERM (the child's cue to print its summary and exit).
     pub fn terminate(&self) -> Result<()> {
         let pid = libc::pid_t::try_from(self.child.id()).context("a process id")?;

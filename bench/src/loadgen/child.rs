@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _, Result};
 
 use super::{LoadgenArgs, Mode, Report};
-use crate::procs::EventChild;
+use crate::procs::{self, EventChild};
 
 /// A running `loadgen --control` process; killed on drop.
 #[derive(Debug)]
@@ -78,6 +78,11 @@ impl LoadgenChild {
         self.child.wait_event_with(name, deadline, other)
     }
 
+    /// The next event that has already arrived, if any; an error if the child exited.
+    pub fn poll_event(&mut self, awaited: &str) -> Result<Option<serde_json::Value>> {
+        self.child.poll_event(awaited)
+    }
+
     fn send(&mut self, line: &str) -> Result<()> {
         let stdin = self
             .stdin
@@ -115,6 +120,15 @@ impl LoadgenChild {
     }
 }
 
+/// How often a group prints the progress of its connect phase.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// The `connected` and `failed` counts of a `connecting` or `connected` event.
+fn counts(v: &serde_json::Value) -> (u64, u64) {
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    (n("connected"), n("failed"))
+}
+
 /// `total` connections split evenly over `processes` (at least 1, at most `total`):
 /// each process's (count, first index).
 pub fn split(total: u64, processes: u64) -> impl Iterator<Item = (u64, u64)> {
@@ -129,6 +143,8 @@ pub fn split(total: u64, processes: u64) -> impl Iterator<Item = (u64, u64)> {
 #[derive(Debug)]
 pub struct Group {
     pub children: Vec<LoadgenChild>,
+    /// Connections of all children.
+    total: u64,
 }
 
 /// What a group's `connected` events add up to.
@@ -156,16 +172,55 @@ impl Group {
                 LoadgenChild::spawn(&format!("loadgen {i}"), &args(count, first))
             })
             .collect::<Result<_>>()?;
-        Ok(Group { children })
+        Ok(Group { children, total })
     }
 
-    /// Waits for every child's `connected` event (one deadline for all).
+    /// Waits for every child's `connected` event (one deadline for all), printing the
+    /// progress of the connect phase (from the children's `connecting` events) every
+    /// [`PROGRESS_EVERY`] on stderr.
     pub fn wait_connected(&mut self, deadline: Instant) -> Result<Connected> {
+        let n = self.children.len();
+        let mut connected: Vec<Option<serde_json::Value>> = vec![None; n];
+        let mut latest = vec![(0, 0); n];
+        let began = Instant::now();
+        let mut shown = began;
+        while connected.iter().any(Option::is_none) {
+            procs::check_interrupted()?;
+            if Instant::now() >= deadline {
+                let late = connected.iter().filter(|c| c.is_none()).count();
+                bail!("{late} of {n} load generators had no `connected` event in time");
+            }
+            for (i, c) in self.children.iter_mut().enumerate() {
+                while connected[i].is_none() {
+                    let Some(v) = c.poll_event("connected")? else {
+                        break;
+                    };
+                    match v["event"].as_str() {
+                        Some("connected") => connected[i] = Some(v),
+                        Some("connecting") => latest[i] = counts(&v),
+                        _ => {}
+                    }
+                }
+            }
+            if shown.elapsed() >= PROGRESS_EVERY {
+                shown = Instant::now();
+                let (up, failed) = (0..n).fold((0, 0), |(u, f), i| {
+                    let (cu, cf) = connected[i].as_ref().map_or(latest[i], counts);
+                    (u + cu, f + cf)
+                });
+                eprintln!(
+                    "  {up} of {} connected, {failed} failed, {:.0} s",
+                    self.total,
+                    began.elapsed().as_secs_f64()
+                );
+            }
+            procs::sleep(Duration::from_millis(100))?;
+        }
         let mut sum = Connected::default();
-        for c in &mut self.children {
-            let v = c.wait_event("connected", deadline)?;
-            sum.connected += v["connected"].as_u64().unwrap_or(0);
-            sum.failed += v["failed"].as_u64().unwrap_or(0);
+        for v in connected.iter().flatten() {
+            let (up, failed) = counts(v);
+            sum.connected += up;
+            sum.failed += failed;
             sum.retries += v["retries"].as_u64().unwrap_or(0);
             sum.seconds = sum.seconds.max(v["seconds"].as_f64().unwrap_or(0.0));
         }

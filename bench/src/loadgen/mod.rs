@@ -317,7 +317,7 @@ pub fn run(args: LoadgenArgs) -> Result<Report> {
     let total = args.connections;
     let all_started = || shared.started.load(Ordering::Relaxed) >= total;
     let schedule = Duration::from_secs_f64(total as f64 / args.connect_rate);
-    wait_for(
+    wait_reporting_connects(
         &shared,
         started + 10 * schedule + CONNACK_TIMEOUT,
         all_started,
@@ -329,7 +329,7 @@ pub fn run(args: LoadgenArgs) -> Result<Report> {
         + CONNACK_TIMEOUT
         + retry_time(args.connect_retries)
         + Duration::from_secs(10);
-    wait_for(&shared, connect_deadline, done_connecting);
+    wait_reporting_connects(&shared, connect_deadline, done_connecting);
     let connect_secs = started.elapsed().as_secs_f64();
     event(
         "connected",
@@ -411,6 +411,24 @@ pub fn retry_time(retries: u32) -> Duration {
 
 fn load(flag: &AtomicBool) -> bool {
     flag.load(Ordering::Relaxed)
+}
+
+/// [`wait_for`], printing a `connecting` event (the counts so far) every second.
+fn wait_reporting_connects(shared: &Shared, deadline: Instant, done: impl Fn() -> bool) {
+    loop {
+        let next = (Instant::now() + Duration::from_secs(1)).min(deadline);
+        wait_for(shared, next, &done);
+        if done() || Instant::now() >= deadline || shared.interrupted.load(Ordering::Relaxed) {
+            return;
+        }
+        event(
+            "connecting",
+            serde_json::json!({
+                "connected": shared.connected.load(Ordering::Relaxed),
+                "failed": shared.failed.load(Ordering::Relaxed),
+            }),
+        );
+    }
 }
 
 /// Polls `done` every 10 ms until it holds, the deadline passes or the process is

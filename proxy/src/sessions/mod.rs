@@ -261,6 +261,34 @@ impl SessionStore {
         will: Option<StoredWill>,
     ) -> Result<(Claim, TakeoverSignal), ClaimError> {
         self.ensure_loaded().await;
+        // A claim loses to one of the same generation that came first in the log: another
+        // connection's, or one this shard had not read yet when it chose the generation
+        // (its view was behind). Either way the session's latest claim is known now, so
+        // this connection, the newer one, claims the next generation once more.
+        match self
+            .claim_once(client_id, conn, clean_start, expiry_s, will.clone())
+            .await
+        {
+            Err(ClaimError::Lost) => {
+                debug!(
+                    client_id,
+                    "claim lost to one of the same generation; claiming again"
+                );
+                self.claim_once(client_id, conn, clean_start, expiry_s, will)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn claim_once(
+        self: &Rc<Self>,
+        client_id: &str,
+        conn: u64,
+        clean_start: bool,
+        expiry_s: u32,
+        will: Option<StoredWill>,
+    ) -> Result<(Claim, TakeoverSignal), ClaimError> {
         let now = now_ms();
         let gen = self.cache.borrow().get(client_id).map_or(0, |s| s.gen) + 1;
         let owner = self.owner(conn);
