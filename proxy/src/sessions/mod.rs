@@ -261,66 +261,53 @@ impl SessionStore {
         will: Option<StoredWill>,
     ) -> Result<(Claim, TakeoverSignal), ClaimError> {
         self.ensure_loaded().await;
-        // A claim loses to one of the same generation that came first in the log: another
-        // connection's, or one this shard had not read yet when it chose the generation
-        // (its view was behind). Either way the session's latest claim is known now, so
-        // this connection, the newer one, claims the next generation once more.
-        match self
-            .claim_once(client_id, conn, clean_start, expiry_s, will.clone())
-            .await
-        {
-            Err(ClaimError::Lost) => {
-                debug!(
-                    client_id,
-                    "claim lost to one of the same generation; claiming again"
-                );
-                self.claim_once(client_id, conn, clean_start, expiry_s, will)
-                    .await
-            }
-            other => other,
-        }
-    }
-
-    async fn claim_once(
-        self: &Rc<Self>,
-        client_id: &str,
-        conn: u64,
-        clean_start: bool,
-        expiry_s: u32,
-        will: Option<StoredWill>,
-    ) -> Result<(Claim, TakeoverSignal), ClaimError> {
         let now = now_ms();
-        let gen = self.cache.borrow().get(client_id).map_or(0, |s| s.gen) + 1;
         let owner = self.owner(conn);
-        // The claim itself carries no subscriptions: the state it supersedes is only known
-        // once it is applied; the connection saves the resumed state right after.
-        let state = Stored {
-            gen,
-            owner: owner.clone(),
-            expiry_s,
-            connected: true,
-            at_ms: now,
-            will: will.map(Box::new),
-            resumes: !clean_start,
-            ..Stored::default()
-        };
-        self.superseded
-            .borrow_mut()
-            .entry(client_id.to_owned())
-            .or_default()
-            .push((owner.clone(), Superseded::default()));
-        let slot = match self.await_claim(client_id, &owner, gen, &state).await {
-            Ok(()) => {
-                if !clean_start {
-                    self.await_final_state(client_id, &owner).await;
+        let mut retried = false;
+        let gen = loop {
+            let gen = self.cache.borrow().get(client_id).map_or(0, |s| s.gen) + 1;
+            // The claim itself carries no subscriptions: the state it supersedes is only
+            // known once it is applied; the connection saves the resumed state right after.
+            let state = Stored {
+                gen,
+                owner: owner.clone(),
+                expiry_s,
+                connected: true,
+                at_ms: now,
+                will: will.clone().map(Box::new),
+                resumes: !clean_start,
+                ..Stored::default()
+            };
+            self.superseded
+                .borrow_mut()
+                .entry(client_id.to_owned())
+                .or_default()
+                .push((owner.clone(), Superseded::default()));
+            match self.await_claim(client_id, &owner, gen, &state).await {
+                Ok(()) => break gen,
+                // A claim loses to one of the same generation that came first in the log:
+                // another connection's, or one this shard had not read yet when it chose
+                // the generation (its view was behind). Either way the session's latest
+                // claim is known now, so this connection, the newer one, claims the next
+                // generation once more.
+                Err(ClaimError::Lost) if !retried => {
+                    retried = true;
+                    self.take_superseded(client_id, &owner);
+                    debug!(
+                        client_id,
+                        gen, "claim lost to one of the same generation; claiming again"
+                    );
                 }
-                self.take_superseded(client_id, &owner)
-            }
-            Err(e) => {
-                self.take_superseded(client_id, &owner);
-                return Err(e);
+                Err(e) => {
+                    self.take_superseded(client_id, &owner);
+                    return Err(e);
+                }
             }
         };
+        if !clean_start {
+            self.await_final_state(client_id, &owner).await;
+        }
+        let slot = self.take_superseded(client_id, &owner);
         let superseded = slot.last.or(slot.previous);
         debug!(client_id, gen, ?superseded, "session claimed");
         let resumed = superseded.filter(|s| !clean_start && !s.expired(now));
