@@ -57,9 +57,9 @@ pub(crate) const CONNACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// and subscribers for what they were told to expect.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Subscribers stop waiting for what they expect once nothing arrived for this long.
+const STALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a publishing load generator reports its counts.
 pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(500);
-const STALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What connections do once connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
