@@ -121,7 +121,7 @@ impl LoadgenChild {
 }
 
 /// How often a group prints the progress of its connect phase.
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+const SHOW_PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// The `connected` and `failed` counts of a `connecting` or `connected` event.
 fn counts(v: &serde_json::Value) -> (u64, u64) {
@@ -177,7 +177,7 @@ impl Group {
 
     /// Waits for every child's `connected` event (one deadline for all), printing the
     /// progress of the connect phase (from the children's `connecting` events) every
-    /// [`PROGRESS_EVERY`] on stderr.
+    /// [`SHOW_PROGRESS_EVERY`] on stderr.
     pub fn wait_connected(&mut self, deadline: Instant) -> Result<Connected> {
         let n = self.children.len();
         let mut connected: Vec<Option<serde_json::Value>> = vec![None; n];
@@ -202,7 +202,7 @@ impl Group {
                     }
                 }
             }
-            if shown.elapsed() >= PROGRESS_EVERY {
+            if shown.elapsed() >= SHOW_PROGRESS_EVERY {
                 shown = Instant::now();
                 let (up, failed) = (0..n).fold((0, 0), |(u, f), i| {
                     let (cu, cf) = connected[i].as_ref().map_or(latest[i], counts);

@@ -59,7 +59,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Subscribers stop waiting for what they expect once nothing arrived for this long.
 const STALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a publishing load generator reports its counts.
-pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// What connections do once connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
