@@ -192,7 +192,8 @@ fn sluice_config(s: &SluiceSettings) -> String {
         format!("[mqtt]\nsessions_linger_ms = {ms}")
     });
     let headers = if s.headers {
-        r#"["client_id", "user_properties", "content_type", "qos"]"#
+        r#"["client_id", "user_properties", "content_type", "qos", "message_expiry",
+            "response_topic", "correlation_data", "payload_format"]"#
     } else {
         "[]"
     };

@@ -384,7 +384,8 @@ pub struct RouteConfig {
     #[serde(default)]
     pub key: Option<String>,
     /// Record headers to stamp: `client_id`, `username`, `listener`, `mqtt_topic`,
-    /// `user_properties`, `content_type`, `principal`.
+    /// `user_properties`, `content_type`, `principal`, `qos`, `message_expiry`,
+    /// `response_topic`, `correlation_data`, `payload_format` ([`HeaderField`](crate::route::HeaderField)).
     #[serde(default)]
     pub headers: Vec<String>,
 }

@@ -72,6 +72,8 @@ pub struct ShardMetrics {
     /// Messages handed to subscribers' mailboxes, and subscribers dropped as too slow.
     pub deliveries: AtomicU64,
     pub slow_consumers: AtomicU64,
+    /// Messages not delivered because their MQTT 5 Message Expiry Interval had passed.
+    pub expired: AtomicU64,
     /// Delivery partitions this shard's readers fetch (the process's readers live on shard
     /// 0: one fetch stream per partition per process), and the fetches they made.
     pub delivery_partitions: AtomicU64,
@@ -110,6 +112,7 @@ impl ShardMetrics {
             records_failed: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
             delivery_partitions: AtomicU64::new(0),
             delivery_fetches: AtomicU64::new(0),
             share_members: AtomicU64::new(0),
@@ -234,7 +237,7 @@ impl Metrics {
             }
         }
         type ShardField = fn(&ShardMetrics) -> u64;
-        let per_shard: [(&str, &str, &str, ShardField); 19] = [
+        let per_shard: [(&str, &str, &str, ShardField); 20] = [
             (
                 "sluice_delivery_partitions",
                 "gauge",
@@ -246,6 +249,12 @@ impl Metrics {
                 "counter",
                 "Fetch polls of the delivery and retained topics (one Fetch request per leader each).",
                 |s| s.delivery_fetches.load(Ordering::Relaxed),
+            ),
+            (
+                "sluice_expired_messages_total",
+                "counter",
+                "Messages not sent to subscribers because their MQTT 5 Message Expiry Interval had passed (once per subscriber when it expired in a queue, once per record when it had expired before it was matched).",
+                |s| s.expired.load(Ordering::Relaxed),
             ),
             (
                 "sluice_share_members",

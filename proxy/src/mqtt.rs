@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use codecs::mqtt::{
-    Accept, Effect, MqttCodec, MqttError, MqttString, Packet, ProtocolVersion, Publish, QoS,
-    Session, SessionConfig,
+    Accept, Effect, MqttCodec, MqttError, MqttString, Packet, ProtocolVersion, QoS, Session,
+    SessionConfig,
 };
 use codecs::{Decoder, Encoder};
 use futures::future::{select, Either};
@@ -711,14 +711,10 @@ impl Conn {
                         // claimed again meanwhile (the client came back, here or elsewhere).
                         (1.., Some(stored)) => self.delay_will(stored),
                         _ => {
-                            let publish = Publish {
-                                topic: will.topic,
-                                payload: will.payload,
-                                qos: will.qos,
-                                retain: will.retain,
-                                ..Publish::default()
-                            };
-                            self.publish(publish).await;
+                            // Its record's timestamp, where its Message Expiry Interval
+                            // starts, is now, not the shard's last read.
+                            self.core.shard.mark_read();
+                            self.publish(kafka_session::will_publish(&will)).await;
                         }
                     }
                     // Published (or scheduled): the session record no longer carries it.

@@ -140,6 +140,16 @@ pub enum HeaderField {
     /// `mqtt.qos`: the PUBLISH's QoS (`0`, `1` or `2`); delivery never exceeds it. A
     /// retained PUBLISH also gets `mqtt.retain` = `1` (for retain-as-published).
     Qos,
+    /// `mqtt.message_expiry`: the MQTT 5 Message Expiry Interval, in seconds (decimal),
+    /// counted from the record's timestamp; subscribers get what is left of it and
+    /// nothing once it is over.
+    MessageExpiry,
+    /// `mqtt.response_topic`: the MQTT 5 Response Topic (request/response).
+    ResponseTopic,
+    /// `mqtt.correlation_data`: the MQTT 5 Correlation Data, as the bytes the client sent.
+    CorrelationData,
+    /// `mqtt.payload_format`: the MQTT 5 Payload Format Indicator (`0` bytes, `1` UTF-8).
+    PayloadFormat,
 }
 
 impl HeaderField {
@@ -154,9 +164,13 @@ impl HeaderField {
             "content_type" => HeaderField::ContentType,
             "principal" => HeaderField::Principal,
             "qos" => HeaderField::Qos,
+            "message_expiry" => HeaderField::MessageExpiry,
+            "response_topic" => HeaderField::ResponseTopic,
+            "correlation_data" => HeaderField::CorrelationData,
+            "payload_format" => HeaderField::PayloadFormat,
             other => {
                 return Err(format!(
-                    "names an unknown header {other:?}; known are client_id, username, listener, mqtt_topic, user_properties, content_type, principal, qos"
+                    "names an unknown header {other:?}; known are client_id, username, listener, mqtt_topic, user_properties, content_type, principal, qos, message_expiry, response_topic, correlation_data, payload_format"
                 ))
             }
         })
@@ -231,15 +245,17 @@ impl Routes {
     }
 }
 
-/// The record headers `route` asks for, as (name, value) pairs borrowing from `publish`
-/// and `conn`.
+/// The record headers `route` asks for, as (name, value) pairs borrowing from `publish`,
+/// `conn` and `digits` (where a number is written as text).
 pub fn headers<'a>(
     route: &'a Route,
     publish: &'a Publish,
     conn: &'a ConnInfo,
+    digits: &'a mut Digits,
     out: &mut Vec<Header<'a>>,
 ) {
     out.clear();
+    let mut digits = Some(digits);
     for field in &route.headers {
         match field {
             HeaderField::ClientId => out.push(header("mqtt.client_id", conn.client_id.as_bytes())),
@@ -274,6 +290,47 @@ pub fn headers<'a>(
                     // For subscriptions with retain-as-published.
                     out.push(header("mqtt.retain", b"1"));
                 }
+            }
+            HeaderField::MessageExpiry => {
+                let interval = publish.properties.message_expiry_interval;
+                if let (Some(seconds), Some(digits)) = (interval, digits.take()) {
+                    out.push(header("mqtt.message_expiry", digits.format(seconds)));
+                }
+            }
+            HeaderField::ResponseTopic => {
+                if let Some(t) = &publish.properties.response_topic {
+                    out.push(header("mqtt.response_topic", t.as_str().as_bytes()));
+                }
+            }
+            HeaderField::CorrelationData => {
+                if let Some(d) = &publish.properties.correlation_data {
+                    out.push(header("mqtt.correlation_data", d));
+                }
+            }
+            HeaderField::PayloadFormat => {
+                const FORMAT: [&[u8]; 2] = [b"0", b"1"];
+                if let Some(f) = publish.properties.payload_format_indicator {
+                    out.push(header("mqtt.payload_format", FORMAT[usize::from(f != 0)]));
+                }
+            }
+        }
+    }
+}
+
+/// Room for a `u32` written in decimal (the one number a record's headers carry).
+#[derive(Debug, Default)]
+pub struct Digits([u8; 10]);
+
+impl Digits {
+    /// `n` in decimal.
+    pub fn format(&mut self, mut n: u32) -> &[u8] {
+        let mut at = self.0.len();
+        loop {
+            at -= 1;
+            self.0[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                return &self.0[at..];
             }
         }
     }
@@ -316,6 +373,54 @@ mod tests {
         t.render("", &conn(), Some(b"42"), &mut out);
         assert_eq!(out, b"dev-42");
         assert!(KeyTemplate::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn mqtt5_properties_become_the_headers_the_route_names() {
+        let route = Route {
+            filter: None,
+            listener: "mqtt".into(),
+            kafka_topic: "t".into(),
+            key: KeyTemplate::parse("{topic}").unwrap(),
+            headers: [
+                "message_expiry",
+                "response_topic",
+                "correlation_data",
+                "payload_format",
+            ]
+            .into_iter()
+            .map(|h| HeaderField::parse(h).unwrap())
+            .collect(),
+        };
+        let mut publish = Publish::default();
+        publish.properties.message_expiry_interval = Some(4_294_967_295);
+        publish.properties.response_topic = Some("replies/dev-7".try_into().unwrap());
+        publish.properties.correlation_data = Some(bytes::Bytes::from_static(&[0, 255]));
+        publish.properties.payload_format_indicator = Some(1);
+        let (mut out, mut digits, conn) = (Vec::new(), Digits::default(), conn());
+        headers(&route, &publish, &conn, &mut digits, &mut out);
+        let pairs: Vec<(&str, &[u8])> = out.iter().map(|h| (h.key, h.value.unwrap())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("mqtt.message_expiry", &b"4294967295"[..]),
+                ("mqtt.response_topic", b"replies/dev-7"),
+                ("mqtt.correlation_data", &[0, 255]),
+                ("mqtt.payload_format", b"1"),
+            ]
+        );
+        // A PUBLISH without them gets none of these headers.
+        let (mut out, mut digits, plain) = (Vec::new(), Digits::default(), Publish::default());
+        headers(&route, &plain, &conn, &mut digits, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn digits_are_decimal() {
+        let mut d = Digits::default();
+        for n in [0, 7, 10, 300, 65_535, u32::MAX] {
+            assert_eq!(d.format(n), n.to_string().as_bytes());
+        }
     }
 
     #[test]

@@ -281,6 +281,8 @@ struct Message {
     qos: QoS,
     retain: bool,
     properties: Rc<PublishProperties>,
+    /// Milliseconds since the Unix epoch (MQTT 5 Message Expiry Interval).
+    expires_at: Option<u64>,
 }
 
 impl Group {

@@ -4,8 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Lines};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -457,22 +457,32 @@ fn a_claim_whose_connect_failed_does_not_cost_the_next_one_the_subscriptions() {
     assert_eq!(payloads(&client.finish()), ["still subscribed"]);
 }
 
-#[test]
-fn mqtt5_subscription_options_no_local_retain_as_published_and_identifiers() {
-    let broker = Broker::start().expect("broker");
-    let sluice = Sluice::start(&common::config(&broker.bootstrap(), "")).expect("sluice");
-    let mut client = common::Guard(
+/// A paho-mqtt script of proxy/tests/clients connected to `sluice` (its arguments: host
+/// and port), and its output lines.
+fn paho_script(sluice: &Sluice, name: &str) -> (common::Guard, Lines<BufReader<ChildStdout>>) {
+    let mut child = common::Guard(
         Command::new(sluice_tests::python())
-            .arg(common::script("options_client.py"))
+            .arg(common::script(name))
             .args([sluice.mqtt.ip().to_string(), sluice.mqtt.port().to_string()])
             .stdout(Stdio::piped())
             .spawn()
             .expect("python runs"),
     );
-    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
-    let mut next = || -> serde_json::Value {
-        serde_json::from_str(&lines.next().expect("a line").unwrap()).unwrap()
-    };
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
+/// The next line, a JSON object.
+fn next_json(lines: &mut Lines<BufReader<ChildStdout>>) -> serde_json::Value {
+    serde_json::from_str(&lines.next().expect("a line").unwrap()).unwrap()
+}
+
+#[test]
+fn mqtt5_subscription_options_no_local_retain_as_published_and_identifiers() {
+    let broker = Broker::start().expect("broker");
+    let sluice = Sluice::start(&common::config(&broker.bootstrap(), "")).expect("sluice");
+    let (mut client, mut lines) = paho_script(&sluice, "options_client.py");
+    let mut next = || next_json(&mut lines);
     assert_eq!(next()["event"], "ready");
     // Its own message went to opt/x first (no local: not delivered back), then another
     // client's retained message and a plain one, all on one topic, so in one partition
@@ -618,4 +628,188 @@ fn one_fetch_per_process_feeds_subscribers_on_every_shard() {
     };
     assert!(fetches(0) > 0, "shard 0 fetches");
     assert_eq!(fetches(1), 0, "shard 1 fetches nothing itself");
+}
+
+/// A record written ten seconds ago by a plain Kafka producer, with an MQTT 5 Message
+/// Expiry Interval of `expiry_s` in its `mqtt.message_expiry` header.
+fn written_10_s_ago(topic: &str, payload: &str, expiry_s: u32) -> ProduceRecord {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    ProduceRecord {
+        timestamp: Some(now_ms - 10_000),
+        ..ProduceRecord::value(payload)
+            .key(topic)
+            .header("mqtt.message_expiry", Some(expiry_s.to_string().as_bytes()))
+    }
+}
+
+/// Whether a message event carries what is left of a 60 s expiry set ten seconds ago.
+fn fifty_s_left(message: &serde_json::Value, field: &str) -> bool {
+    let left = message[field].as_u64().unwrap_or(0);
+    // At most 50 (rounded up); the lower bound leaves a slow machine 20 s.
+    (30..=50).contains(&left)
+}
+
+#[test]
+fn mqtt5_request_response_properties_and_message_expiry_travel_through_kafka() {
+    let broker = Broker::start().expect("broker");
+    let config = common::config_with_mqtt5_headers(&broker.bootstrap());
+    let sluice = Sluice::start(&config).expect("sluice");
+    sluice_tests::wait_until(Duration::from_secs(30), "sluice ready", || {
+        sluice
+            .admin_get("/readyz")
+            .is_ok_and(|(status, _)| status == 200)
+    });
+    // Retained messages another producer wrote ten seconds ago: one expired 5 s ago, one
+    // with 50 s left. The first SUBSCRIBE loads them.
+    broker
+        .kafka()
+        .produce(
+            "mqtt-retained",
+            &[
+                written_10_s_ago("exp/r/old", "stale", 5),
+                written_10_s_ago("exp/r/new", "fresh", 60),
+            ],
+        )
+        .expect("confluent-kafka writes retained messages");
+
+    let (mut client, mut lines) = paho_script(&sluice, "request_response.py");
+    let mut next = || next_json(&mut lines);
+    assert_eq!(next()["event"], "ready");
+
+    // The request reached the responder through Kafka with every property; the reply
+    // found its way back on the Response Topic with the Correlation Data.
+    let replied = next();
+    assert_eq!(replied["event"], "replied", "{replied}");
+    let mut request = replied["request"].clone();
+    assert!(
+        (290..=300).contains(&request["MessageExpiryInterval"].as_u64().unwrap_or(0)),
+        "what is left of 300 s: {request}"
+    );
+    request
+        .as_object_mut()
+        .unwrap()
+        .remove("MessageExpiryInterval");
+    assert_eq!(
+        request,
+        serde_json::json!({
+            "topic": "req/1", "payload": "ping", "retain": 0,
+            "ResponseTopic": "resp/requester", "CorrelationData": "00ff6964",
+            "PayloadFormatIndicator": 1, "ContentType": "text/plain",
+            "UserProperty": [["trace", "t1"]],
+        })
+    );
+    assert_eq!(
+        replied["reply"],
+        serde_json::json!({
+            "topic": "resp/requester", "payload": "re:ping", "retain": 0,
+            "CorrelationData": "00ff6964",
+        })
+    );
+
+    // Live records from Kafka on one topic (so in order): expired, 50 s left, no expiry.
+    broker
+        .kafka()
+        .produce(
+            "mqtt-messages",
+            &[
+                written_10_s_ago("exp/live", "expired", 5),
+                written_10_s_ago("exp/live", "alive", 60),
+                ProduceRecord::value("end").key("exp/live"),
+            ],
+        )
+        .expect("confluent-kafka produces");
+    let done = next();
+    assert!(client.wait().unwrap().success(), "{done}");
+    let messages = done["messages"].as_array().unwrap();
+    let summary: Vec<(&str, &str, u64)> = messages
+        .iter()
+        .map(|m| {
+            let (topic, payload) = (m["topic"].as_str(), m["payload"].as_str());
+            (
+                topic.unwrap(),
+                payload.unwrap(),
+                m["retain"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("exp/r/new", "fresh", 1),
+            ("exp/live", "alive", 0),
+            ("exp/live", "end", 0)
+        ],
+        "nothing expired is delivered: {done}"
+    );
+    assert!(
+        fifty_s_left(&messages[0], "MessageExpiryInterval"),
+        "{done}"
+    );
+    assert!(
+        fifty_s_left(&messages[1], "MessageExpiryInterval"),
+        "{done}"
+    );
+    assert!(messages[2].get("MessageExpiryInterval").is_none());
+    sluice_tests::wait_until(Duration::from_secs(10), "the expired copy counted", || {
+        sluice.metric("sluice_expired_messages_total").unwrap_or(0) == 1
+    });
+
+    // In Kafka, the request carries the properties as headers any consumer can read.
+    let records = broker
+        .kafka()
+        .consume_all("mqtt-messages", 5, Duration::from_secs(30))
+        .expect("confluent-kafka reads");
+    let request = records
+        .iter()
+        .find(|r| r.key.as_deref() == Some(&b"req/1"[..]))
+        .expect("the request in Kafka");
+    for (name, value) in [
+        ("mqtt.response_topic", &b"resp/requester"[..]),
+        ("mqtt.correlation_data", &[0x00, 0xff, 0x69, 0x64]),
+        ("mqtt.message_expiry", b"300"),
+        ("mqtt.payload_format", b"1"),
+        ("content-type", b"text/plain"),
+        ("trace", b"t1"),
+    ] {
+        assert_eq!(common::header(request, name), Some(value), "{name}");
+    }
+}
+
+#[test]
+fn a_session_that_was_away_does_not_get_what_expired_meanwhile() {
+    let broker = Broker::start().expect("broker");
+    let sluice = Sluice::start(&common::config(&broker.bootstrap(), "")).expect("sluice");
+    let client = SessionClient::start(&sluice, "dev-x", &["subscribe", "away/#", "1"]);
+    client.wait("subscribed");
+    let produce = |records: &[ProduceRecord]| {
+        broker
+            .kafka()
+            .produce("mqtt-messages", records)
+            .expect("confluent-kafka produces")
+    };
+    produce(&[ProduceRecord::value("first").key("away/x")]);
+    assert_eq!(payloads(&client.finish()), ["first"]);
+
+    // While it is away, another subscriber sees them go by, so the process's live reader
+    // is past them and the resumed session reads them back from Kafka (its catch-up).
+    let witness = Subscriber::start(&sluice, "away/#", 1, "mqttv5", 2);
+    produce(&[
+        written_10_s_ago("away/x", "expired", 5),
+        written_10_s_ago("away/x", "alive", 60),
+        ProduceRecord::value("end").key("away/x"),
+    ]);
+    assert_eq!(
+        witness.messages(),
+        ["away/x|alive|1|0||", "away/x|end|1|0||"]
+    );
+
+    let client = SessionClient::start(&sluice, "dev-x", &["resume", "2"]);
+    assert_eq!(client.wait("connected")["session_present"], true);
+    let events = client.finish();
+    assert_eq!(payloads(&events), ["alive", "end"]);
+    let alive = events.iter().find(|e| e["payload"] == "alive").unwrap();
+    assert!(fifty_s_left(alive, "expiry"), "{alive}");
 }

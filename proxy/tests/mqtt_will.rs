@@ -1,6 +1,7 @@
 //! Will messages: published when a client's connection ends without DISCONNECT, and, when
 //! the sluice process serving the client dies, by another process that notices its
-//! heartbeats stopped. A mosquitto_sub on another process receives both.
+//! heartbeats stopped. A mosquitto_sub on another process receives both, with the will's
+//! MQTT 5 properties.
 
 mod common;
 
@@ -36,7 +37,7 @@ fn will_client(sluice: &Sluice, client_id: &str, topic: &str, payload: &str) -> 
 #[test]
 fn wills_are_published_when_a_client_or_its_process_dies() {
     let broker = Broker::start().expect("broker");
-    let config = common::config(&broker.bootstrap(), "");
+    let config = common::config_with_mqtt5_headers(&broker.bootstrap());
     let first = Sluice::start(&config).expect("first sluice");
     let second = Sluice::start(&config).expect("second sluice");
 
@@ -45,9 +46,10 @@ fn wills_are_published_when_a_client_or_its_process_dies() {
         Command::new("stdbuf")
             .args(["-oL", "mosquitto_sub", "-h", "127.0.0.1"])
             .args(["-p", &second.mqtt.port().to_string()])
-            .args([
-                "-t", "wills/#", "-q", "1", "-C", "2", "-F", "%t|%p|%q", "-d",
-            ])
+            .args(["-t", "wills/#", "-q", "1", "-C", "2", "-V", "mqttv5", "-d"])
+            // Topic, payload, QoS, content type, correlation data, response topic, user
+            // properties, message expiry interval.
+            .args(["-F", "%t|%p|%q|%C|%D|%R|%P|%E"])
             .stdout(Stdio::piped())
             .spawn()
             .expect("mosquitto_sub runs"),
@@ -97,5 +99,21 @@ fn wills_are_published_when_a_client_or_its_process_dies() {
         status.success(),
         "mosquitto_sub: {status}, got {messages:?}"
     );
-    assert_eq!(messages, ["wills/a|a-gone|1", "wills/b|b-gone|1"]);
+    // The expiry left of the will's 600 s: the dead process's will waited ~5 s.
+    let (with_expiry, expiry): (Vec<&str>, Vec<u32>) = messages
+        .iter()
+        .map(|m| m.rsplit_once('|').unwrap())
+        .map(|(m, e)| (m, e.parse::<u32>().unwrap_or(0)))
+        .unzip();
+    assert_eq!(
+        with_expiry,
+        [
+            "wills/a|a-gone|1|text/plain|c-1|status/req|why:gone",
+            "wills/b|b-gone|1|text/plain|c-1|status/req|why:gone",
+        ]
+    );
+    assert!(
+        expiry.iter().all(|e| (540..=600).contains(e)),
+        "{messages:?}"
+    );
 }

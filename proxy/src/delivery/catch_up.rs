@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use codecs::mqtt::{MqttString, QoS, TopicFilter};
@@ -12,6 +14,7 @@ use kafka_wire::{Client, FetchOptions, PartitionReader};
 use tracing::debug;
 
 use super::{from_headers, Granted, Mailbox, Message, Outgoing, Source, TopicPartition};
+use crate::metrics::ShardMetrics;
 use crate::runtime;
 
 /// Delivers a resumed session's backlog: for each partition, the records in `[from, to)`
@@ -23,6 +26,7 @@ pub(super) async fn catch_up(
     filters: Vec<(TopicFilter, Granted)>,
     plan: Vec<(TopicPartition, i64, i64)>,
     in_flight: HashMap<(TopicPartition, i64), u16>,
+    metrics: Arc<ShardMetrics>,
 ) {
     let options = FetchOptions {
         max_wait: Duration::from_millis(100),
@@ -76,11 +80,18 @@ pub(super) async fn catch_up(
                 if !any {
                     continue;
                 }
+                // Expired while the client was away: the cursor moves past it unsent.
+                let expires_at = meta.expires_at(record.timestamp);
+                if expires_at.is_some_and(|at| at <= crate::sessions::now_ms()) {
+                    metrics.expired.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 m.enqueue(Outgoing {
                     message: Rc::new(Message::new(
                         topic.clone(),
                         record.value.clone().unwrap_or_default(),
                         Rc::new(meta.properties),
+                        expires_at,
                     )),
                     qos: qos.min(meta.qos),
                     retain,

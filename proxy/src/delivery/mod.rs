@@ -59,7 +59,7 @@ use kafka_wire::Client;
 pub use feed::DeliveryFeed;
 pub use headers::from_headers;
 pub use mailbox::{Mailbox, Outgoing, Source, TopicPartition, MAILBOX_LIMIT};
-pub use message::Message;
+pub use message::{Message, Recipient};
 
 use crate::metrics::ShardMetrics;
 use crate::runtime;
@@ -70,6 +70,8 @@ struct Retained {
     payload: Bytes,
     qos: QoS,
     properties: Rc<PublishProperties>,
+    /// Milliseconds since the Unix epoch (MQTT 5 Message Expiry Interval).
+    expires_at: Option<u64>,
 }
 
 /// A subscription as the index keeps it: granted QoS and MQTT 5 options.
@@ -217,15 +219,21 @@ impl Delivery {
     }
 
     /// Queues the retained messages whose topics `filter` matches, flagged retained, at
-    /// most at `qos`.
+    /// most at `qos`; expired ones are forgotten instead.
     pub fn send_retained(&self, filter: &TopicFilter, qos: QoS, mailbox: &Mailbox) {
+        let now = crate::sessions::now_ms();
+        self.retained
+            .borrow_mut()
+            .retain(|_, r| r.expires_at.is_none_or(|at| at > now));
         for (topic, r) in self.retained.borrow().iter() {
             let Ok(name) = MqttString::from_bytes(topic.clone()) else {
                 continue;
             };
             if filter.matches(name.as_str()) {
+                let message =
+                    Message::new(name, r.payload.clone(), r.properties.clone(), r.expires_at);
                 mailbox.push(Outgoing {
-                    message: Rc::new(Message::new(name, r.payload.clone(), r.properties.clone())),
+                    message: Rc::new(message),
                     qos: qos.min(r.qos),
                     retain: true,
                     source: None,
@@ -293,6 +301,7 @@ impl Delivery {
             filters,
             plan,
             in_flight,
+            self.metrics.clone(),
         ));
     }
 
@@ -355,6 +364,7 @@ impl Delivery {
                     Retained {
                         payload: payload.clone(),
                         qos: meta.qos,
+                        expires_at: meta.expires_at(record.timestamp),
                         properties: Rc::new(meta.properties),
                     },
                 );
@@ -385,6 +395,11 @@ impl Delivery {
         }
         // Headers are decoded once per shard, and only for a record someone here gets.
         let meta = from_headers(&record.headers);
+        let expires_at = meta.expires_at(record.timestamp);
+        if expires_at.is_some_and(|at| at <= crate::sessions::now_ms()) {
+            self.metrics.expired.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let mailboxes = self.mailboxes.borrow();
         if let Some(publisher) = meta.client_id.as_deref() {
             matched.retain(|(conn, granted)| {
@@ -398,6 +413,7 @@ impl Delivery {
             topic,
             record.value.clone().unwrap_or_default(),
             Rc::new(meta.properties),
+            expires_at,
         ));
         let source = Source {
             partition: tp.clone(),

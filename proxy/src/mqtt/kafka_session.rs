@@ -120,6 +120,7 @@ impl Conn {
     /// no other process could publish it either).
     pub(super) fn route_will(&self, will: &codecs::mqtt::Will) -> Option<StoredWill> {
         use base64::Engine as _;
+        let base64 = &base64::engine::general_purpose::STANDARD;
         let route = self.core.listener.routes.find(will.topic.as_str())?;
         let mut key = Vec::new();
         let key = (!route.key.is_empty()).then(|| {
@@ -128,14 +129,22 @@ impl Conn {
                 .render(will.topic.as_str(), &self.core.info, None, &mut key);
             String::from_utf8_lossy(&key).into_owned()
         });
+        let publish = will_publish(will);
+        let (mut headers, mut digits) = (Vec::new(), crate::route::Digits::default());
+        crate::route::headers(route, &publish, &self.core.info, &mut digits, &mut headers);
+        let headers = headers
+            .iter()
+            .map(|h| (h.key.to_owned(), base64.encode(h.value.unwrap_or_default())))
+            .collect();
         Some(StoredWill {
             topic: will.topic.as_str().to_owned(),
-            payload: base64::engine::general_purpose::STANDARD.encode(&will.payload),
+            payload: base64.encode(&will.payload),
             qos: will.qos as u8,
             retain: will.retain,
             delay_s: will.properties.will_delay_interval.unwrap_or(0),
             kafka_topic: route.kafka_topic.clone(),
             key,
+            headers: Some(headers),
         })
     }
 
@@ -344,20 +353,30 @@ pub async fn publish_stored_will(
     will: StoredWill,
 ) -> kafka_wire::Result<()> {
     use base64::Engine as _;
-    let payload = base64::engine::general_purpose::STANDARD
-        .decode(&will.payload)
-        .unwrap_or_default();
-    const QOS: [&[u8]; 3] = [b"0", b"1", b"2"];
-    let headers = [
-        kafka_wire::record::Header {
-            key: "mqtt.client_id",
-            value: Some(client_id.as_bytes()),
-        },
-        kafka_wire::record::Header {
-            key: "mqtt.qos",
-            value: Some(QOS[usize::from(will.qos.min(2))]),
-        },
-    ];
+    use kafka_wire::record::Header;
+    let base64 = &base64::engine::general_purpose::STANDARD;
+    let payload = base64.decode(&will.payload).unwrap_or_default();
+    let stored: Vec<(&str, Vec<u8>)> = match &will.headers {
+        Some(headers) => headers
+            .iter()
+            .map(|(key, value)| (key.as_str(), base64.decode(value).unwrap_or_default()))
+            .collect(),
+        // Stored by a sluice that did not keep the route's headers.
+        None => {
+            const QOS: [&[u8]; 3] = [b"0", b"1", b"2"];
+            vec![
+                ("mqtt.client_id", client_id.clone().into_bytes()),
+                ("mqtt.qos", QOS[usize::from(will.qos.min(2))].to_vec()),
+            ]
+        }
+    };
+    let headers: Vec<Header<'_>> = stored
+        .iter()
+        .map(|(key, value)| Header {
+            key,
+            value: Some(value),
+        })
+        .collect();
     let mut deliveries = Vec::new();
     if will.retain {
         deliveries.push(
@@ -391,4 +410,25 @@ pub async fn publish_stored_will(
         d.await?;
     }
     Ok(())
+}
+
+/// The PUBLISH a will becomes: its topic, payload, QoS and retain flag, and the MQTT 5
+/// properties a PUBLISH shares with a will (the will delay is not one of them).
+pub(super) fn will_publish(will: &codecs::mqtt::Will) -> codecs::mqtt::Publish {
+    let p = &will.properties;
+    let mut properties = codecs::mqtt::PublishProperties::default();
+    properties.payload_format_indicator = p.payload_format_indicator;
+    properties.message_expiry_interval = p.message_expiry_interval;
+    properties.content_type = p.content_type.clone();
+    properties.response_topic = p.response_topic.clone();
+    properties.correlation_data = p.correlation_data.clone();
+    properties.user_properties = p.user_properties.clone();
+    codecs::mqtt::Publish {
+        topic: will.topic.clone(),
+        payload: will.payload.clone(),
+        qos: will.qos,
+        retain: will.retain,
+        properties,
+        ..codecs::mqtt::Publish::default()
+    }
 }

@@ -56,8 +56,8 @@ impl Conn {
             &self.key
         };
         let key = (!route.key.is_empty()).then_some(key);
-        let mut headers = Vec::new();
-        route::headers(route, &publish, &self.core.info, &mut headers);
+        let (mut headers, mut digits) = (Vec::new(), route::Digits::default());
+        route::headers(route, &publish, &self.core.info, &mut digits, &mut headers);
         let retained = if publish.retain {
             match self.retain(&publish, &headers).await {
                 Ok(delivery) => Some(delivery),
@@ -115,7 +115,8 @@ impl Conn {
             key: Some(publish.topic.as_str().as_bytes()),
             value: (!publish.payload.is_empty()).then_some(&publish.payload[..]),
             headers,
-            timestamp: None,
+            // Its expiry counts from here, as the message's does.
+            timestamp: Some(self.core.shard.read_at_unix_ms()),
         };
         self.core.shard.producer.send(record).await
     }

@@ -9,7 +9,7 @@ use codecs::Encoder;
 use tracing::debug;
 
 use super::{reason, Conn};
-use crate::delivery::{Granted, Mailbox, Source};
+use crate::delivery::{Granted, Mailbox, Recipient, Source};
 use crate::metrics::ErrorKind;
 use crate::sessions::StoredSub;
 
@@ -164,9 +164,35 @@ impl Conn {
             return;
         };
         let v5 = version == ProtocolVersion::V5;
+        let to = Recipient {
+            version,
+            max_packet_size: self.core.codec.peer_max_packet_size(),
+        };
+        // Read once, and only when a message expires.
+        let mut now = None;
         while s.in_flight.len() < s.window {
             let Some(m) = s.mailbox.pop() else { break };
             let share = m.share;
+            let now_ms = match m.message.expires_at {
+                Some(_) => *now.get_or_insert_with(crate::sessions::now_ms),
+                None => 0,
+            };
+            if m.message.expired(now_ms) {
+                // Not sent, and done with: MQTT 5 §3.3.2.3.3 (also for a redelivery;
+                // 3.1.1 subscribers never see its expiry, but nor do they get it late).
+                self.core
+                    .shard
+                    .metrics
+                    .expired
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Some(ticket) = share {
+                    ticket.ack();
+                }
+                if let Some(source) = &m.source {
+                    s.mailbox.done(source);
+                }
+                continue;
+            }
             // A resumed session's unacknowledged delivery goes again with DUP and its
             // packet identifier (MQTT 5 §4.4), unless that identifier is taken meanwhile.
             let redelivery = m
@@ -179,14 +205,8 @@ impl Conn {
             };
             let written = if redelivery.is_none() && (m.subscription_ids.is_empty() || !v5) {
                 // The common case: the bytes every subscriber of this variant shares.
-                m.message.write(
-                    version,
-                    m.qos,
-                    m.retain,
-                    packet_id,
-                    self.core.codec.peer_max_packet_size(),
-                    &mut self.out,
-                )
+                m.message
+                    .write(to, m.qos, m.retain, packet_id, now_ms, &mut self.out)
             } else {
                 let packet = Packet::Publish(Publish {
                     dup: redelivery.is_some(),
@@ -199,6 +219,7 @@ impl Conn {
                     properties: if v5 {
                         let mut p = (*m.message.properties).clone();
                         p.subscription_identifiers = m.subscription_ids;
+                        p.message_expiry_interval = m.message.expiry_left(now_ms);
                         p
                     } else {
                         Default::default()

@@ -101,6 +101,10 @@ pub struct StoredWill {
     /// The Kafka topic and key its route gives it.
     pub kafka_topic: String,
     pub key: Option<String>,
+    /// The record headers its route gives it, values base64. `None` in records of a
+    /// sluice that did not store them: the will then gets `mqtt.client_id` and `mqtt.qos`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Vec<(String, String)>>,
 }
 
 impl Stored {

@@ -330,6 +330,7 @@ fn dispatch(
                 message.topic,
                 message.payload,
                 message.properties,
+                message.expires_at,
             )),
             qos: granted.qos.min(message.qos),
             retain: granted.retain_as_published && message.retain,
@@ -382,6 +383,7 @@ async fn fetch(
                 payload: record.value.clone().unwrap_or_default(),
                 qos: meta.qos,
                 retain: meta.retain,
+                expires_at: meta.expires_at(record.timestamp),
                 properties: Rc::new(meta.properties),
             });
         }

@@ -9,7 +9,8 @@ usage: session_client.py HOST PORT CLIENT_ID MODE [ARGS]
                            messages, disconnect
   hold                     connect (clean start 0) and stay until the server disconnects
 Prints one JSON object per line: {"event": "connected", "session_present": bool},
-{"event": "subscribed"}, {"event": "message", "topic", "payload", "qos", "mid", "dup"},
+{"event": "subscribed"}, {"event": "message", "topic", "payload", "qos", "mid", "dup",
+"expiry"} (expiry: the Message Expiry Interval left, or null),
 {"event": "disconnected", "reason": int}. Exits 0 once done, 1 after 60 s.
 """
 import json
@@ -43,8 +44,9 @@ def on_subscribe(client, userdata, mid, reason_codes, properties):
 
 def on_message(client, userdata, message):
     global received
+    expiry = getattr(message.properties, "MessageExpiryInterval", None)
     emit(event="message", topic=message.topic, payload=message.payload.decode(), qos=message.qos,
-         mid=message.mid, dup=bool(message.dup))
+         mid=message.mid, dup=bool(message.dup), expiry=expiry)
     received += 1
     # Acknowledge explicitly, so the PUBACK is queued before the DISCONNECT.
     if mode != "noack":

@@ -59,6 +59,16 @@ headers = ["client_id", "user_properties", "content_type", "qos"]
     )
 }
 
+/// [`config`] with the route stamping every MQTT 5 property sluice carries through Kafka
+/// (as the embedded default config's routes do).
+pub fn config_with_mqtt5_headers(bootstrap: &str) -> String {
+    config(bootstrap, "").replace(
+        r#"headers = ["client_id", "user_properties", "content_type", "qos"]"#,
+        r#"headers = ["client_id", "user_properties", "content_type", "qos", "message_expiry",
+                      "response_topic", "correlation_data", "payload_format"]"#,
+    )
+}
+
 /// [`config`] plus an HTTP listener called `http` on port 0 with `listener_keys` added.
 pub fn config_with_http(bootstrap: &str, extra_kafka: &str, listener_keys: &str) -> String {
     format!(
