@@ -17,7 +17,7 @@ use crate::cpu::thread_cpu;
 use crate::loadgen::{wall_ns, Stamp};
 
 /// The Kafka topic sluice's MQTT routes write and its subscriptions read.
-pub const TOPIC: &str = "mqtt-messages";
+const TOPIC: &str = crate::procs::MQTT_KAFKA_TOPIC;
 
 /// What the producer is asked to do.
 #[derive(Debug, Clone)]

@@ -26,6 +26,7 @@ mod alloc;
 mod cpu;
 mod discard_sink;
 mod fanout_producer;
+mod kafka_consumer;
 mod loadgen;
 mod micro;
 mod micro_codecs;

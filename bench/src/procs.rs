@@ -184,6 +184,10 @@ pub struct SluiceSettings {
     pub headers: bool,
 }
 
+/// The Kafka topic sluice's MQTT route writes (key = MQTT topic) and its subscriptions
+/// read.
+pub const MQTT_KAFKA_TOPIC: &str = "mqtt-messages";
+
 fn sluice_config(s: &SluiceSettings) -> String {
     let linger = s
         .linger_ms
@@ -222,10 +226,11 @@ receive_maximum = {rm}
 [[routes]]
 listener = "mqtt"
 mqtt_topic = "#"
-kafka_topic = "mqtt-messages"
+kafka_topic = "{topic}"
 key = "{{topic}}"
 headers = {headers}
 "##,
+        topic = MQTT_KAFKA_TOPIC,
         shards = s.shards,
         bootstrap = s.bootstrap,
         listen = s.listen,

@@ -519,6 +519,8 @@ fn publish_args(a: &CompareArgs, rate: Rate, seconds: f64) -> PublishArgs {
         per_process: 18_000,
         sink: SinkKind::Tansu,
         peer: None,
+        kafka_consumer: false,
+        consumer_max_wait_ms: 5,
     }
 }
 

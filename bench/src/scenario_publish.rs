@@ -22,6 +22,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::cpu::pid_cpu;
+use crate::kafka_consumer::LatencyConsumer;
 use crate::loadgen::{histogram_from, Group, LatencySummary, LoadgenArgs, Mode, MqttVersion, Rate};
 use crate::procs::{self, Peer, PeerKind, SluiceProc, SluiceSettings};
 use crate::sink::{Sink, SinkKind};
@@ -67,6 +68,13 @@ pub struct PublishArgs {
     /// Publish to this peer broker instead of sluice (no Kafka behind it; `--sink` unused).
     #[arg(long, value_enum)]
     pub peer: Option<PeerKind>,
+    /// Also read the topic with an independent Kafka consumer (librdkafka) and time each
+    /// record from its scheduled send (tansu only).
+    #[arg(long)]
+    pub kafka_consumer: bool,
+    /// The consumer's `fetch.wait.max.ms`: the most its own polling adds to the latency.
+    #[arg(long, default_value_t = 5)]
+    pub consumer_max_wait_ms: u32,
 }
 
 /// What the clients publish to.
@@ -162,6 +170,25 @@ pub struct PublishOutput {
     pub sink_records: Option<u64>,
     /// PUBLISHes sent and acknowledged per second over the publishing phase.
     pub timeline: Vec<ThroughputPoint>,
+    /// What the independent Kafka consumer read (`--kafka-consumer`).
+    pub kafka_consumer: Option<ConsumerOutput>,
+}
+
+/// The independent Kafka consumer's view of a run.
+#[derive(Debug, Serialize)]
+pub struct ConsumerOutput {
+    /// Records of this run it read from Kafka.
+    pub records: u64,
+    /// Records without a readable stamp (none expected).
+    pub malformed: u64,
+    /// Seeks back to offsets the broker skipped (tansu's fetch-inside-a-batch quirk).
+    pub refetches: u64,
+    /// `records` equals the messages Kafka was expected to hold (acknowledged for QoS 1,
+    /// sent for QoS 0).
+    pub count_matches: bool,
+    /// Scheduled send by the MQTT client → read by the consumer.
+    pub latency: LatencySummary,
+    pub curve: Vec<CurvePoint>,
 }
 
 /// Runs the scenario.
@@ -212,6 +239,21 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
     })?;
     group.wait_all_connected(a.clients, 5000.0)?;
     let connected = a.clients;
+    let consumer = match server {
+        Server::Sluice { broker, .. } if a.kafka_consumer => {
+            if a.sink != SinkKind::Tansu {
+                bail!("--kafka-consumer needs --sink tansu");
+            }
+            let c = LatencyConsumer::start(
+                &broker.bootstrap(),
+                procs::MQTT_KAFKA_TOPIC,
+                a.consumer_max_wait_ms,
+            )?;
+            c.wait_caught_up(Instant::now() + Duration::from_secs(60))?;
+            Some(c)
+        }
+        _ => None,
+    };
     // Let the connection burst's work finish before the CPU clock starts.
     procs::sleep(Duration::from_millis(500))?;
     let produced0 = server.metric("sluice_records_produced_total")?;
@@ -253,6 +295,20 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
         produced = server.metric("sluice_records_produced_total")? - produced0;
     }
     let failed = server.metric("sluice_records_failed_total")? - failed0;
+    let kafka_consumer = match consumer {
+        Some(c) => {
+            let consumed = c.finish(expected, Instant::now() + Duration::from_secs(15))?;
+            Some(ConsumerOutput {
+                records: consumed.records,
+                malformed: consumed.malformed,
+                refetches: consumed.refetches,
+                count_matches: consumed.records == expected && consumed.malformed == 0,
+                latency: LatencySummary::of(&consumed.latency),
+                curve: latency_curve(&consumed.latency),
+            })
+        }
+        None => None,
+    };
     let messages = expected.max(1) as f64;
     let span = total.counts.publish_seconds.max(1e-9);
     Ok(PublishOutput {
@@ -277,6 +333,7 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
         kafka_count_matches: a.peer.is_none() && produced == expected,
         sink_records: None,
         timeline: throughput_timeline(&progress),
+        kafka_consumer,
     })
 }
 
@@ -288,18 +345,13 @@ pub fn print(o: &PublishOutput) {
     );
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     println!(
-        "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+        "| {} | {} | {} | {:.0} | {:.0} | {} |",
         o.connected,
         o.args.qos,
         o.args.rate,
         o.sent_per_sec,
         o.acked_per_sec,
-        l.p50_us / 1000.0,
-        l.p90_us / 1000.0,
-        l.p99_us / 1000.0,
-        l.p999_us / 1000.0,
-        l.p9999_us / 1000.0,
-        l.max_us / 1000.0,
+        l.ms_cells(),
     );
     println!();
     let broker = match (o.args.peer, o.args.sink) {
@@ -326,6 +378,18 @@ pub fn print(o: &PublishOutput) {
             (None, false) => "NO",
         },
     );
+    if let Some(c) = &o.kafka_consumer {
+        println!("\nIndependent Kafka consumer (librdkafka), scheduled send → read:\n");
+        println!("| p50 ms | p90 ms | p99 ms | p99.9 ms | p99.99 ms | max ms | records read | matches | seeks back over skipped offsets |");
+        println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |");
+        println!(
+            "| {} | {} | {} | {} |",
+            c.latency.ms_cells(),
+            c.records,
+            if c.count_matches { "yes" } else { "NO" },
+            c.refetches
+        );
+    }
     if let Some(records) = o.sink_records {
         println!(
             "\nsluice wrote to the discard sink (a measurement tool: records acknowledged, not \

@@ -36,6 +36,20 @@ impl LatencySummary {
             mean_us: h.mean() / 1000.0,
         }
     }
+
+    /// p50, p90, p99, p99.9, p99.99 and max in milliseconds, as Markdown table cells.
+    pub fn ms_cells(&self) -> String {
+        [
+            self.p50_us,
+            self.p90_us,
+            self.p99_us,
+            self.p999_us,
+            self.p9999_us,
+            self.max_us,
+        ]
+        .map(|us| format!("{:.2}", us / 1000.0))
+        .join(" | ")
+    }
 }
 
 /// A histogram's recorded values as `[nanoseconds, count]` pairs, so that several

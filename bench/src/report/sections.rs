@@ -44,6 +44,45 @@ pub(super) fn produce(md: &mut String, r: &Results) {
     );
 }
 
+/// End to end at the independent Kafka consumer, for the settings that ran one.
+fn consumer_latency(md: &mut String, r: &Results, groups: &[(&str, &str, &str)]) {
+    let with: Vec<_> = groups
+        .iter()
+        .map(|(prefix, load, sink)| {
+            let rs: Vec<_> = runs(r, prefix)
+                .into_iter()
+                .filter(|v| v["kafka_consumer"].is_object())
+                .collect();
+            (load, sink, rs)
+        })
+        .filter(|(_, _, rs)| !rs.is_empty())
+        .collect();
+    if with.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "End to end, from each PUBLISH's scheduled send to its read by an independent Kafka consumer (librdkafka, `--kafka-consumer`), medians of the runs:\n");
+    let _ = writeln!(
+        md,
+        "| load | sink | p50 ms | p99 ms | p99.9 ms | max ms | records read = expected |"
+    );
+    let _ = writeln!(md, "| --- | --- | ---: | ---: | ---: | ---: | --- |");
+    for (load, sink, rs) in with {
+        let all = rs
+            .iter()
+            .all(|v| v["kafka_consumer"]["count_matches"] == true);
+        let _ = writeln!(
+            md,
+            "| {load} | {sink} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            med(&rs, "kafka_consumer.latency.p50_us") / 1000.0,
+            med(&rs, "kafka_consumer.latency.p99_us") / 1000.0,
+            med(&rs, "kafka_consumer.latency.p999_us") / 1000.0,
+            med(&rs, "kafka_consumer.latency.max_us") / 1000.0,
+            if all { "yes" } else { "NO" }
+        );
+    }
+    let _ = writeln!(md);
+}
+
 pub(super) fn publish(md: &mut String, r: &Results, dir: &Path) -> anyhow::Result<()> {
     let groups = [
         ("publish-max-tansu", "max (closed loop)", "tansu"),
@@ -98,6 +137,7 @@ pub(super) fn publish(md: &mut String, r: &Results, dir: &Path) -> anyhow::Resul
         );
     }
     let _ = writeln!(md, "\nServer CPU is sluice's, or the peer's in the peer rows. The discard sink is a measurement tool, not a broker: it acknowledges Produce and stores nothing. The peers (mosquitto, rumqttd) have no Kafka behind them: their PUBACK means the message is in their memory.\n");
+    consumer_latency(md, r, &groups);
     // Throughput over time: each setting's first run.
     let series: Vec<(String, Vec<(f64, f64)>)> = groups
         .iter()
