@@ -83,6 +83,10 @@ pub struct Config {
     /// Routes from listeners to Kafka topics.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Kafka topics whose records reach MQTT subscribers, besides those MQTT routes write
+    /// with the key `{topic}`.
+    #[serde(default)]
+    pub reverse_routes: Vec<ReverseRouteConfig>,
     /// MQTT state kept in Kafka.
     #[serde(default)]
     pub mqtt: MqttStateConfig,
@@ -366,6 +370,23 @@ fn default_idle_timeout() -> u64 {
     60_000
 }
 
+/// `[[reverse_routes]]`: a Kafka topic whose records MQTT clients can subscribe to, and
+/// the MQTT topic each record is delivered under.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReverseRouteConfig {
+    /// The Kafka topic, written by any producer.
+    pub kafka_topic: String,
+    /// The MQTT topic of a record: text with `{key}` (the record's key) and
+    /// `{header.NAME}` (the value of its header NAME). Default `{key}`.
+    #[serde(default = "default_reverse_topic")]
+    pub mqtt_topic: String,
+}
+
+fn default_reverse_topic() -> String {
+    "{key}".into()
+}
+
 /// `[[routes]]`: which Kafka topic, key and headers a listener's messages get.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -445,249 +466,6 @@ impl Config {
             source,
         })?;
         Config::parse_with(&text, Some(path.to_owned()), codecs)
-    }
-
-    /// Checks values and cross-references, naming the first bad key; stream listeners may
-    /// name the record codecs of `registry`.
-    pub fn validate_with(&self, registry: &CodecRegistry) -> Result<(), ConfigError> {
-        self.client_config()?;
-        self.producer_config()?;
-        self.session_producer_config()?;
-        if !(2..=32_768).contains(&self.server.io_uring_depth)
-            || !self.server.io_uring_depth.is_power_of_two()
-        {
-            return Err(invalid(
-                "server.io_uring_depth",
-                "must be a power of two from 2 to 32768",
-            ));
-        }
-        if self.server.topic_partitions < 1 {
-            return Err(invalid("server.topic_partitions", "must be at least 1"));
-        }
-        if self.mqtt.retained_topic.trim().is_empty() {
-            return Err(invalid("mqtt.retained_topic", "is empty"));
-        }
-        if self.mqtt.sessions_topic.trim().is_empty() {
-            return Err(invalid("mqtt.sessions_topic", "is empty"));
-        }
-        if self.mqtt.sessions_linger_ms > MAX_SESSIONS_LINGER_MS {
-            return Err(invalid(
-                "mqtt.sessions_linger_ms",
-                format!("must be at most {MAX_SESSIONS_LINGER_MS} (every persistent CONNECT waits for it)"),
-            ));
-        }
-        if self.mqtt.share_heartbeat_ms == 0
-            || self.mqtt.share_heartbeat_ms * 3 > self.mqtt.share_session_timeout_ms
-        {
-            return Err(invalid(
-                "mqtt.share_heartbeat_ms",
-                "must be above 0 and at most a third of mqtt.share_session_timeout_ms",
-            ));
-        }
-        if self.mqtt.sessions_topic == self.mqtt.retained_topic {
-            return Err(invalid(
-                "mqtt.sessions_topic",
-                "must differ from mqtt.retained_topic",
-            ));
-        }
-        if self.kafka.bootstrap_servers.trim().is_empty() {
-            return Err(invalid("kafka.bootstrap.servers", "is empty"));
-        }
-        let mut names = HashSet::new();
-        for (i, l) in self.listeners.iter().enumerate() {
-            let key = |k: &str| format!("listeners[{i}].{k}");
-            if l.name.is_empty() {
-                return Err(invalid(key("name"), "is empty"));
-            }
-            if !names.insert(l.name.as_str()) {
-                return Err(invalid(
-                    key("name"),
-                    format!("{:?} is used by two listeners", l.name),
-                ));
-            }
-            if l.max_packet_size < 64 {
-                return Err(invalid(key("max_packet_size"), "must be at least 64 bytes"));
-            }
-            if l.receive_maximum == 0 {
-                return Err(invalid(key("receive_maximum"), "must be at least 1"));
-            }
-            if l.backlog <= 0 {
-                return Err(invalid(key("backlog"), "must be positive"));
-            }
-            if l.protocol == Protocol::Http {
-                self.validate_http(l, &key)?;
-            }
-            Self::validate_transport(l, &key)?;
-        }
-        for (i, l) in self.listeners.iter().enumerate() {
-            let key = |k: &str| format!("listeners[{i}].{k}");
-            match (l.protocol, &l.codec) {
-                (Protocol::Stream, None) => {
-                    let known: Vec<&str> = registry.names().collect();
-                    return Err(invalid(
-                        key("codec"),
-                        format!("is required for a stream listener ({})", known.join(", ")),
-                    ));
-                }
-                (Protocol::Stream, Some(codec)) => {
-                    let settings = codec_settings(&l.codec_settings);
-                    registry
-                        .build(codec, &settings)
-                        .map_err(|e| invalid(key("codec"), e.to_string()))?;
-                    if self.routes.iter().filter(|r| r.listener == l.name).count() != 1 {
-                        return Err(invalid(
-                            key("name"),
-                            "a stream listener needs exactly one route",
-                        ));
-                    }
-                }
-                (_, Some(_)) => {
-                    return Err(invalid(key("codec"), "applies to stream listeners only"))
-                }
-                (_, None) if !l.codec_settings.is_empty() || l.acks => {
-                    return Err(invalid(
-                        key("acks"),
-                        "and codec_settings apply to stream listeners only",
-                    ));
-                }
-                _ => {}
-            }
-        }
-        for (i, r) in self.routes.iter().enumerate() {
-            let key = |k: &str| format!("routes[{i}].{k}");
-            let Some(listener) = self.listeners.iter().find(|l| l.name == r.listener) else {
-                return Err(invalid(
-                    key("listener"),
-                    format!("names no listener ({:?})", r.listener),
-                ));
-            };
-            match (listener.protocol, &r.mqtt_topic) {
-                (Protocol::Mqtt, None) => {
-                    return Err(invalid(
-                        key("mqtt_topic"),
-                        "is required for an MQTT listener",
-                    ))
-                }
-                (Protocol::Mqtt, Some(filter)) => check_topic_filter(filter).map_err(|e| {
-                    invalid(
-                        key("mqtt_topic"),
-                        format!("is not a valid MQTT topic filter: {e}"),
-                    )
-                })?,
-                (_, Some(_)) => {
-                    return Err(invalid(key("mqtt_topic"), "applies to MQTT listeners only"))
-                }
-                (_, None) => {}
-            }
-            if r.kafka_topic.is_empty()
-                || r.kafka_topic.len() > 249
-                || !r
-                    .kafka_topic
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            {
-                return Err(invalid(
-                    key("kafka_topic"),
-                    format!(
-                        "{:?} is not a valid Kafka topic name (1–249 of [a-zA-Z0-9._-])",
-                        r.kafka_topic
-                    ),
-                ));
-            }
-            let template = KeyTemplate::parse(r.key_template(listener.protocol))
-                .map_err(|e| invalid(key("key"), e))?;
-            match listener.protocol {
-                Protocol::Stream if template.uses_mqtt() => {
-                    return Err(invalid(
-                        key("key"),
-                        "uses MQTT fields; a stream listener has only {key}",
-                    ))
-                }
-                Protocol::Mqtt if template.uses_record_key() => {
-                    return Err(invalid(
-                        key("key"),
-                        "uses {key}, which only stream listeners have",
-                    ))
-                }
-                _ => {}
-            }
-            for h in &r.headers {
-                HeaderField::parse(h).map_err(|e| invalid(key("headers"), e))?;
-            }
-        }
-        Ok(())
-    }
-
-    fn validate_transport(
-        l: &ListenerConfig,
-        key: &dyn Fn(&str) -> String,
-    ) -> Result<(), ConfigError> {
-        if let Some(tls) = &l.tls {
-            if tls.handshake_timeout_ms == 0 {
-                return Err(invalid(
-                    key("tls.handshake_timeout_ms"),
-                    "must be at least 1",
-                ));
-            }
-            if tls.alpn.iter().any(|p| p.is_empty() || p.len() > 255) {
-                return Err(invalid(
-                    key("tls.alpn"),
-                    "names must be 1 to 255 bytes long",
-                ));
-            }
-        }
-        let Some(ws) = &l.websocket else {
-            return Ok(());
-        };
-        if ws.ping_interval_ms == Some(0) {
-            return Err(invalid(
-                key("websocket.ping_interval_ms"),
-                "must be at least 1",
-            ));
-        }
-        match (l.protocol, &ws.path) {
-            (Protocol::Mqtt, Some(path)) if path.starts_with('/') && !path.contains('?') => Ok(()),
-            (Protocol::Mqtt, _) => Err(invalid(
-                key("websocket.path"),
-                "must be set, starting with \"/\" (e.g. \"/mqtt\")",
-            )),
-            (Protocol::Http, None) => Ok(()),
-            (Protocol::Http, Some(_)) => Err(invalid(
-                key("websocket.path"),
-                "does not apply to http listeners: raw WebSocket producers connect to /topics/{topic}",
-            )),
-            (Protocol::Stream, _) => Err(invalid(
-                key("websocket"),
-                "applies to mqtt and http listeners only",
-            )),
-        }
-    }
-
-    fn validate_http(
-        &self,
-        l: &ListenerConfig,
-        key: &dyn Fn(&str) -> String,
-    ) -> Result<(), ConfigError> {
-        if l.max_body_bytes == 0 || l.max_body_bytes > self.kafka.buffer_memory {
-            return Err(invalid(
-                key("max_body_bytes"),
-                "must be between 1 and kafka.buffer.memory",
-            ));
-        }
-        if l.max_records == 0 {
-            return Err(invalid(key("max_records"), "must be at least 1"));
-        }
-        if l.idle_timeout_ms == 0 {
-            return Err(invalid(key("idle_timeout_ms"), "must be at least 1"));
-        }
-        crate::http::TopicPatterns::parse(&l.topics).map_err(|e| invalid(key("topics"), e))?;
-        if let Some(i) = self.routes.iter().position(|r| r.listener == l.name) {
-            return Err(invalid(
-                format!("routes[{i}].listener"),
-                "names an http listener, which writes to the topic in the request path",
-            ));
-        }
-        Ok(())
     }
 
     /// The kafka-wire client settings.
@@ -828,6 +606,8 @@ pub(crate) fn topic_filter(filter: &str) -> TopicFilter {
     TopicFilter::new(MqttString::try_from(filter.to_owned()).expect("validated UTF-8"))
         .expect("validated topic filter")
 }
+
+mod validate;
 
 #[cfg(test)]
 mod tests;

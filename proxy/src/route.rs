@@ -31,17 +31,8 @@ pub struct KeyTemplate {
 impl KeyTemplate {
     /// Parses a template; the error says what is wrong.
     pub fn parse(template: &str) -> Result<KeyTemplate, String> {
-        let mut parts = Vec::new();
-        let mut rest = template;
-        while let Some(open) = rest.find('{') {
-            if open > 0 {
-                parts.push(Part::Text(rest[..open].to_owned()));
-            }
-            let close = rest[open..]
-                .find('}')
-                .ok_or_else(|| format!("has an unclosed '{{' in {template:?}"))?;
-            let name = &rest[open + 1..open + close];
-            parts.push(match name {
+        let parts = split_template(template, Part::Text, |name| {
+            Ok(match name {
                 "topic" => Part::Topic,
                 "client_id" => Part::ClientId,
                 "username" => Part::Username,
@@ -54,15 +45,8 @@ impl KeyTemplate {
                         ))
                     }
                 },
-            });
-            rest = &rest[open + close + 1..];
-        }
-        if rest.contains('}') {
-            return Err(format!("has a '}}' without '{{' in {template:?}"));
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Text(rest.to_owned()));
-        }
+            })
+        })?;
         Ok(KeyTemplate { parts })
     }
 
@@ -118,6 +102,34 @@ impl KeyTemplate {
             }
         }
     }
+}
+
+/// Splits a template into its text and its `{name}` placeholders, in order: `text` makes a
+/// part of literal text, `placeholder` one of a name (or says why the name is unknown).
+pub(crate) fn split_template<P>(
+    template: &str,
+    text: impl Fn(String) -> P,
+    placeholder: impl Fn(&str) -> Result<P, String>,
+) -> Result<Vec<P>, String> {
+    let mut parts = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            parts.push(text(rest[..open].to_owned()));
+        }
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("has an unclosed '{{' in {template:?}"))?;
+        parts.push(placeholder(&rest[open + 1..open + close])?);
+        rest = &rest[open + close + 1..];
+    }
+    if rest.contains('}') {
+        return Err(format!("has a '}}' without '{{' in {template:?}"));
+    }
+    if !rest.is_empty() {
+        parts.push(text(rest.to_owned()));
+    }
+    Ok(parts)
 }
 
 /// A header a route can stamp on records.

@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 
 use crate::auth::ShardAuth;
 use crate::config::{Config, Protocol};
-use crate::delivery::{Delivery, DeliveryFeed};
+use crate::delivery::{Delivery, DeliveryFeed, DeliveryTopics};
 use crate::driver::ShutdownSignal;
 use crate::http;
 use crate::metrics::{Metrics, ShardMetrics};
@@ -166,6 +166,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
         }
     };
     metrics.kafka_ready.store(true, Ordering::Relaxed);
+    let delivery_topics = Rc::new(DeliveryTopics::new(config));
     let shard = Rc::new(Shard {
         index,
         producer: producer.clone(),
@@ -189,7 +190,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
         delivery: Rc::new(Delivery::new(
             reader.clone(),
             setup.delivery_feed.clone(),
-            !delivery_topics(config).is_empty(),
+            delivery_topics.clone(),
             config.mqtt.retained_topic.clone(),
             metrics.clone(),
         )),
@@ -200,7 +201,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
         )),
         shares: Rc::new(Shares::new(
             config.client_config().expect("validated"),
-            delivery_topics(config),
+            delivery_topics.clone(),
             ShareSettings {
                 group_prefix: config.mqtt.share_group_prefix.clone(),
                 session_timeout: Duration::from_millis(config.mqtt.share_session_timeout_ms),
@@ -228,7 +229,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
         // first SUBSCRIBE of any shard (`delivery::feed`).
         runtime::spawn(setup.delivery_feed.clone().run(
             config.client_config().expect("validated"),
-            delivery_topics(config),
+            delivery_topics.names(),
             config.mqtt.retained_topic.clone(),
             metrics.clone(),
         ));
@@ -433,30 +434,13 @@ async fn connect_kafka(config: &Config, stop: &AtomicBool) -> Option<Client> {
 }
 
 /// The Kafka topics MQTT routes write with the MQTT topic as key: what subscriptions read.
-fn delivery_topics(config: &Config) -> Vec<String> {
-    let mqtt: Vec<&str> = config
-        .listeners
-        .iter()
-        .filter(|l| l.protocol == Protocol::Mqtt)
-        .map(|l| l.name.as_str())
-        .collect();
-    let mut topics: Vec<String> = config
-        .routes
-        .iter()
-        .filter(|r| mqtt.contains(&r.listener.as_str()))
-        .filter(|r| r.key_template(Protocol::Mqtt) == "{topic}")
-        .map(|r| r.kafka_topic.clone())
-        .collect();
-    topics.sort();
-    topics.dedup();
-    topics
-}
-
+/// The Kafka topics of the routes and reverse routes: sluice creates them when missing.
 fn route_topics(config: &Config) -> Vec<String> {
     let mut topics: Vec<String> = config
         .routes
         .iter()
         .map(|r| r.kafka_topic.clone())
+        .chain(config.reverse_routes.iter().map(|r| r.kafka_topic.clone()))
         .collect();
     topics.sort();
     topics.dedup();

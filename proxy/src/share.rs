@@ -37,7 +37,7 @@ use codecs::mqtt::{MqttString, PublishProperties, QoS, TopicFilter};
 use kafka_wire::{Client, ClientConfig, GroupConfig, GroupMember};
 use tracing::{debug, info, warn};
 
-use crate::delivery::{Granted, Mailbox, TopicPartition, MAILBOX_LIMIT};
+use crate::delivery::{DeliveryTopics, Granted, Mailbox, TopicPartition, MAILBOX_LIMIT};
 use crate::metrics::ShardMetrics;
 use crate::runtime;
 
@@ -70,7 +70,7 @@ pub struct ShareSettings {
 #[derive(Debug)]
 pub struct Shares {
     client_config: ClientConfig,
-    topics: Vec<String>,
+    topics: Rc<DeliveryTopics>,
     settings: ShareSettings,
     metrics: Arc<ShardMetrics>,
     /// By subscription (`$share/{name}/{filter}`).
@@ -83,7 +83,7 @@ impl Shares {
     /// Shared subscriptions over `topics` (the MQTT delivery topics).
     pub fn new(
         client_config: ClientConfig,
-        topics: Vec<String>,
+        topics: Rc<DeliveryTopics>,
         settings: ShareSettings,
         metrics: Arc<ShardMetrics>,
     ) -> Shares {
@@ -408,7 +408,7 @@ async fn run(shares: Rc<Shares>, group: Rc<Group>) {
         client.clone(),
         GroupConfig {
             group_id: group.group_id.clone(),
-            topics: shares.topics.clone(),
+            topics: shares.topics.names(),
             session_timeout: settings.session_timeout,
             rebalance_timeout: settings.session_timeout,
         },

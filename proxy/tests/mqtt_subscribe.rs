@@ -813,3 +813,39 @@ fn a_session_that_was_away_does_not_get_what_expired_meanwhile() {
     let alive = events.iter().find(|e| e["payload"] == "alive").unwrap();
     assert!(fifty_s_left(alive, "expiry"), "{alive}");
 }
+
+#[test]
+fn reverse_routes_deliver_other_kafka_topics_under_the_mqtt_topic_their_template_names() {
+    let broker = Broker::start().expect("broker");
+    let config = common::config(&broker.bootstrap(), "")
+        + "\n[[reverse_routes]]\nkafka_topic = \"orders\"\nmqtt_topic = \"shop/{header.region}/orders/{key}\"\n";
+    let sluice = Sluice::start(&config).expect("sluice");
+    let sub = Subscriber::start(&sluice, "shop/+/orders/#", 1, "mqttv5", 3);
+    // A service writes orders to Kafka, all to one partition so that they stay in order:
+    // the two without a usable region reach no one, and the marker comes last.
+    let order = |key: &str, value: &str| ProduceRecord::value(value).key(key).partition(0);
+    broker
+        .kafka()
+        .produce(
+            "orders",
+            &[
+                order("o-1", "first").header("region", Some(b"eu")),
+                order("o-2", "no region"),
+                order("o-3", "wildcard").header("region", Some(b"e+u")),
+                order("o-4", "second")
+                    .header("region", Some(b"us"))
+                    .header("mqtt.qos", Some(b"0")),
+                order("o-5", "end").header("region", Some(b"eu")),
+            ],
+        )
+        .expect("confluent-kafka produces");
+    // The record's other headers arrive as user properties, its mqtt.qos caps the QoS.
+    assert_eq!(
+        sub.messages(),
+        [
+            "shop/eu/orders/o-1|first|1|0||region:eu",
+            "shop/eu/orders/o-5|end|1|0||region:eu",
+            "shop/us/orders/o-4|second|0|0||region:us",
+        ]
+    );
+}

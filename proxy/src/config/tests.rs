@@ -233,3 +233,46 @@ fn http_listener_options_are_checked_by_name() {
     let err = with("[[routes]]\nlistener = \"http\"\nkafka_topic = \"t\"").unwrap_err();
     assert!(err.to_string().contains("http listener"), "{err}");
 }
+
+#[test]
+fn reverse_routes_name_a_kafka_topic_and_an_mqtt_topic_template() {
+    let c = with(
+        "[[reverse_routes]]\nkafka_topic = \"orders\"\nmqtt_topic = \"shop/{header.region}/{key}\"",
+    )
+    .unwrap();
+    assert_eq!(c.reverse_routes[0].kafka_topic, "orders");
+    let c = with("[[reverse_routes]]\nkafka_topic = \"events\"").unwrap();
+    assert_eq!(c.reverse_routes[0].mqtt_topic, "{key}");
+    let cases = [
+        (
+            "kafka_topic = \"bad topic\"",
+            "reverse_routes[0].kafka_topic",
+        ),
+        (
+            "kafka_topic = \"mqtt-messages\"",
+            "reverse_routes[0].kafka_topic",
+        ),
+        (
+            "kafka_topic = \"mqtt-retained\"",
+            "reverse_routes[0].kafka_topic",
+        ),
+        (
+            "kafka_topic = \"o\"\nmqtt_topic = \"a/+/{key}\"",
+            "reverse_routes[0].mqtt_topic",
+        ),
+        (
+            "kafka_topic = \"o\"\nmqtt_topic = \"{value}\"",
+            "reverse_routes[0].mqtt_topic",
+        ),
+    ];
+    for (route, key) in cases {
+        let err = with(&format!("[[reverse_routes]]\n{route}")).unwrap_err();
+        assert!(err.to_string().contains(key), "{route}: {err}");
+    }
+    let twice = "[[reverse_routes]]\nkafka_topic = \"o\"\n[[reverse_routes]]\nkafka_topic = \"o\"";
+    let err = with(twice).unwrap_err();
+    assert!(
+        err.to_string().contains("reverse_routes[1].kafka_topic"),
+        "{err}"
+    );
+}

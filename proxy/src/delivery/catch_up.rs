@@ -8,12 +8,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use codecs::mqtt::{MqttString, QoS, TopicFilter};
+use codecs::mqtt::{QoS, TopicFilter};
 use kafka_wire::fetch::OffsetReset;
 use kafka_wire::{Client, FetchOptions, PartitionReader};
 use tracing::debug;
 
-use super::{from_headers, Granted, Mailbox, Message, Outgoing, Source, TopicPartition};
+use super::{
+    from_headers, DeliveryTopics, Granted, Mailbox, Message, Outgoing, Source, TopicPartition,
+};
 use crate::metrics::ShardMetrics;
 use crate::runtime;
 
@@ -26,6 +28,7 @@ pub(super) async fn catch_up(
     filters: Vec<(TopicFilter, Granted)>,
     plan: Vec<(TopicPartition, i64, i64)>,
     in_flight: HashMap<(TopicPartition, i64), u16>,
+    topics: Rc<DeliveryTopics>,
     metrics: Arc<ShardMetrics>,
 ) {
     let options = FetchOptions {
@@ -34,6 +37,9 @@ pub(super) async fn catch_up(
     };
     for ((topic, partition), from, to) in plan {
         let tp = (topic.clone(), partition);
+        let Some(template) = topics.template(&topic) else {
+            continue;
+        };
         let mut reader = PartitionReader::at(
             client.clone(),
             &topic,
@@ -56,8 +62,7 @@ pub(super) async fn catch_up(
             };
             let Some(m) = mailbox.upgrade() else { return };
             for record in fetched.records.iter().filter(|r| r.offset < to) {
-                let Some(key) = &record.key else { continue };
-                let Ok(topic) = MqttString::from_bytes(key.clone()) else {
+                let Some(topic) = template.topic(record.key.as_ref(), &record.headers) else {
                     continue;
                 };
                 let name = topic.as_str();

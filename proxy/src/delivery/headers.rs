@@ -95,25 +95,10 @@ fn decimal(text: &[u8]) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
-    use kafka_wire::record::{decode_batches, BatchBuilder, Compression, Header, ProducerFields};
-
     use super::*;
 
     fn read(headers: &[(&str, &[u8])]) -> FromHeaders {
-        let headers: Vec<Header<'_>> = headers
-            .iter()
-            .map(|(key, value)| Header {
-                key,
-                value: Some(value),
-            })
-            .collect();
-        let mut b = BatchBuilder::new(Compression::None, 1 << 20);
-        b.try_push(1_000, Some(b"t"), Some(b"v"), &headers).unwrap();
-        let batch = decode_batches(b.finish(ProducerFields::NONE).unwrap())
-            .next()
-            .unwrap()
-            .unwrap();
-        from_headers(&batch.records().next().unwrap().unwrap().headers)
+        from_headers(&super::super::test_record(Some(b"t"), headers).headers)
     }
 
     #[test]

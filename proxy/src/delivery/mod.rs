@@ -3,7 +3,8 @@
 //! The Kafka topics that back MQTT subscriptions are those the MQTT routes write with the
 //! key `{topic}` (by default `mqtt-messages`): a record whose key is an MQTT topic name is
 //! delivered to every subscription whose filter matches it, whoever produced it (a client
-//! of this process, of another process, or any Kafka producer).
+//! of this process, of another process, or any Kafka producer); and those of reverse
+//! routes, whose records' MQTT topics a template names ([`topics`]).
 //!
 //! # The path of a record
 //!
@@ -42,6 +43,7 @@ pub mod feed;
 mod headers;
 mod mailbox;
 mod message;
+mod topics;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -60,6 +62,7 @@ pub use feed::DeliveryFeed;
 pub use headers::from_headers;
 pub use mailbox::{Mailbox, Outgoing, Source, TopicPartition, MAILBOX_LIMIT};
 pub use message::{Message, Recipient};
+pub use topics::{keyed_by_topic, DeliveryTopics, TopicTemplate};
 
 use crate::metrics::ShardMetrics;
 use crate::runtime;
@@ -102,7 +105,8 @@ pub struct Delivery {
     /// For persistent sessions' catch-up.
     client: Client,
     feed: Arc<DeliveryFeed>,
-    available: bool,
+    /// The Kafka topics that back subscriptions, and their records' MQTT topics.
+    topics: Rc<DeliveryTopics>,
     metrics: Arc<ShardMetrics>,
     index: RefCell<SubscriptionIndex<u64, Granted>>,
     mailboxes: RefCell<HashMap<u64, Rc<Mailbox>>>,
@@ -112,25 +116,26 @@ pub struct Delivery {
     retained: RefCell<HashMap<Bytes, Retained>>,
     /// Scratch for [`Delivery::fan_out`].
     matched: RefCell<Vec<(u64, Granted)>>,
-    /// The delivery partitions, in the order [`feed::Update::Started`] listed them.
-    slots: RefCell<Vec<TopicPartition>>,
+    /// The delivery partitions, in the order [`feed::Update::Started`] listed them, with
+    /// their topic's template.
+    slots: RefCell<Vec<(TopicPartition, Rc<TopicTemplate>)>>,
     /// Per message partition: everything before this offset has been fanned out.
     positions: RefCell<HashMap<TopicPartition, i64>>,
 }
 
 impl Delivery {
-    /// Delivery fed by `feed`; `available` when some Kafka topic backs subscriptions.
+    /// Delivery of `topics`, fed by `feed`.
     pub fn new(
         client: Client,
         feed: Arc<DeliveryFeed>,
-        available: bool,
+        topics: Rc<DeliveryTopics>,
         retained_topic: String,
         metrics: Arc<ShardMetrics>,
     ) -> Delivery {
         Delivery {
             client,
             feed,
-            available,
+            topics,
             retained_topic,
             retained: RefCell::new(HashMap::new()),
             metrics,
@@ -150,7 +155,7 @@ impl Delivery {
 
     /// Whether any Kafka topic backs subscriptions.
     pub fn available(&self) -> bool {
-        self.available
+        !self.topics.is_empty()
     }
 
     /// Applies what the process's readers send, for the shard's life.
@@ -161,12 +166,18 @@ impl Delivery {
                     records.iter().for_each(|r| self.apply_retained(r));
                 }
                 feed::Update::Started(partitions) => {
-                    let slots: Vec<TopicPartition> = partitions
+                    let slots: Vec<(TopicPartition, Rc<TopicTemplate>)> = partitions
                         .iter()
-                        .map(|(topic, partition, _)| (Rc::from(&**topic), *partition))
+                        .map(|(topic, partition, _)| {
+                            let template = self
+                                .topics
+                                .template(topic)
+                                .expect("the feed reads the delivery topics");
+                            ((Rc::from(&**topic), *partition), template)
+                        })
                         .collect();
                     let mut positions = self.positions.borrow_mut();
-                    for (tp, (_, _, offset)) in slots.iter().zip(partitions.iter()) {
+                    for ((tp, _), (_, _, offset)) in slots.iter().zip(partitions.iter()) {
                         positions.insert(tp.clone(), *offset);
                     }
                     *self.slots.borrow_mut() = slots;
@@ -181,12 +192,12 @@ impl Delivery {
                     records,
                     next,
                 } => {
-                    let Some(tp) = self.slots.borrow().get(slot).cloned() else {
+                    let Some((tp, template)) = self.slots.borrow().get(slot).cloned() else {
                         continue;
                     };
                     if !self.index.borrow().is_empty() {
                         for record in records.iter() {
-                            self.fan_out(record, &tp);
+                            self.fan_out(record, &tp, &template);
                         }
                     }
                     // Synchronously with the fan-out above: `resume` relies on it.
@@ -301,6 +312,7 @@ impl Delivery {
             filters,
             plan,
             in_flight,
+            self.topics.clone(),
             self.metrics.clone(),
         ));
     }
@@ -375,12 +387,12 @@ impl Delivery {
         }
     }
 
-    /// Hands a record of `tp` to every matching subscription's mailbox.
-    fn fan_out(&self, record: &Record, tp: &TopicPartition) {
-        let Some(key) = &record.key else { return };
-        // A key that is not an MQTT topic name reaches no one; checked once, not per
+    /// Hands a record of `tp` to every matching subscription's mailbox, under the MQTT
+    /// topic `template` gives it.
+    fn fan_out(&self, record: &Record, tp: &TopicPartition, template: &TopicTemplate) {
+        // A record without a valid MQTT topic name reaches no one; checked once, not per
         // subscriber.
-        let Ok(topic) = MqttString::from_bytes(key.clone()) else {
+        let Some(topic) = template.topic(record.key.as_ref(), &record.headers) else {
             return;
         };
         let mut matched = self.matched.borrow_mut();
@@ -451,4 +463,24 @@ impl Delivery {
             .deliveries
             .fetch_add(delivered, Ordering::Relaxed);
     }
+}
+
+/// A record as a fetch hands it out, with `key`, the value `v` and `headers` (for tests).
+#[cfg(test)]
+fn test_record(key: Option<&[u8]>, headers: &[(&str, &[u8])]) -> Record {
+    use kafka_wire::record::{decode_batches, BatchBuilder, Compression, Header, ProducerFields};
+    let headers: Vec<Header<'_>> = headers
+        .iter()
+        .map(|(key, value)| Header {
+            key,
+            value: Some(value),
+        })
+        .collect();
+    let mut b = BatchBuilder::new(Compression::None, 1 << 20);
+    b.try_push(1_000, key, Some(b"v"), &headers).unwrap();
+    let batch = decode_batches(b.finish(ProducerFields::NONE).unwrap())
+        .next()
+        .unwrap()
+        .unwrap();
+    batch.records().next().unwrap().unwrap()
 }

@@ -8,7 +8,6 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use codecs::mqtt::MqttString;
 use kafka_wire::fetch::OffsetReset;
 use kafka_wire::{
     Client, FetchOptions, Generation, GroupMember, Heartbeat, OffsetSpec, PartitionReader,
@@ -19,7 +18,9 @@ use super::{
     Event, Group, Message, Shares, Ticket, TicketInner, COMMIT_INTERVAL, MAX_WAIT, RETRY,
     STATE_CHECK_EVERY,
 };
-use crate::delivery::{from_headers, Message as DeliveryMessage, Outgoing, TopicPartition};
+use crate::delivery::{
+    from_headers, DeliveryTopics, Message as DeliveryMessage, Outgoing, TopicPartition,
+};
 use crate::runtime;
 
 /// One partition assigned to this shard.
@@ -123,7 +124,7 @@ pub(super) async fn serve(
             (dirty, last_commit) = (false, Instant::now());
         }
         if queue.is_empty() && !parts.is_empty() {
-            dirty |= fetch(group, &mut parts, &mut queue).await;
+            dirty |= fetch(group, &shares.topics, &mut parts, &mut queue).await;
         } else {
             let until_heartbeat = heartbeat.saturating_sub(last_heartbeat.elapsed());
             group
@@ -346,6 +347,7 @@ fn dispatch(
 /// queued and owed. True when a position moved.
 async fn fetch(
     group: &Group,
+    topics: &DeliveryTopics,
     parts: &mut BTreeMap<TopicPartition, Assigned>,
     queue: &mut VecDeque<Message>,
 ) -> bool {
@@ -364,11 +366,11 @@ async fn fetch(
         };
         let a = parts.get_mut(&tp).expect("assigned");
         moved |= a.reader.position() != before;
+        let Some(template) = topics.template(&tp.0) else {
+            continue;
+        };
         for record in fetched.records {
-            let Some(key) = record.key.clone() else {
-                continue;
-            };
-            let Ok(topic) = MqttString::from_bytes(key) else {
+            let Some(topic) = template.topic(record.key.as_ref(), &record.headers) else {
                 continue;
             };
             if !group.filter.matches(topic.as_str()) {
