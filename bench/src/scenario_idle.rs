@@ -81,6 +81,9 @@ pub struct IdleResult {
     pub loadgen_rss_bytes_per_conn: f64,
     pub connect_seconds: f64,
     pub connack_p99_us: f64,
+    /// Load generators still connecting at the deadline (counted with their last
+    /// progress): `connected` is then what had been open by then.
+    pub stalled_loadgens: usize,
 }
 
 /// The scenario's output.
@@ -198,8 +201,9 @@ fn measure(
         failed,
         retries,
         seconds: connect_seconds,
+        stalled: stalled_loadgens,
     } = group.wait_connected(deadline)?;
-    eprintln!("{server}: {connected} connected, {failed} failed ({retries} retried handshakes) in {connect_seconds:.1} s; waiting for RSS to settle");
+    eprintln!("{server}: {connected} connected, {failed} failed ({retries} retried handshakes, {stalled_loadgens} load generator(s) stalled) in {connect_seconds:.1} s; waiting for RSS to settle");
     let stable = wait_stable(pids, Duration::from_secs(30))?;
     let after = memory_of(pids)?;
     let kernel_after = procs::kernel_memory();
@@ -243,6 +247,7 @@ fn measure(
         loadgen_rss_bytes_per_conn: loadgen_rss as f64 / connected.max(1) as f64,
         connect_seconds,
         connack_p99_us,
+        stalled_loadgens,
     })
 }
 

@@ -156,6 +156,9 @@ pub struct Connected {
     pub retries: u64,
     /// The slowest child's time to its last CONNACK (or SUBACK).
     pub seconds: f64,
+    /// Children that never reported `connected` by the deadline: their last progress
+    /// (`connecting`) is counted above, and they are named on stderr.
+    pub stalled: usize,
 }
 
 impl Group {
@@ -177,18 +180,29 @@ impl Group {
 
     /// Waits for every child's `connected` event (one deadline for all), printing the
     /// progress of the connect phase (from the children's `connecting` events) every
-    /// [`SHOW_PROGRESS_EVERY`] on stderr.
+    /// [`SHOW_PROGRESS_EVERY`] on stderr. A child still connecting at the deadline counts
+    /// with its last progress and as `stalled`: a scenario measures what is open rather
+    /// than losing the run to one load generator.
     pub fn wait_connected(&mut self, deadline: Instant) -> Result<Connected> {
         let n = self.children.len();
         let mut connected: Vec<Option<serde_json::Value>> = vec![None; n];
         let mut latest = vec![(0, 0); n];
         let began = Instant::now();
         let mut shown = began;
+        let mut stalled = 0;
         while connected.iter().any(Option::is_none) {
             procs::check_interrupted()?;
             if Instant::now() >= deadline {
-                let late = connected.iter().filter(|c| c.is_none()).count();
-                bail!("{late} of {n} load generators had no `connected` event in time");
+                for i in (0..n).filter(|i| connected[*i].is_none()) {
+                    let (up, failed) = latest[i];
+                    eprintln!(
+                        "  load generator {} (pid {}) had no `connected` event in time: {up} connected, {failed} failed at its last report",
+                        i,
+                        self.children[i].pid()
+                    );
+                    stalled += 1;
+                }
+                break;
             }
             for (i, c) in self.children.iter_mut().enumerate() {
                 while connected[i].is_none() {
@@ -216,13 +230,18 @@ impl Group {
             }
             procs::sleep(Duration::from_millis(100))?;
         }
-        let mut sum = Connected::default();
-        for v in connected.iter().flatten() {
-            let (up, failed) = counts(v);
+        let mut sum = Connected {
+            stalled,
+            ..Connected::default()
+        };
+        for (i, v) in connected.iter().enumerate() {
+            let (up, failed) = v.as_ref().map_or(latest[i], counts);
             sum.connected += up;
             sum.failed += failed;
-            sum.retries += v["retries"].as_u64().unwrap_or(0);
-            sum.seconds = sum.seconds.max(v["seconds"].as_f64().unwrap_or(0.0));
+            if let Some(v) = v {
+                sum.retries += v["retries"].as_u64().unwrap_or(0);
+                sum.seconds = sum.seconds.max(v["seconds"].as_f64().unwrap_or(0.0));
+            }
         }
         Ok(sum)
     }
@@ -234,6 +253,9 @@ impl Group {
             + Duration::from_secs_f64(total as f64 / connect_rate)
             + Duration::from_secs(90);
         let up = self.wait_connected(deadline)?;
+        if up.stalled > 0 {
+            bail!("{} load generator(s) stalled while connecting", up.stalled);
+        }
         if up.connected < total {
             bail!(
                 "only {} of {total} connections were set up ({} failed)",
