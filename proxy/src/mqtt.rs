@@ -23,14 +23,13 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use codecs::mqtt::{
-    Accept, Effect, MqttCodec, MqttError, MqttString, Packet, ProtocolVersion, QoS, Session,
-    SessionConfig,
+    Effect, MqttCodec, MqttError, Packet, ProtocolVersion, QoS, Session, SessionConfig,
 };
 use codecs::{Decoder, Encoder};
 use futures::future::{select, Either};
 use futures_lite::AsyncWriteExt;
 use kafka_wire::DeliveryFuture;
-use tracing::{debug, warn, Instrument};
+use tracing::{debug, Instrument};
 
 use crate::auth::{Acl, ShardAuth};
 use crate::config::ListenerConfig;
@@ -43,6 +42,7 @@ use crate::shard::Shard;
 use crate::transport::Stream;
 use crate::ws::{self, MqttOverWs};
 
+mod connect;
 mod expiry;
 mod kafka_session;
 mod publish;
@@ -647,121 +647,13 @@ impl Conn {
             i += 1;
             match effect {
                 Effect::Send(packet) => self.send(&packet),
-                Effect::Authenticate(connect) => {
-                    self.core.info.client_id = connect.client_id.as_str().to_owned();
-                    self.core.info.username =
-                        connect.username.as_ref().map(|u| u.as_str().to_owned());
-                    let mut accept = Accept::default();
-                    if self.core.info.client_id.is_empty() {
-                        // MQTT 3.1.1 §3.1.3-6 and MQTT 5 §3.1.3-6: the server assigns one.
-                        let id = self.core.shard.assign_client_id();
-                        if connect.protocol == ProtocolVersion::V5 {
-                            accept.assigned_client_id = MqttString::try_from(id.clone()).ok();
-                        }
-                        self.core.info.client_id = id;
-                    }
-                    tracing::Span::current().record("client_id", self.core.info.client_id.as_str());
-                    if let Some(max) = connect.properties.receive_maximum {
-                        self.core.client_receive_maximum = max;
-                    }
-                    if let Some(auth) = &self.core.listener.auth {
-                        let certificate = self.core.info.principal.as_deref();
-                        match auth.connect(&connect, &self.core.info.client_id, certificate) {
-                            Ok(authorized) => {
-                                self.core.info.principal = authorized.principal;
-                                self.core.acl = authorized.acl.map(Box::new);
-                                self.set_token_expiry(authorized.until);
-                            }
-                            Err((reason_code, why)) => {
-                                debug!(reason_code, why, "CONNECT refused");
-                                self.core.shard.metrics.error(ErrorKind::Auth);
-                                self.core.session.refuse(reason_code, &mut self.effects);
-                                continue;
-                            }
-                        }
-                    }
-                    let resumed = match Box::pin(self.claim(&connect)).await {
-                        Ok(resumed) => resumed,
-                        Err(e) => {
-                            warn!(client_id = %self.core.info.client_id, error = %e, "cannot claim the session");
-                            self.core
-                                .session
-                                .refuse(reason::SERVER_UNAVAILABLE, &mut self.effects);
-                            continue;
-                        }
-                    };
-                    accept.session_present = resumed.is_some();
-                    let now = self.core.shard.now_ms();
-                    self.core.session.accept(now, accept, &mut self.effects);
-                    if let Some(state) = resumed {
-                        Box::pin(self.resume(state)).await;
-                    }
-                }
+                Effect::Authenticate(connect) => Box::pin(self.connect(connect)).await,
                 Effect::Publish(publish) => self.publish(publish).await,
-                Effect::PublishWill(will) => {
-                    let delay = will.properties.will_delay_interval.unwrap_or(0);
-                    let stored = self
-                        .core
-                        .owned
-                        .as_ref()
-                        .and_then(|o| o.will.clone())
-                        .map(|w| *w);
-                    match (delay, stored) {
-                        // MQTT 5 will delay: published later, unless the session was
-                        // claimed again meanwhile (the client came back, here or elsewhere).
-                        (1.., Some(stored)) => self.delay_will(stored),
-                        _ => {
-                            // Its record's timestamp, where its Message Expiry Interval
-                            // starts, is now, not the shard's last read.
-                            self.core.shard.mark_read();
-                            self.publish(kafka_session::will_publish(&will)).await;
-                        }
-                    }
-                    // Published (or scheduled): the session record no longer carries it.
-                    if let Some(o) = &mut self.core.owned {
-                        o.will = None;
-                    }
-                }
+                Effect::PublishWill(will) => Box::pin(self.publish_will(will)).await,
                 Effect::Subscribe(sub) => Box::pin(self.subscribe(sub)).await,
-                Effect::Unsubscribe(unsub) => {
-                    if let Some(o) = &mut self.core.owned {
-                        o.subs
-                            .retain(|s| !unsub.filters.iter().any(|u| u.as_str() == s.filter));
-                    }
-                    Box::pin(self.save_session()).await;
-                    let delivery = &self.core.shard.delivery;
-                    let codes = unsub
-                        .filters
-                        .iter()
-                        .map(|f| {
-                            delivery.unsubscribe(self.core.id, f.as_str())
-                                || self.core.shard.shares.unsubscribe(self.core.id, f.as_str())
-                        })
-                        .map(|existed| match existed {
-                            true => 0,
-                            false => reason::NO_SUBSCRIPTION_EXISTED,
-                        })
-                        .collect();
-                    self.core
-                        .session
-                        .unsuback(unsub.packet_id, codes, &mut self.effects);
-                }
+                Effect::Unsubscribe(unsub) => Box::pin(self.unsubscribe(unsub)).await,
                 Effect::Auth(_) => self.session_close(reason::BAD_AUTHENTICATION_METHOD),
-                Effect::Delivered { packet_id, .. } => {
-                    if let Some(s) = &mut self.core.subscriber {
-                        if let Some(i) = s.in_flight.iter().position(|(id, _)| *id == packet_id) {
-                            match s.in_flight.swap_remove(i) {
-                                (_, Some(source)) => s.mailbox.done(&source),
-                                (_, None) => {
-                                    self.core.shard.shares.delivered(self.core.id, packet_id)
-                                }
-                            }
-                            if let Some(o) = &mut self.core.owned {
-                                o.since_save += 1;
-                            }
-                        }
-                    }
-                }
+                Effect::Delivered { packet_id, .. } => self.delivered(packet_id),
                 Effect::Close { reason_code } => self.closing = Some(reason_code),
             }
         }

@@ -148,6 +148,33 @@ impl Conn {
         })
     }
 
+    /// The connection ended without DISCONNECT: publishes its will now, or after its MQTT
+    /// 5 will delay unless the session is claimed again meanwhile.
+    pub(super) async fn publish_will(&mut self, will: codecs::mqtt::Will) {
+        let delay = will.properties.will_delay_interval.unwrap_or(0);
+        let stored = self
+            .core
+            .owned
+            .as_ref()
+            .and_then(|o| o.will.clone())
+            .map(|w| *w);
+        match (delay, stored) {
+            // MQTT 5 will delay: published later, unless the session was
+            // claimed again meanwhile (the client came back, here or elsewhere).
+            (1.., Some(stored)) => self.delay_will(stored),
+            _ => {
+                // Its record's timestamp, where its Message Expiry Interval
+                // starts, is now, not the shard's last read.
+                self.core.shard.mark_read();
+                self.publish(will_publish(&will)).await;
+            }
+        }
+        // Published (or scheduled): the session record no longer carries it.
+        if let Some(o) = &mut self.core.owned {
+            o.will = None;
+        }
+    }
+
     /// Publishes the will after its delay, unless the session was claimed again by then.
     pub(super) fn delay_will(&self, will: StoredWill) {
         if self.core.owned.is_none() {

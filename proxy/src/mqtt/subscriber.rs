@@ -144,6 +144,46 @@ impl Conn {
             .suback(sub.packet_id, codes, &mut self.effects);
     }
 
+    /// Removes the subscriptions (from the stored session first) and answers with UNSUBACK.
+    pub(super) async fn unsubscribe(&mut self, unsub: codecs::mqtt::Unsubscribe) {
+        if let Some(o) = &mut self.core.owned {
+            o.subs
+                .retain(|s| !unsub.filters.iter().any(|u| u.as_str() == s.filter));
+        }
+        Box::pin(self.save_session()).await;
+        let delivery = &self.core.shard.delivery;
+        let codes = unsub
+            .filters
+            .iter()
+            .map(|f| {
+                delivery.unsubscribe(self.core.id, f.as_str())
+                    || self.core.shard.shares.unsubscribe(self.core.id, f.as_str())
+            })
+            .map(|existed| match existed {
+                true => 0,
+                false => reason::NO_SUBSCRIPTION_EXISTED,
+            })
+            .collect();
+        self.core
+            .session
+            .unsuback(unsub.packet_id, codes, &mut self.effects);
+    }
+
+    /// The client acknowledged the delivery numbered `packet_id` (PUBACK, or PUBCOMP).
+    pub(super) fn delivered(&mut self, packet_id: u16) {
+        if let Some(s) = &mut self.core.subscriber {
+            if let Some(i) = s.in_flight.iter().position(|(id, _)| *id == packet_id) {
+                match s.in_flight.swap_remove(i) {
+                    (_, Some(source)) => s.mailbox.done(&source),
+                    (_, None) => self.core.shard.shares.delivered(self.core.id, packet_id),
+                }
+                if let Some(o) = &mut self.core.owned {
+                    o.since_save += 1;
+                }
+            }
+        }
+    }
+
     /// Writes waiting deliveries, as many as the in-flight window allows. A subscriber
     /// whose mailbox overflowed is too slow: it is disconnected (Quota exceeded).
     pub(super) fn deliver(&mut self) {

@@ -1,0 +1,63 @@
+//! CONNECT: who the client is (its client identifier, assigned when empty), whether the
+//! listener lets it in, and its claim on the session in Kafka, then the CONNACK.
+
+use codecs::mqtt::{Accept, Connect, MqttString, ProtocolVersion};
+use tracing::{debug, warn};
+
+use super::{reason, Conn};
+use crate::metrics::ErrorKind;
+
+impl Conn {
+    /// Handles a CONNECT the session accepted as well-formed: authenticates it, claims
+    /// the session and answers with CONNACK (or a refusal), resuming a persistent
+    /// session's subscriptions and deliveries.
+    pub(super) async fn connect(&mut self, connect: Box<Connect>) {
+        self.core.info.client_id = connect.client_id.as_str().to_owned();
+        self.core.info.username = connect.username.as_ref().map(|u| u.as_str().to_owned());
+        let mut accept = Accept::default();
+        if self.core.info.client_id.is_empty() {
+            // MQTT 3.1.1 §3.1.3-6 and MQTT 5 §3.1.3-6: the server assigns one.
+            let id = self.core.shard.assign_client_id();
+            if connect.protocol == ProtocolVersion::V5 {
+                accept.assigned_client_id = MqttString::try_from(id.clone()).ok();
+            }
+            self.core.info.client_id = id;
+        }
+        tracing::Span::current().record("client_id", self.core.info.client_id.as_str());
+        if let Some(max) = connect.properties.receive_maximum {
+            self.core.client_receive_maximum = max;
+        }
+        if let Some(auth) = &self.core.listener.auth {
+            let certificate = self.core.info.principal.as_deref();
+            match auth.connect(&connect, &self.core.info.client_id, certificate) {
+                Ok(authorized) => {
+                    self.core.info.principal = authorized.principal;
+                    self.core.acl = authorized.acl.map(Box::new);
+                    self.set_token_expiry(authorized.until);
+                }
+                Err((reason_code, why)) => {
+                    debug!(reason_code, why, "CONNECT refused");
+                    self.core.shard.metrics.error(ErrorKind::Auth);
+                    self.core.session.refuse(reason_code, &mut self.effects);
+                    return;
+                }
+            }
+        }
+        let resumed = match Box::pin(self.claim(&connect)).await {
+            Ok(resumed) => resumed,
+            Err(e) => {
+                warn!(client_id = %self.core.info.client_id, error = %e, "cannot claim the session");
+                self.core
+                    .session
+                    .refuse(reason::SERVER_UNAVAILABLE, &mut self.effects);
+                return;
+            }
+        };
+        accept.session_present = resumed.is_some();
+        let now = self.core.shard.now_ms();
+        self.core.session.accept(now, accept, &mut self.effects);
+        if let Some(state) = resumed {
+            Box::pin(self.resume(state)).await;
+        }
+    }
+}
