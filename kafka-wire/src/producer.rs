@@ -156,6 +156,9 @@ pub struct ProducerRecord<'a> {
     pub headers: &'a [Header<'a>],
     /// Create time in milliseconds since the epoch; `None` for now.
     pub timestamp: Option<i64>,
+    /// How the partition is chosen when `partition` is `None`; `None`: the producer's
+    /// [`ProducerConfig::partitioning`].
+    pub partitioning: Option<Partitioning>,
 }
 
 impl<'a> ProducerRecord<'a> {
@@ -168,6 +171,7 @@ impl<'a> ProducerRecord<'a> {
             value: Some(value),
             headers: &[],
             timestamp: None,
+            partitioning: None,
         }
     }
 
@@ -376,9 +380,11 @@ impl Producer {
                     count,
                 })
             }
-            None => topic
-                .partitioner
-                .partition(inner.config.partitioning, record.key, count),
+            None => topic.partitioner.partition(
+                record.partitioning.unwrap_or(inner.config.partitioning),
+                record.key,
+                count,
+            ),
         };
         let limits = Limits {
             batch_size: inner.config.batch_size,

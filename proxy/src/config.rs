@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use codecs::mqtt::{check_topic_filter, MqttString, TopicFilter};
 use codecs::registry::CodecRegistry;
+use kafka_wire::partitioner::Partitioning;
 use kafka_wire::record::Compression;
 use kafka_wire::sasl::{SaslConfig, SaslMechanism};
 use kafka_wire::tls::TlsConfig;
@@ -404,6 +405,14 @@ pub struct RouteConfig {
     /// empty for no key. Default: `{topic}` for MQTT, `{key}` for streams.
     #[serde(default)]
     pub key: Option<String>,
+    /// How the partition is chosen: `key` (murmur2 of the key like the Java client,
+    /// sticky for records without one; the default), `sticky` (keys do not decide) or
+    /// `round_robin`.
+    #[serde(default)]
+    pub partitioner: Option<String>,
+    /// Every record to this partition (instead of `partitioner`).
+    #[serde(default)]
+    pub partition: Option<u32>,
     /// Record headers to stamp: `client_id`, `username`, `listener`, `mqtt_topic`,
     /// `user_properties`, `content_type`, `principal`, `qos`, `message_expiry`,
     /// `response_topic`, `correlation_data`, `payload_format` ([`HeaderField`](crate::route::HeaderField)).
@@ -412,6 +421,22 @@ pub struct RouteConfig {
 }
 
 impl RouteConfig {
+    /// How the route chooses partitions (`None`: the producer's default, by key).
+    pub fn partitioning(&self) -> Result<Option<Partitioning>, String> {
+        Ok(match (self.partitioner.as_deref(), self.partition) {
+            (Some(_), Some(_)) => return Err("and partitioner exclude each other".into()),
+            (None, Some(p)) => Some(Partitioning::Explicit(p)),
+            (None | Some("key"), None) => None,
+            (Some("sticky"), None) => Some(Partitioning::Sticky),
+            (Some("round_robin"), None) => Some(Partitioning::RoundRobin),
+            (Some(other), None) => {
+                return Err(format!(
+                    "is {other:?}; known are key, sticky and round_robin"
+                ))
+            }
+        })
+    }
+
     /// The key template, with the listener kind's default.
     pub fn key_template(&self, protocol: Protocol) -> &str {
         match (&self.key, protocol) {

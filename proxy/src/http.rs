@@ -583,6 +583,7 @@ impl Conn {
                 value: r.value.as_deref(),
                 headers: &headers,
                 timestamp: None,
+                partitioning: None,
             };
             match self.shard.producer.send(record).await {
                 Ok(delivery) => waiting.slots.push(Slot::Sent(delivery)),

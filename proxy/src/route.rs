@@ -5,6 +5,7 @@
 //! topic and the connection, and the requested headers are stamped on the record.
 
 use codecs::mqtt::{Publish, TopicFilter};
+use kafka_wire::partitioner::Partitioning;
 use kafka_wire::record::Header;
 
 use crate::config::{topic_filter, Protocol, RouteConfig};
@@ -213,6 +214,8 @@ pub struct Route {
     pub key: KeyTemplate,
     /// Headers to stamp.
     pub headers: Vec<HeaderField>,
+    /// How its records' partitions are chosen (`None`: by key, the producer's default).
+    pub partitioning: Option<Partitioning>,
 }
 
 /// The routes of one listener, in config order.
@@ -239,6 +242,7 @@ impl Routes {
                         .iter()
                         .map(|h| HeaderField::parse(h).expect("validated header"))
                         .collect(),
+                    partitioning: r.partitioning().expect("validated partitioner"),
                 })
                 .collect(),
         }
@@ -403,6 +407,7 @@ mod tests {
             .into_iter()
             .map(|h| HeaderField::parse(h).unwrap())
             .collect(),
+            partitioning: None,
         };
         let mut publish = Publish::default();
         publish.properties.message_expiry_interval = Some(4_294_967_295);
@@ -454,6 +459,8 @@ mod tests {
                 kafka_topic: "alerts".into(),
                 key: Some("{topic.1}".into()),
                 headers: vec!["listener".into()],
+                partitioner: None,
+                partition: None,
             },
             RouteConfig {
                 listener: "mqtt".into(),
@@ -461,6 +468,8 @@ mod tests {
                 kafka_topic: "mqtt-messages".into(),
                 key: None,
                 headers: vec![],
+                partitioner: None,
+                partition: None,
             },
             RouteConfig {
                 listener: "other".into(),
@@ -468,6 +477,8 @@ mod tests {
                 kafka_topic: "elsewhere".into(),
                 key: None,
                 headers: vec![],
+                partitioner: None,
+                partition: None,
             },
         ];
         let r = Routes::for_listener("mqtt", Protocol::Mqtt, &routes);

@@ -266,6 +266,7 @@ async fn produce(
             value: Some(&frame.value),
             headers: &headers,
             timestamp: None,
+            partitioning: route.partitioning,
         })
         .await
 }

@@ -268,3 +268,45 @@ fn bad_configuration_is_refused_naming_the_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn routes_choose_partitions_round_robin_or_pin_one() {
+    let broker = Broker::start().expect("broker");
+    // Two routes ahead of the catch-all one (the first route that matches wins).
+    let catch_all = "[[routes]]\nlistener = \"mqtt\"\nmqtt_topic = \"#\"";
+    let config = common::config(&broker.bootstrap(), "").replace(
+        catch_all,
+        &format!(
+            "[[routes]]\nlistener = \"mqtt\"\nmqtt_topic = \"spread/#\"\nkafka_topic = \"spread\"\npartitioner = \"round_robin\"\n\n\
+             [[routes]]\nlistener = \"mqtt\"\nmqtt_topic = \"pinned/#\"\nkafka_topic = \"pinned\"\npartition = 2\n\n{catch_all}"
+        ),
+    );
+    let sluice = Sluice::start(&config).expect("sluice");
+    // One connection, so one shard's producer: one topic (so one key) six times.
+    let six: String = (0..6).map(|i| format!("m-{i}\n")).collect();
+    publish(
+        sluice.mqtt,
+        &["-q", "1", "-t", "spread/a", "-l"],
+        Some(&six),
+    )
+    .unwrap();
+    for device in ["a", "b", "c", "d"] {
+        let topic = format!("pinned/{device}");
+        publish(sluice.mqtt, &["-q", "1", "-t", &topic, "-m", device], None).unwrap();
+    }
+
+    let kafka = broker.kafka();
+    let spread = kafka
+        .consume_all("spread", 6, Duration::from_secs(30))
+        .expect("confluent-kafka reads spread");
+    let mut per_partition = [0; 3];
+    for r in &spread {
+        per_partition[r.partition as usize] += 1;
+    }
+    assert_eq!(per_partition, [2, 2, 2], "round robin, whatever the key");
+    let pinned = kafka
+        .consume_all("pinned", 4, Duration::from_secs(30))
+        .expect("confluent-kafka reads pinned");
+    assert_eq!(pinned.len(), 4);
+    assert!(pinned.iter().all(|r| r.partition == 2), "{pinned:?}");
+}

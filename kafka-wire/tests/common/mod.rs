@@ -72,6 +72,7 @@ impl Expected {
             value: self.value.as_deref(),
             headers,
             timestamp: None,
+            partitioning: None,
         }
     }
 }

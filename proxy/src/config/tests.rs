@@ -276,3 +276,25 @@ fn reverse_routes_name_a_kafka_topic_and_an_mqtt_topic_template() {
         "{err}"
     );
 }
+
+#[test]
+fn routes_take_a_partitioner_or_a_partition() {
+    let framed = "kafka_topic = \"tcp-records\"\n";
+    let route = |extra: &str| DEFAULT_TOML.replace(framed, &format!("{framed}{extra}\n"));
+    let c = Config::parse(&route("partitioner = \"round_robin\""), None).unwrap();
+    assert_eq!(
+        c.routes[2].partitioning(),
+        Ok(Some(Partitioning::RoundRobin))
+    );
+    let c = Config::parse(&route("partition = 1"), None).unwrap();
+    assert_eq!(
+        c.routes[2].partitioning(),
+        Ok(Some(Partitioning::Explicit(1)))
+    );
+    assert_eq!(c.routes[0].partitioning(), Ok(None), "by key");
+    let err = Config::parse(&route("partitioner = \"hash\""), None).unwrap_err();
+    assert!(err.to_string().contains("routes[2].partitioner"), "{err}");
+    let both = route("partitioner = \"sticky\"\npartition = 1");
+    let err = Config::parse(&both, None).unwrap_err();
+    assert!(err.to_string().contains("routes[2].partition`"), "{err}");
+}

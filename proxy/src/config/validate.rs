@@ -157,6 +157,14 @@ impl Config {
             for h in &r.headers {
                 HeaderField::parse(h).map_err(|e| invalid(key("headers"), e))?;
             }
+            r.partitioning().map_err(|e| {
+                let which = if r.partition.is_some() && r.partitioner.is_some() {
+                    "partition"
+                } else {
+                    "partitioner"
+                };
+                invalid(key(which), e)
+            })?;
         }
         self.validate_reverse_routes()
     }

@@ -205,6 +205,7 @@ impl<'a> Socket<'a> {
             value: Some(&value),
             headers: principal.as_slice(),
             timestamp: None,
+            partitioning: None,
         };
         let received = Instant::now();
         match self.shard.producer.send(record).await {

@@ -416,6 +416,7 @@ pub async fn publish_stored_will(
                     value: (!payload.is_empty()).then_some(&payload[..]),
                     headers: &headers,
                     timestamp: None,
+                    partitioning: None,
                 })
                 .await?,
         );
@@ -430,6 +431,7 @@ pub async fn publish_stored_will(
                 value: Some(&payload),
                 headers: &headers,
                 timestamp: None,
+                partitioning: None,
             })
             .await?,
     );

@@ -77,6 +77,7 @@ impl Conn {
             value: Some(&publish.payload),
             headers: &headers,
             timestamp: Some(self.core.shard.read_at_unix_ms()),
+            partitioning: route.partitioning,
         };
         match self.core.shard.producer.send(record).await {
             Ok(delivery) => self.acks.push_back(PendingAck {
@@ -117,6 +118,7 @@ impl Conn {
             headers,
             // Its expiry counts from here, as the message's does.
             timestamp: Some(self.core.shard.read_at_unix_ms()),
+            partitioning: None,
         };
         self.core.shard.producer.send(record).await
     }

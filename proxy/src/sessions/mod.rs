@@ -544,6 +544,7 @@ impl SessionStore {
                 value: value.as_deref(),
                 headers: &[],
                 timestamp: None,
+                partitioning: None,
             })
             .await
     }

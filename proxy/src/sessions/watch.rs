@@ -99,6 +99,7 @@ impl SessionStore {
                     value: Some(beat.as_bytes()),
                     headers: &[],
                     timestamp: None,
+                    partitioning: None,
                 })
                 .await;
             if let Err(e) = sent {
