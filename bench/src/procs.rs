@@ -179,6 +179,8 @@ pub struct SluiceSettings {
     /// `mqtt.sessions_linger_ms`; None leaves sluice's default (and works with a sluice
     /// that predates the key).
     pub sessions_linger_ms: Option<u64>,
+    /// `mqtt.delivery_max_wait_ms`; None leaves sluice's default.
+    pub delivery_max_wait_ms: Option<u64>,
     /// The route writes records with headers (client id, user properties, content type,
     /// QoS); false: key and value only.
     pub headers: bool,
@@ -192,9 +194,21 @@ fn sluice_config(s: &SluiceSettings) -> String {
     let linger = s
         .linger_ms
         .map_or(String::new(), |ms| format!("\"linger.ms\" = {ms}"));
-    let sessions_linger = s.sessions_linger_ms.map_or(String::new(), |ms| {
-        format!("[mqtt]\nsessions_linger_ms = {ms}")
-    });
+    let mqtt_keys = [
+        ("sessions_linger_ms", s.sessions_linger_ms),
+        ("delivery_max_wait_ms", s.delivery_max_wait_ms),
+    ];
+    let mut mqtt = String::new();
+    for (key, value) in mqtt_keys {
+        if let Some(v) = value {
+            mqtt.push_str(&format!("{key} = {v}\n"));
+        }
+    }
+    let mqtt = if mqtt.is_empty() {
+        mqtt
+    } else {
+        format!("[mqtt]\n{mqtt}")
+    };
     let headers = if s.headers {
         r#"["client_id", "user_properties", "content_type", "qos", "message_expiry",
             "response_topic", "correlation_data", "payload_format"]"#
@@ -211,7 +225,7 @@ shutdown_timeout_ms = 5000
 "bootstrap.servers" = "{bootstrap}"
 {linger}
 
-{sessions_linger}
+{mqtt}
 
 [admin]
 listen = "127.0.0.1:0"
@@ -319,6 +333,7 @@ impl SluiceProc {
                 receive_maximum: 1024,
                 linger_ms: None,
                 sessions_linger_ms,
+                delivery_max_wait_ms: None,
                 headers: true,
             })?;
             listen = s.mqtt;

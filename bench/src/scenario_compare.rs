@@ -305,6 +305,7 @@ pub fn run(a: &CompareArgs) -> Result<CompareOutput> {
         receive_maximum: 1024.max(a.inflight.min(65_535) as u16),
         linger_ms: Some(a.linger_ms),
         sessions_linger_ms: None,
+        delivery_max_wait_ms: None,
         headers: a.headers,
     })?;
     let server = Server::Sluice { broker, sluice };
@@ -521,6 +522,8 @@ fn publish_args(a: &CompareArgs, rate: Rate, seconds: f64) -> PublishArgs {
         peer: None,
         kafka_consumer: false,
         consumer_max_wait_ms: 5,
+        subscribers: 0,
+        delivery_max_wait_ms: None,
     }
 }
 

@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::cpu::pid_cpu;
 use crate::fanout_producer::{Plan, Produced, ProducerThread};
-use crate::loadgen::{histogram_from, Group, LatencySummary, LoadgenArgs, Mode, MqttVersion, Rate};
+use crate::loadgen::{histogram_from, Group, LatencySummary, LoadgenArgs, MqttVersion};
 use crate::procs::{self, SluiceProc, SluiceSettings};
 use crate::stats::{latency_curve, median, CurvePoint};
 
@@ -249,23 +249,11 @@ fn summarise(a: &FanoutArgs, rate: f64, runs: &[FanoutRun]) -> FanoutStep {
 
 fn subscriber_args(a: &FanoutArgs, sluice: &SluiceProc, count: u64, first: u64) -> LoadgenArgs {
     LoadgenArgs {
-        addr: sluice.mqtt,
         connections: count,
         connect_rate: 5000.0 / a.loadgen_processes as f64,
-        mqtt: a.mqtt,
-        keepalive: 0,
-        mode: Mode::Subscribe,
-        rate: Rate::PerSecond(1.0),
-        duration: 0.0,
-        qos: a.qos,
-        size: a.size,
-        inflight: 1,
         shards: a.loadgen_shards,
         first_index: first,
-        connect_retries: 0,
-        hold: 0.0,
-        control: true,
-        filter: "fanout/#".into(),
+        ..LoadgenArgs::subscriber(sluice.mqtt, a.mqtt, a.qos, a.size, "fanout/#")
     }
 }
 
@@ -291,6 +279,7 @@ fn run_once(a: &FanoutArgs, rate: f64, run: usize) -> Result<FanoutRun> {
         receive_maximum: 1024,
         linger_ms: None,
         sessions_linger_ms: None,
+        delivery_max_wait_ms: None,
         headers: true,
     })?;
 

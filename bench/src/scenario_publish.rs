@@ -23,7 +23,9 @@ use serde::Serialize;
 
 use crate::cpu::pid_cpu;
 use crate::kafka_consumer::LatencyConsumer;
-use crate::loadgen::{histogram_from, Group, LatencySummary, LoadgenArgs, Mode, MqttVersion, Rate};
+use crate::loadgen::{
+    histogram_from, Group, LatencySummary, LoadgenArgs, Mode, MqttVersion, Rate, Stamp,
+};
 use crate::procs::{self, Peer, PeerKind, SluiceProc, SluiceSettings};
 use crate::sink::{Sink, SinkKind};
 use crate::stats::{latency_curve, throughput_timeline, CurvePoint, ThroughputPoint};
@@ -75,6 +77,14 @@ pub struct PublishArgs {
     /// The consumer's `fetch.wait.max.ms`: the most its own polling adds to the latency.
     #[arg(long, default_value_t = 5)]
     pub consumer_max_wait_ms: u32,
+    /// MQTT subscribers to `bench/#` through sluice (one load-generator process): each
+    /// checks every publisher's messages arrive complete, in order and once, and times them
+    /// from their scheduled send (needs `--size` ≥ 20 and at most 4,096 clients).
+    #[arg(long, default_value_t = 0)]
+    pub subscribers: u64,
+    /// sluice's `mqtt.delivery_max_wait_ms` (its default when not given).
+    #[arg(long)]
+    pub delivery_max_wait_ms: Option<u64>,
 }
 
 /// What the clients publish to.
@@ -98,6 +108,7 @@ impl Server {
             receive_maximum: 1024.max(a.inflight.min(65_535) as u16),
             linger_ms: None,
             sessions_linger_ms: None,
+            delivery_max_wait_ms: a.delivery_max_wait_ms,
             headers: true,
         })?;
         Ok(Server::Sluice { broker, sluice })
@@ -172,6 +183,26 @@ pub struct PublishOutput {
     pub timeline: Vec<ThroughputPoint>,
     /// What the independent Kafka consumer read (`--kafka-consumer`).
     pub kafka_consumer: Option<ConsumerOutput>,
+    /// What the MQTT subscribers received (`--subscribers`).
+    pub mqtt_subscribers: Option<SubscribersOutput>,
+}
+
+/// The MQTT subscribers' view of a run: every publisher's messages, back through Kafka
+/// and sluice.
+#[derive(Debug, Serialize)]
+pub struct SubscribersOutput {
+    pub subscribers: u64,
+    /// Deliveries due: every message sent, to every subscriber.
+    pub expected: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub malformed: u64,
+    /// Subscribers that got every message exactly once, in order.
+    pub complete: u64,
+    /// Scheduled send by the publishing client → read by the subscribing one.
+    pub latency: LatencySummary,
+    pub curve: Vec<CurvePoint>,
 }
 
 /// The independent Kafka consumer's view of a run.
@@ -211,6 +242,21 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
     if a.qos > 1 {
         bail!("--qos must be 0 or 1");
     }
+    if a.subscribers > 0 && (a.size < Stamp::LEN || a.clients > 4096 || a.peer.is_some()) {
+        bail!("--subscribers needs sluice, --size of at least 20 and at most 4,096 clients");
+    }
+    let mut subscribers = match a.subscribers {
+        0 => None,
+        n => {
+            let mut group = Group::spawn(n, 1, |count, first| LoadgenArgs {
+                connections: count,
+                first_index: 1_000_000 + first,
+                ..LoadgenArgs::subscriber(server.addr(), a.mqtt, a.qos, a.size, "bench/#")
+            })?;
+            group.wait_all_connected(n, 1000.0)?;
+            Some(group)
+        }
+    };
     let processes = a.clients.div_ceil(a.per_process);
     let mut group = Group::spawn(a.clients, processes, |count, first| {
         let rate = match a.rate {
@@ -295,6 +341,14 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
         produced = server.metric("sluice_records_produced_total")? - produced0;
     }
     let failed = server.metric("sluice_records_failed_total")? - failed0;
+    let mqtt_subscribers = match subscribers.as_mut() {
+        Some(group) => Some(subscribers_received(
+            group,
+            a.subscribers,
+            &total.counts.sent_by_connection,
+        )?),
+        None => None,
+    };
     let kafka_consumer = match consumer {
         Some(c) => {
             let consumed = c.finish(expected, Instant::now() + Duration::from_secs(15))?;
@@ -334,6 +388,42 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
         sink_records: None,
         timeline: throughput_timeline(&progress),
         kafka_consumer,
+        mqtt_subscribers,
+    })
+}
+
+/// Tells the subscribers what each publisher sent, waits until they have it (or stop
+/// waiting), and collects what they got.
+fn subscribers_received(
+    group: &mut Group,
+    subscribers: u64,
+    sent: &[(u64, u64)],
+) -> Result<SubscribersOutput> {
+    // Streams are the publishers' connection numbers, from 0.
+    let streams = sent.iter().map(|(i, _)| i + 1).max().unwrap_or(0);
+    let mut per_stream = vec![0; streams as usize];
+    for (i, n) in sent {
+        per_stream[*i as usize] = *n;
+    }
+    for c in &mut group.children {
+        c.expect(&per_stream)?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for c in &mut group.children {
+        c.wait_event("received", deadline)?;
+    }
+    let total = group.finish(Instant::now() + Duration::from_secs(30))?;
+    let n = &total.counts;
+    Ok(SubscribersOutput {
+        subscribers,
+        expected: per_stream.iter().sum::<u64>() * subscribers,
+        received: n.received,
+        lost: n.lost,
+        duplicates: n.duplicates,
+        malformed: n.malformed,
+        complete: n.complete,
+        latency: total.delivery_latency.clone(),
+        curve: latency_curve(&histogram_from(&total.delivery_histogram)),
     })
 }
 
@@ -388,6 +478,24 @@ pub fn print(o: &PublishOutput) {
             c.records,
             if c.count_matches { "yes" } else { "NO" },
             c.refetches
+        );
+    }
+    if let Some(m) = &o.mqtt_subscribers {
+        println!("\nMQTT subscribers to bench/# through sluice, scheduled send → received:\n");
+        println!("| subscribers | p50 ms | p90 ms | p99 ms | p99.9 ms | p99.99 ms | max ms | received / expected | lost | dup | malformed | complete |");
+        println!(
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
+        println!(
+            "| {} | {} | {} / {} | {} | {} | {} | {} |",
+            m.subscribers,
+            m.latency.ms_cells(),
+            m.received,
+            m.expected,
+            m.lost,
+            m.duplicates,
+            m.malformed,
+            m.complete
         );
     }
     if let Some(records) = o.sink_records {

@@ -1,10 +1,11 @@
 //! The `publish` scenario end to end, small: MQTT clients → sluice → tansu, with the
-//! independent Kafka consumer (librdkafka) reading back every record of the run.
+//! independent Kafka consumer (librdkafka) reading back every record of the run, and MQTT
+//! subscribers getting every message back through sluice.
 
 use std::process::Command;
 
 #[test]
-fn the_independent_kafka_consumer_reads_every_acknowledged_record() {
+fn every_acknowledged_record_reaches_the_kafka_consumer_and_the_mqtt_subscribers() {
     // The sluice binary of this build, beside the bench's (the workspace's tests build it).
     let bench = std::path::Path::new(env!("CARGO_BIN_EXE_sluice-bench"));
     let sluice = bench.with_file_name("sluice");
@@ -25,7 +26,7 @@ fn the_independent_kafka_consumer_reads_every_acknowledged_record() {
             "--duration",
             "2",
         ])
-        .args(["--kafka-consumer", "--out"])
+        .args(["--kafka-consumer", "--subscribers", "2", "--out"])
         .arg(&out)
         .env("SLUICE_BIN", &sluice)
         .status()
@@ -41,4 +42,15 @@ fn the_independent_kafka_consumer_reads_every_acknowledged_record() {
     assert_eq!(consumer["count_matches"], true);
     assert_eq!(consumer["latency"]["count"].as_u64(), Some(acked));
     assert!(consumer["latency"]["p50_us"].as_f64().unwrap() > 0.0);
+    // Every publisher's messages, complete, in order and once, at both subscribers.
+    let subs = &o["mqtt_subscribers"];
+    assert_eq!(
+        subs["expected"].as_u64(),
+        Some(2 * o["sent"].as_u64().unwrap())
+    );
+    assert_eq!(subs["received"], subs["expected"], "{subs}");
+    assert_eq!(subs["lost"].as_u64(), Some(0));
+    assert_eq!(subs["duplicates"].as_u64(), Some(0));
+    assert_eq!(subs["malformed"].as_u64(), Some(0));
+    assert_eq!(subs["complete"].as_u64(), Some(2), "{subs}");
 }

@@ -52,6 +52,13 @@ pub struct FetchOptions {
     pub isolation: IsolationLevel,
     /// Upper bound of one batch's decompressed size (a guard against decompression bombs).
     pub max_uncompressed_bytes: usize,
+    /// When a partition's answer starts with a batch after the offset asked for and
+    /// reaches the end of the log, fetch that offset again, up to this many times in a
+    /// row, before taking the gap. Kafka leaves gaps only where it compacted, which is
+    /// never the end of the log, but tansu 0.6 can answer a reader tailing a partition
+    /// that several producers append to with the batches after one that is not readable
+    /// yet and comes a moment later. 0 (the default): take every gap at once.
+    pub gap_retries: u32,
 }
 
 impl Default for FetchOptions {
@@ -63,6 +70,7 @@ impl Default for FetchOptions {
             partition_max_bytes: 1024 * 1024,
             isolation: IsolationLevel::ReadUncommitted,
             max_uncompressed_bytes: DEFAULT_MAX_UNCOMPRESSED_BYTES,
+            gap_retries: 0,
         }
     }
 }
@@ -81,6 +89,9 @@ pub struct FetchedPartition {
     pub last_stable_offset: i64,
     /// The log start offset, or -1 if unknown.
     pub log_start_offset: i64,
+    /// Where the answer's first batch starts (before control and aborted batches are
+    /// dropped), if it had one: after the offset asked for means a gap.
+    pub first_batch_offset: Option<i64>,
 }
 
 impl Client {
@@ -137,9 +148,10 @@ impl Client {
             high_watermark: data.high_watermark,
             last_stable_offset: data.last_stable_offset,
             log_start_offset: data.log_start_offset,
+            first_batch_offset: None,
         };
         if let Some(bytes) = data.records {
-            let (records, next) =
+            let (records, next, first) =
                 records_from(bytes, offset, aborted, options.max_uncompressed_bytes).map_err(
                     |e| Error::Record {
                         source: Arc::new(e),
@@ -148,6 +160,7 @@ impl Client {
                 )?;
             out.records = records;
             out.next_offset = next;
+            out.first_batch_offset = first;
         }
         Ok(out)
     }
@@ -183,8 +196,27 @@ fn fetch_request(topic: &str, at: &[(i32, i64)], options: &FetchOptions) -> Fetc
 
 /// Keeps the records of `fetched` at or after `position`, each offset once and in order (a
 /// fetch from inside a batch returns the whole batch, Kafka's rule, and a broker may repeat
-/// a batch in one response, as tansu 0.6 does); returns the position after them.
-fn keep_new(position: i64, fetched: &mut FetchedPartition) -> i64 {
+/// a batch in one response, as tansu 0.6 does); returns the position after them. An answer
+/// that starts after `position` and reaches the high watermark is dropped, and `position`
+/// kept, while `gap_tries` (the partition's count of such answers in a row) is below
+/// `options.gap_retries`.
+fn keep_new(
+    position: i64,
+    fetched: &mut FetchedPartition,
+    gap_tries: &mut u32,
+    options: &FetchOptions,
+) -> i64 {
+    let gap = fetched
+        .first_batch_offset
+        .is_some_and(|first| first > position)
+        && fetched.next_offset >= fetched.high_watermark;
+    if gap && *gap_tries < options.gap_retries {
+        *gap_tries += 1;
+        tracing::debug!(position, first = ?fetched.first_batch_offset, "a gap in a fetch answer; fetching again");
+        fetched.records.clear();
+        return position;
+    }
+    *gap_tries = 0;
     let mut next = position;
     fetched.records.retain(|r| {
         let keep = r.offset >= next;
@@ -197,18 +229,21 @@ fn keep_new(position: i64, fetched: &mut FetchedPartition) -> i64 {
 }
 
 /// The records at or after `offset` in a fetch response's record set, without control
-/// records and without those of `aborted` transactions, and the offset to fetch next.
+/// records and without those of `aborted` transactions, the offset to fetch next, and where
+/// the first batch started.
 fn records_from(
     bytes: bytes::Bytes,
     offset: i64,
     aborted: Vec<AbortedTransaction>,
     max_uncompressed_bytes: usize,
-) -> Result<(Vec<Record>, i64), RecordError> {
+) -> Result<(Vec<Record>, i64, Option<i64>), RecordError> {
     let mut records = Vec::new();
     let mut next = offset;
+    let mut first = None;
     let mut filter = AbortFilter::new(aborted);
     for batch in decode_batches_with_limit(bytes, max_uncompressed_bytes) {
         let batch = batch?;
+        first.get_or_insert(batch.base_offset);
         // Even a batch that is skipped moves the position past it.
         next = next.max(batch.last_offset() + 1);
         if !filter.keep(&batch) {
@@ -223,7 +258,7 @@ fn records_from(
             }
         }
     }
-    Ok((records, next))
+    Ok((records, next, first))
 }
 
 /// Drops control batches, and batches of aborted transactions (read_committed).
@@ -314,6 +349,8 @@ pub struct PartitionReader {
     topic: Arc<str>,
     partition: i32,
     position: i64,
+    /// Answers in a row that started after `position` (`FetchOptions::gap_retries`).
+    gap_tries: u32,
     options: FetchOptions,
     reset: OffsetReset,
     /// How long transient errors are retried before being returned.
@@ -348,6 +385,7 @@ impl PartitionReader {
             topic: Arc::from(topic),
             partition,
             position: offset,
+            gap_tries: 0,
             options,
             reset,
             retry_for: Duration::from_secs(30),
@@ -391,7 +429,12 @@ impl PartitionReader {
                 .await
             {
                 Ok(mut fetched) => {
-                    self.position = keep_new(self.position, &mut fetched);
+                    self.position = keep_new(
+                        self.position,
+                        &mut fetched,
+                        &mut self.gap_tries,
+                        &self.options,
+                    );
                     return Ok(fetched);
                 }
                 Err(e) if e.kafka_code() == Some(KafkaCode::OffsetOutOfRange) => {

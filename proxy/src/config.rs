@@ -115,6 +115,10 @@ pub struct MqttStateConfig {
     pub share_session_timeout_ms: u64,
     /// How often a share group member heartbeats (and notices rebalances).
     pub share_heartbeat_ms: u64,
+    /// How long the process's delivery readers' fetches wait at the broker for records
+    /// (`fetch.max.wait.ms`). Kafka answers as soon as records arrive; a broker that holds
+    /// every fetch this long (tansu 0.6) adds it to the delivery latency.
+    pub delivery_max_wait_ms: u64,
 }
 
 impl Default for MqttStateConfig {
@@ -126,6 +130,7 @@ impl Default for MqttStateConfig {
             share_group_prefix: "sluice-share-".into(),
             share_session_timeout_ms: 10_000,
             share_heartbeat_ms: 1_000,
+            delivery_max_wait_ms: 100,
         }
     }
 }

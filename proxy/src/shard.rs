@@ -231,6 +231,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
             config.client_config().expect("validated"),
             delivery_topics.names(),
             config.mqtt.retained_topic.clone(),
+            Duration::from_millis(config.mqtt.delivery_max_wait_ms),
             metrics.clone(),
         ));
     }

@@ -26,7 +26,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::gate::Gate;
 use super::report::Stats;
-use super::subscriber::{self, Tally};
+use super::subscriber::{self, Stamp, Tally};
 use super::{
     histogram, source_ip, LoadgenArgs, Mode, Rate, Shared, CONNACK_TIMEOUT, DRAIN_TIMEOUT,
 };
@@ -342,6 +342,7 @@ impl Conn {
         // (packet id, time the latency is measured from)
         let mut inflight: VecDeque<(u16, Instant)> = VecDeque::with_capacity(ctx.inflight);
         let mut packet_id: u16 = 0;
+        let mut sent: u64 = 0;
         let mut last_event = start;
         let mut broken = false;
         loop {
@@ -350,7 +351,21 @@ impl Conn {
             // scheduled time, so the stall counts in the latency).
             while next < end && next <= now && inflight.len() < ctx.inflight {
                 let stamp = wall_start + (next - start);
-                payload[..8].copy_from_slice(&(stamp.as_nanos() as u64).to_le_bytes());
+                let sent_ns = stamp.as_nanos() as u64;
+                if payload.len() >= Stamp::LEN {
+                    // This connection's messages are one stream, in order in one partition
+                    // (its topic is the key): subscribers can check it complete.
+                    let stream = self.index as u32;
+                    Stamp {
+                        sent_ns,
+                        stream,
+                        seq: sent,
+                    }
+                    .write(&mut payload);
+                } else {
+                    payload[..8].copy_from_slice(&sent_ns.to_le_bytes());
+                }
+                sent += 1;
                 let qos = ctx.qos;
                 let id = if qos == QoS::AtMostOnce {
                     0
@@ -451,6 +466,7 @@ impl Conn {
         ctx.count(|s| {
             s.unacked += unacked;
             s.publish_seconds = s.publish_seconds.max(span);
+            s.sent_by_connection.push((self.index, sent));
         });
         !broken
     }

@@ -189,6 +189,38 @@ pub struct LoadgenArgs {
     pub filter: String,
 }
 
+impl LoadgenArgs {
+    /// One subscriber connection to `addr` on `filter` at `qos` (set `connections`,
+    /// `connect_rate`, `shards` and `first_index` for the group).
+    pub fn subscriber(
+        addr: SocketAddr,
+        mqtt: MqttVersion,
+        qos: u8,
+        size: usize,
+        filter: &str,
+    ) -> LoadgenArgs {
+        LoadgenArgs {
+            addr,
+            connections: 1,
+            connect_rate: 1000.0,
+            mqtt,
+            keepalive: 0,
+            mode: Mode::Subscribe,
+            rate: Rate::PerSecond(1.0),
+            duration: 0.0,
+            qos,
+            size,
+            inflight: 1,
+            shards: 1,
+            first_index: 0,
+            connect_retries: 0,
+            hold: 0.0,
+            control: true,
+            filter: filter.to_owned(),
+        }
+    }
+}
+
 /// Counters shared by all shards of the process.
 #[derive(Debug, Default)]
 struct Shared {

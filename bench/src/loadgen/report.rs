@@ -107,6 +107,10 @@ pub struct Stats {
     /// Subscribers that got every expected message exactly once, in order.
     #[serde(default)]
     pub complete: u64,
+    /// Publishers: (connection number, PUBLISHes it sent), for subscribers to know what
+    /// each stream holds.
+    #[serde(default)]
+    pub sent_by_connection: Vec<(u64, u64)>,
 }
 
 impl Stats {
@@ -128,6 +132,8 @@ impl Stats {
         self.duplicates += o.duplicates;
         self.malformed += o.malformed;
         self.complete += o.complete;
+        self.sent_by_connection
+            .extend_from_slice(&o.sent_by_connection);
     }
 }
 

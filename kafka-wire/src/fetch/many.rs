@@ -86,6 +86,9 @@ pub struct TopicReader {
     topic: Arc<str>,
     /// `(partition, next offset)`, one per partition read.
     positions: Vec<(i32, i64)>,
+    /// Per partition, answers in a row that started after its position
+    /// (`FetchOptions::gap_retries`).
+    gap_tries: Vec<u32>,
     options: FetchOptions,
     reset: OffsetReset,
 }
@@ -102,6 +105,7 @@ impl TopicReader {
         TopicReader {
             client,
             topic: Arc::from(topic),
+            gap_tries: vec![0; positions.len()],
             positions,
             options,
             reset,
@@ -146,11 +150,12 @@ impl TopicReader {
             .fetch_many(&self.topic, &self.positions, &self.options)
             .await?;
         let mut out = Vec::new();
-        for (slot, result) in self.positions.iter_mut().zip(results) {
+        let slots = self.positions.iter_mut().zip(self.gap_tries.iter_mut());
+        for ((slot, gap_tries), result) in slots.zip(results) {
             let (partition, position) = *slot;
             match result {
                 Ok(mut fetched) => {
-                    slot.1 = keep_new(position, &mut fetched);
+                    slot.1 = keep_new(position, &mut fetched, gap_tries, &self.options);
                     if !fetched.records.is_empty() {
                         out.push((partition, fetched.records));
                     }

@@ -66,7 +66,8 @@ fn values(records: &[Record]) -> Vec<String> {
 }
 
 fn select(data: Bytes, offset: i64, aborted: Vec<AbortedTransaction>) -> (Vec<Record>, i64) {
-    records_from(data, offset, aborted, 1 << 20).unwrap()
+    let (records, next, _) = records_from(data, offset, aborted, 1 << 20).unwrap();
+    (records, next)
 }
 
 #[test]
@@ -138,4 +139,60 @@ fn an_abort_reported_later_in_the_log_does_not_drop_earlier_batches() {
     ]);
     let (records, _) = select(data, 0, vec![aborted(7, 2)]);
     assert_eq!(values(&records), ["committed"]);
+}
+
+#[test]
+fn an_answer_that_starts_after_the_position_is_fetched_again_up_to_gap_retries() {
+    // Asked for offset 3; the answer starts at 5 (tansu, while 3 and 4 are not readable).
+    let answer = || {
+        let data = concat(&[batch(5, &["f", "g"], -1, false)]);
+        let (records, next_offset, first_batch_offset) =
+            records_from(data, 3, vec![], 1 << 20).unwrap();
+        FetchedPartition {
+            records,
+            next_offset,
+            high_watermark: 7,
+            last_stable_offset: -1,
+            log_start_offset: 0,
+            first_batch_offset,
+        }
+    };
+    let options = FetchOptions {
+        gap_retries: 2,
+        ..FetchOptions::default()
+    };
+    let mut tries = 0;
+    for _ in 0..2 {
+        let mut f = answer();
+        assert_eq!(keep_new(3, &mut f, &mut tries, &options), 3, "asked again");
+        assert!(f.records.is_empty());
+    }
+    let mut f = answer();
+    assert_eq!(
+        keep_new(3, &mut f, &mut tries, &options),
+        7,
+        "taken after 2 tries"
+    );
+    assert_eq!(values(&f.records), ["f", "g"]);
+    assert_eq!(tries, 0);
+    // The default takes a gap at once (compacted topics have real ones).
+    let mut f = answer();
+    assert_eq!(keep_new(3, &mut f, &mut 0, &FetchOptions::default()), 7);
+    // A gap before the end of the log is Kafka's compaction: taken at once.
+    let mut f = answer();
+    f.high_watermark = 100;
+    assert_eq!(keep_new(3, &mut f, &mut tries, &options), 7);
+    // An answer from the position on is no gap.
+    let data = concat(&[batch(3, &["d", "e"], -1, false)]);
+    let (records, next_offset, first_batch_offset) =
+        records_from(data, 3, vec![], 1 << 20).unwrap();
+    let mut f = FetchedPartition {
+        records,
+        next_offset,
+        high_watermark: 5,
+        last_stable_offset: -1,
+        log_start_offset: 0,
+        first_batch_offset,
+    };
+    assert_eq!(keep_new(3, &mut f, &mut tries, &options), 5);
 }

@@ -27,6 +27,12 @@ impl Config {
         if self.mqtt.sessions_topic.trim().is_empty() {
             return Err(invalid("mqtt.sessions_topic", "is empty"));
         }
+        if !(1..=10_000).contains(&self.mqtt.delivery_max_wait_ms) {
+            return Err(invalid(
+                "mqtt.delivery_max_wait_ms",
+                "must be from 1 to 10000",
+            ));
+        }
         if self.mqtt.sessions_linger_ms > MAX_SESSIONS_LINGER_MS {
             return Err(invalid(
                 "mqtt.sessions_linger_ms",

@@ -49,8 +49,6 @@ use crate::metrics::ShardMetrics;
 use crate::per_shard::Receivers;
 use crate::runtime;
 
-/// How long a fetch waits at the broker for records to arrive.
-const MAX_WAIT: Duration = Duration::from_millis(100);
 /// Pause before retrying after a Kafka error.
 const RETRY: Duration = Duration::from_secs(1);
 /// Updates a shard's channel holds before the readers wait for that shard.
@@ -121,6 +119,7 @@ impl DeliveryFeed {
         config: ClientConfig,
         topics: Vec<String>,
         retained_topic: String,
+        max_wait: Duration,
         metrics: Arc<ShardMetrics>,
     ) {
         let starts = self
@@ -135,12 +134,18 @@ impl DeliveryFeed {
         let mut senders = self.senders.clone();
         let messages_client = connect(&config).await;
         let retained_client = connect(&config).await;
-        let mut retained = open(&retained_client, &retained_topic, OffsetSpec::Earliest).await;
+        let mut retained = open(
+            &retained_client,
+            &retained_topic,
+            OffsetSpec::Earliest,
+            max_wait,
+        )
+        .await;
         load(&mut retained, &retained_client, &mut senders, &metrics).await;
         let mut readers = Vec::with_capacity(topics.len());
         let mut started = Vec::new();
         for topic in &topics {
-            let reader = open(&messages_client, topic, OffsetSpec::Latest).await;
+            let reader = open(&messages_client, topic, OffsetSpec::Latest, max_wait).await;
             let name: Arc<str> = Arc::from(topic.as_str());
             let first = started.len();
             for &(partition, offset) in reader.positions() {
@@ -177,11 +182,13 @@ async fn connect(config: &ClientConfig) -> Client {
     }
 }
 
-/// A reader of every partition of `topic` from `start`. A position deleted by retention
-/// moves to the log's start when it started there, else to its end.
-async fn open(client: &Client, topic: &str, start: OffsetSpec) -> TopicReader {
+/// A reader of every partition of `topic` from `start`, whose fetches wait at most
+/// `max_wait` for records. A position deleted by retention moves to the log's start when
+/// it started there, else to its end.
+async fn open(client: &Client, topic: &str, start: OffsetSpec, max_wait: Duration) -> TopicReader {
     let options = FetchOptions {
-        max_wait: MAX_WAIT,
+        max_wait,
+        gap_retries: super::GAP_RETRIES,
         ..FetchOptions::default()
     };
     let reset = match start {

@@ -91,6 +91,7 @@ impl SessionFeed {
     pub async fn run(self: Arc<Self>, client: Client, topic: String) {
         let options = FetchOptions {
             max_wait: MAX_WAIT,
+            gap_retries: crate::delivery::GAP_RETRIES,
             ..FetchOptions::default()
         };
         let mut reader = loop {

@@ -189,6 +189,7 @@ async fn positions(
 ) -> Option<BTreeMap<TopicPartition, Assigned>> {
     let options = FetchOptions {
         max_wait: MAX_WAIT,
+        gap_retries: crate::delivery::GAP_RETRIES,
         ..FetchOptions::default()
     };
     let mut parts = BTreeMap::new();
