@@ -136,7 +136,7 @@ struct Core {
     session: Session,
     info: ConnInfo,
     /// Topics this client may publish and subscribe to (`None`: all). Boxed, and the
-    /// expiry below in 4 bytes, so `Core` stays within mimalloc's 256-byte size class.
+    /// expiry below in 4 bytes, so `Core` stays within mimalloc's 192-byte size class.
     acl: Option<Box<Acl>>,
     /// When the client's token expires ([`expiry`]): seconds, where an `Instant` would
     /// take 16 bytes.
@@ -151,10 +151,10 @@ struct Core {
     owned: Option<Box<Owned>>,
 }
 
-// Every parked connection keeps its `Core`: the next mimalloc size class up is 320 bytes.
+// Every parked connection keeps its `Core`: the next mimalloc size class up is 224 bytes.
 // A `Conn` lives only while its connection has a task.
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Core>() <= 256);
+const _: () = assert!(std::mem::size_of::<Core>() <= 192);
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Conn>() <= 448);
 
@@ -184,7 +184,8 @@ pub async fn serve(tcp: TcpStream, shard: Rc<Shard>, listener: Rc<MqttListener>)
         let mut stream = driver::secure(&listener.config, tcp).await?;
         let mut conn = Box::new(Conn::new(shard.clone(), listener.clone()));
         // A client certificate's principal, until CONNECT makes it the session's.
-        conn.core.info.principal = driver::certificate(listener.auth.as_ref(), &stream);
+        conn.core.info.principal =
+            driver::certificate(listener.auth.as_ref(), &stream).map(Into::into);
         if let Some(config) = &listener.config.websocket {
             Box::pin(conn.upgrade(&mut stream, config)).await?;
         }
@@ -204,7 +205,8 @@ async fn drive(mut conn: Box<Conn>, stream: Stream, span: tracing::Span) {
             let deadline = conn.deadline().map(|d| Instant::now() + d);
             // The parked form is allocated now, so that connections parking together
             // share allocator pages (the active ones they leave behind can be returned).
-            let Conn { core, .. } = *conn;
+            let Conn { mut core, .. } = *conn;
+            core.session.shrink();
             let lot = core.shard.lot.clone().expect("parks only with a lot");
             lot.park(key, Box::new(core), tcp, deadline);
         }

@@ -190,16 +190,20 @@ impl HeaderField {
     }
 }
 
-/// What a route needs to know about the connection a message came from.
+/// What a route needs to know about the connection a message came from. Every idle MQTT
+/// connection keeps one, so it holds boxed strings (8 bytes less each than a `String`).
 #[derive(Debug, Clone, Default)]
 pub struct ConnInfo {
     /// The MQTT client identifier.
-    pub client_id: String,
+    pub client_id: Box<str>,
     /// The user name the client authenticated with.
-    pub username: Option<String>,
+    pub username: Option<Box<str>>,
     /// Who the client proved to be, when the listener authenticates.
-    pub principal: Option<String>,
+    pub principal: Option<Box<str>>,
 }
+
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<ConnInfo>() == 48);
 
 /// A compiled route.
 #[derive(Debug)]

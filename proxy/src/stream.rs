@@ -93,7 +93,8 @@ async fn run(
         .map_err(|e| (ErrorKind::Protocol, e.to_string()))?;
     let route = listener.routes.single().expect("validated: one route");
     let info = ConnInfo {
-        principal: authenticate(stream, listener.auth.as_ref(), &route.kafka_topic)?,
+        principal: authenticate(stream, listener.auth.as_ref(), &route.kafka_topic)?
+            .map(Into::into),
         ..ConnInfo::default()
     };
     let lm = &shard.metrics.listeners[listener.index];

@@ -12,8 +12,8 @@ impl Conn {
     /// the session and answers with CONNACK (or a refusal), resuming a persistent
     /// session's subscriptions and deliveries.
     pub(super) async fn connect(&mut self, connect: Box<Connect>) {
-        self.core.info.client_id = connect.client_id.as_str().to_owned();
-        self.core.info.username = connect.username.as_ref().map(|u| u.as_str().to_owned());
+        self.core.info.client_id = connect.client_id.as_str().into();
+        self.core.info.username = connect.username.as_ref().map(|u| u.as_str().into());
         let mut accept = Accept::default();
         if self.core.info.client_id.is_empty() {
             // MQTT 3.1.1 §3.1.3-6 and MQTT 5 §3.1.3-6: the server assigns one.
@@ -21,9 +21,9 @@ impl Conn {
             if connect.protocol == ProtocolVersion::V5 {
                 accept.assigned_client_id = MqttString::try_from(id.clone()).ok();
             }
-            self.core.info.client_id = id;
+            self.core.info.client_id = id.into();
         }
-        tracing::Span::current().record("client_id", self.core.info.client_id.as_str());
+        tracing::Span::current().record("client_id", &*self.core.info.client_id);
         if let Some(max) = connect.properties.receive_maximum {
             self.core.client_receive_maximum = max;
         }
@@ -31,7 +31,7 @@ impl Conn {
             let certificate = self.core.info.principal.as_deref();
             match auth.connect(&connect, &self.core.info.client_id, certificate) {
                 Ok(authorized) => {
-                    self.core.info.principal = authorized.principal;
+                    self.core.info.principal = authorized.principal.map(Into::into);
                     self.core.acl = authorized.acl.map(Box::new);
                     self.set_token_expiry(authorized.until);
                 }

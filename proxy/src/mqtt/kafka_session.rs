@@ -191,7 +191,7 @@ impl Conn {
                 debug!(client_id, "will not published: the session was resumed");
                 return;
             }
-            if let Err(e) = publish_stored_will(shard, client_id.clone(), will).await {
+            if let Err(e) = publish_stored_will(shard, client_id.to_string(), will).await {
                 warn!(client_id, error = %e, "cannot publish a delayed will");
             }
         });
