@@ -4,7 +4,7 @@
 use codecs::mqtt::{Accept, Connect, MqttString, ProtocolVersion};
 use tracing::{debug, warn};
 
-use super::{reason, Conn};
+use super::{reason, Authorization, Conn};
 use crate::metrics::ErrorKind;
 
 impl Conn {
@@ -32,8 +32,14 @@ impl Conn {
             match auth.connect(&connect, &self.core.info.client_id, certificate) {
                 Ok(authorized) => {
                     self.core.info.principal = authorized.principal.map(Into::into);
-                    self.core.acl = authorized.acl.map(Box::new);
-                    self.set_token_expiry(authorized.until);
+                    let expires_s = self.token_expiry(authorized.until);
+                    self.core.granted =
+                        (authorized.acl.is_some() || expires_s.is_some()).then(|| {
+                            Box::new(Authorization {
+                                acl: authorized.acl,
+                                expires_s,
+                            })
+                        });
                 }
                 Err((reason_code, why)) => {
                     debug!(reason_code, why, "CONNECT refused");

@@ -201,7 +201,7 @@ impl Conn {
     pub(super) async fn resume(&mut self, mut state: crate::sessions::Stored) {
         // The ACL may have changed since the session was stored (a restart with other
         // rules, or another principal using the client id): it drops what it now refuses.
-        if let Some(acl) = &self.core.acl {
+        if let Some(acl) = self.core.acl() {
             let allowed = |s: &StoredSub| {
                 let filter = MqttString::try_from(s.filter.clone()).ok();
                 let filter = filter.and_then(|f| TopicFilter::new(f).ok());
