@@ -152,7 +152,7 @@ struct Core {
     session: Session,
     info: ConnInfo,
     /// What an authenticating listener granted (`None`: everything, for ever). Boxed, so
-    /// that `Core` stays within mimalloc's 160-byte size class.
+    /// that `Core` stays within mimalloc's 128-byte size class.
     granted: Option<Box<Authorization>>,
     /// This connection's number on the shard (for the shutdown signal).
     id: u64,
@@ -172,10 +172,10 @@ struct Authorization {
     expires_s: Option<NonZeroU32>,
 }
 
-// Every parked connection keeps its `Core`: the next mimalloc size class up is 192 bytes.
+// Every parked connection keeps its `Core`: the next mimalloc size class up is 160 bytes.
 // A `Conn` lives only while its connection has a task.
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Core>() <= 160);
+const _: () = assert!(std::mem::size_of::<Core>() <= 128);
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Conn>() <= 448);
 
@@ -205,8 +205,9 @@ pub async fn serve(tcp: TcpStream, shard: Rc<Shard>, listener: Rc<MqttListener>)
         let mut stream = driver::secure(&listener.config, tcp).await?;
         let mut conn = Box::new(Conn::new(shard.clone(), listener.clone()));
         // A client certificate's principal, until CONNECT makes it the session's.
-        conn.core.info.principal =
-            driver::certificate(listener.auth.as_ref(), &stream).map(Into::into);
+        conn.core
+            .info
+            .set_principal(driver::certificate(listener.auth.as_ref(), &stream));
         if let Some(config) = &listener.config.websocket {
             Box::pin(conn.upgrade(&mut stream, config)).await?;
         }

@@ -144,9 +144,10 @@ struct InFlight {
 /// Server-side MQTT session state of one connection.
 ///
 /// An idle connection keeps its session (a proxy holds millions of them), so it is packed
-/// into 48 bytes: the listener's limits shared, the deadline without an `Option`, the
-/// keepalive window in a `u32`, and the inbound QoS and topic-alias state in one box that
-/// only publishing clients have (two empty `Vec`s were 48 bytes on every connection).
+/// into 40 bytes: the listener's limits shared, the deadline without an `Option`, the
+/// keepalive window in a `u32`, and the will, the inbound QoS and the topic-alias state
+/// in one box that only clients with a will or publishing at QoS 1/2 have (two empty
+/// `Vec`s were 48 bytes on every connection).
 #[derive(Debug)]
 pub struct Session {
     /// The same for every connection of a listener.
@@ -157,22 +158,22 @@ pub struct Session {
     keep_alive_window: u32,
     /// [`NO_DEADLINE`] or when [`Session::on_timeout`] is due.
     deadline: u64,
-    /// Boxed: most clients have no will, and an idle connection keeps its session.
-    will: Option<Box<Will>>,
     session_expiry: u32,
     enhanced_auth: bool,
     /// The decoder refuses a Maximum Packet Size of 0.
     client_max_packet_size: Option<NonZeroU32>,
-    /// Created by the first QoS 1/2 PUBLISH or topic alias.
-    inbound: Option<Box<Inbound>>,
+    /// Created by a will, the first QoS 1/2 PUBLISH or topic alias.
+    rare: Option<Box<Rare>>,
 }
 
 /// `Session::deadline` when there is none (a deadline that far away never comes).
 const NO_DEADLINE: u64 = u64::MAX;
 
-/// What a publishing client's session tracks of its inbound messages.
+/// What only some clients' sessions hold.
 #[derive(Debug, Default)]
-struct Inbound {
+struct Rare {
+    /// Boxed again: the will is large, and more clients publish at QoS 1/2 than have one.
+    will: Option<Box<Will>>,
     /// QoS 1/2 publishes not yet PUBACKed / PUBCOMPed; bounded by receive maximum.
     in_flight: Vec<InFlight>,
     /// Topic aliases (index = alias - 1), grown on first use up to the maximum.
@@ -181,7 +182,7 @@ struct Inbound {
 
 // Every idle connection keeps one (see the type's docs).
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Session>() <= 48);
+const _: () = assert!(std::mem::size_of::<Session>() <= 40);
 
 impl Session {
     /// A session for a connection accepted at `now` (give every connection of a listener
@@ -195,11 +196,10 @@ impl Session {
             version: ProtocolVersion::V3_1_1,
             keep_alive_window: 0,
             deadline,
-            will: None,
             session_expiry: 0,
             enhanced_auth: false,
             client_max_packet_size: None,
-            inbound: None,
+            rare: None,
         }
     }
 
@@ -231,23 +231,31 @@ impl Session {
 
     /// Number of inbound QoS 1/2 messages not yet fully acknowledged.
     pub fn in_flight(&self) -> usize {
-        self.inbound.as_ref().map_or(0, |i| i.in_flight.len())
+        self.rare.as_ref().map_or(0, |r| r.in_flight.len())
     }
 
-    /// Frees the memory of inbound bookkeeping that holds nothing (no message in flight,
-    /// no topic alias): for a connection about to idle. It grows again when needed.
+    /// Frees the memory of inbound bookkeeping that holds nothing (no will, no message
+    /// in flight, no topic alias): for a connection about to idle. It grows again when
+    /// needed.
     pub fn shrink(&mut self) {
-        if let Some(inbound) = &mut self.inbound {
-            if inbound.in_flight.is_empty() && inbound.aliases.is_empty() {
-                self.inbound = None;
+        if let Some(rare) = &mut self.rare {
+            if rare.will.is_none() && rare.in_flight.is_empty() && rare.aliases.is_empty() {
+                self.rare = None;
             } else {
-                inbound.in_flight.shrink_to_fit();
+                rare.in_flight.shrink_to_fit();
             }
         }
     }
 
-    fn inbound(&mut self) -> &mut Inbound {
-        self.inbound.get_or_insert_with(Box::default)
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Forgets the will (it is not to be published).
+    fn drop_will(&mut self) {
+        if let Some(rare) = &mut self.rare {
+            rare.will = None;
+        }
     }
 
     /// Handles one packet received at `now`.
@@ -273,7 +281,9 @@ impl Session {
 
     fn on_connect(&mut self, connect: Box<Connect>, out: &mut Vec<Effect>) {
         self.version = connect.protocol;
-        self.will = connect.will.clone().map(Box::new);
+        if let Some(will) = &connect.will {
+            self.rare().will = Some(Box::new(will.clone()));
+        }
         let props = &connect.properties;
         self.session_expiry = props.session_expiry_interval.unwrap_or(0);
         self.enhanced_auth = props.authentication_method.is_some();
@@ -325,7 +335,7 @@ impl Session {
         if let Some(connack) = ConnAck::refusal(self.version, reason_code) {
             out.push(Effect::Send(Packet::ConnAck(Box::new(connack))));
         }
-        self.will = None;
+        self.drop_will();
         self.close(reason_code, out);
     }
 
@@ -337,7 +347,7 @@ impl Session {
         let Some(index) = self.find(packet_id) else {
             return;
         };
-        let Stage::Kafka(qos) = self.inbound().in_flight[index].stage else {
+        let Stage::Kafka(qos) = self.rare().in_flight[index].stage else {
             return;
         };
         let reason_code = match ack {
@@ -350,7 +360,7 @@ impl Session {
         };
         let mut reply = PubAck::new(packet_id);
         reply.reason_code = reason_code;
-        let in_flight = &mut self.inbound().in_flight;
+        let in_flight = &mut self.rare().in_flight;
         if qos == QoS::ExactlyOnce && reason_code < 0x80 {
             in_flight[index].stage = Stage::AwaitingRelease;
         } else {
@@ -392,7 +402,7 @@ impl Session {
         match self.state {
             State::Connected => self.fail(reason::KEEP_ALIVE_TIMEOUT, out),
             State::AwaitingConnect | State::Authenticating => {
-                self.will = None;
+                self.drop_will();
                 self.close(reason::KEEP_ALIVE_TIMEOUT, out);
             }
             State::Closed => {}
@@ -405,7 +415,7 @@ impl Session {
     /// [`MqttCodec::error_reply`](super::MqttCodec::error_reply).
     pub fn connection_lost(&mut self, reason_code: u8, out: &mut Vec<Effect>) {
         if self.state != State::Connected {
-            self.will = None;
+            self.drop_will();
         }
         self.close(reason_code, out);
     }
@@ -449,13 +459,13 @@ impl Session {
             }
             let slot = usize::from(alias - 1);
             if publish.topic.is_empty() {
-                let known = self.inbound.as_ref().and_then(|i| i.aliases.get(slot));
+                let known = self.rare.as_ref().and_then(|r| r.aliases.get(slot));
                 match known.cloned().flatten() {
                     Some(topic) => publish.topic = topic,
                     None => return self.fail(reason::PROTOCOL_ERROR, out),
                 }
             } else {
-                let aliases = &mut self.inbound().aliases;
+                let aliases = &mut self.rare().aliases;
                 if aliases.len() <= slot {
                     aliases.resize(slot + 1, None);
                 }
@@ -466,7 +476,7 @@ impl Session {
             return out.push(Effect::Publish(publish));
         }
         if let Some(index) = self.find(publish.packet_id) {
-            let stage = self.inbound().in_flight[index].stage;
+            let stage = self.rare().in_flight[index].stage;
             match (publish.qos, stage) {
                 // Released by PUBREC already: answer again, never publish twice.
                 (QoS::ExactlyOnce, Stage::AwaitingRelease) => {
@@ -481,7 +491,7 @@ impl Session {
         if self.in_flight() >= usize::from(self.config.receive_maximum) {
             return self.fail(reason::RECEIVE_MAXIMUM_EXCEEDED, out);
         }
-        self.inbound().in_flight.push(InFlight {
+        self.rare().in_flight.push(InFlight {
             packet_id: publish.packet_id,
             stage: Stage::Kafka(publish.qos),
         });
@@ -491,8 +501,8 @@ impl Session {
     fn on_pubrel(&mut self, packet_id: u16, out: &mut Vec<Effect>) {
         let mut comp = PubAck::new(packet_id);
         match self.find(packet_id) {
-            Some(index) if self.inbound().in_flight[index].stage == Stage::AwaitingRelease => {
-                self.inbound().in_flight.swap_remove(index);
+            Some(index) if self.rare().in_flight[index].stage == Stage::AwaitingRelease => {
+                self.rare().in_flight.swap_remove(index);
             }
             // Still in Kafka: a PUBREL before our PUBREC breaks the QoS 2 flow.
             Some(_) => return self.fail(reason::PROTOCOL_ERROR, out),
@@ -509,13 +519,13 @@ impl Session {
             return self.fail(reason::PROTOCOL_ERROR, out);
         }
         if disconnect.reason_code != reason::DISCONNECT_WITH_WILL {
-            self.will = None;
+            self.drop_will();
         }
         self.close(disconnect.reason_code, out);
     }
 
     fn find(&self, packet_id: u16) -> Option<usize> {
-        let in_flight = &self.inbound.as_ref()?.in_flight;
+        let in_flight = &self.rare.as_ref()?.in_flight;
         in_flight.iter().position(|f| f.packet_id == packet_id)
     }
 
@@ -527,7 +537,7 @@ impl Session {
             ))));
         }
         if self.state != State::Connected {
-            self.will = None;
+            self.drop_will();
         }
         self.close(reason_code, out);
     }
@@ -536,12 +546,12 @@ impl Session {
         if self.state == State::Closed {
             return;
         }
-        if let Some(will) = self.will.take() {
+        if let Some(will) = self.rare.as_mut().and_then(|r| r.will.take()) {
             out.push(Effect::PublishWill(*will));
         }
         self.state = State::Closed;
         self.deadline = NO_DEADLINE;
-        self.inbound = None;
+        self.rare = None;
         out.push(Effect::Close { reason_code });
     }
 }

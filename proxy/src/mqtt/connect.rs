@@ -13,7 +13,8 @@ impl Conn {
     /// session's subscriptions and deliveries.
     pub(super) async fn connect(&mut self, connect: Box<Connect>) {
         self.core.info.client_id = connect.client_id.as_str().into();
-        self.core.info.username = connect.username.as_ref().map(|u| u.as_str().into());
+        let username = connect.username.as_ref().map(|u| u.as_str());
+        self.core.info.set_username(username);
         let mut accept = Accept::default();
         if self.core.info.client_id.is_empty() {
             // MQTT 3.1.1 §3.1.3-6 and MQTT 5 §3.1.3-6: the server assigns one.
@@ -28,10 +29,10 @@ impl Conn {
             self.core.client_receive_maximum = max;
         }
         if let Some(auth) = &self.core.listener.auth {
-            let certificate = self.core.info.principal.as_deref();
+            let certificate = self.core.info.principal();
             match auth.connect(&connect, &self.core.info.client_id, certificate) {
                 Ok(authorized) => {
-                    self.core.info.principal = authorized.principal.map(Into::into);
+                    self.core.info.set_principal(authorized.principal);
                     let expires_s = self.token_expiry(authorized.until);
                     self.core.granted =
                         (authorized.acl.is_some() || expires_s.is_some()).then(|| {

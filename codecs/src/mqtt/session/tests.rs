@@ -497,10 +497,19 @@ fn shrink_of_an_idle_session_frees_its_bookkeeping_and_grows_it_again() {
     let mut out = Vec::new();
     session.on_kafka_ack(9, KafkaAck::Written, &mut out);
     session.shrink();
-    assert!(session.inbound.is_none());
+    assert!(session.rare.is_none());
     // The next message is tracked as before.
     let out = run(&mut session, 2, publish(QoS::AtLeastOnce, 9, "a"));
     assert!(matches!(&out[..], [Effect::Publish(p)] if p.packet_id == 9));
     assert!(run(&mut session, 3, publish(QoS::AtLeastOnce, 9, "a")).is_empty());
     assert_eq!(session.in_flight(), 1);
+}
+
+#[test]
+fn shrink_keeps_the_will() {
+    let mut session = connected(ProtocolVersion::V3_1_1, 0, true, SessionConfig::default());
+    session.shrink();
+    let mut out = Vec::new();
+    session.connection_lost(0x80, &mut out);
+    assert!(matches!(&out[..], [Effect::PublishWill(w), _] if w.topic == "will/topic"));
 }
