@@ -15,8 +15,9 @@
 //! }
 //! ```
 //!
-//! Everything else is private: the public surface is [`Sluice`], [`Builder`], and the
-//! codec traits of the `sluice-codecs` crate ([`codecs::registry`]).
+//! Everything else is private: the public surface is [`Sluice`], [`Builder`], the
+//! allocator of the `sluice` binary (`alloc`, with the default `mimalloc` feature), and
+//! the codec traits of the `sluice-codecs` crate ([`codecs::registry`]).
 //!
 //! # Layout
 //!
@@ -36,10 +37,13 @@
 //! - `route`: which Kafka topic, key and headers a message gets.
 //! - `auth`: client authentication (password file, JWT, TLS client certificates) and ACLs.
 //! - `metrics` and `admin`: Prometheus counters and the admin HTTP listener.
+//! - `alloc`: the global allocator of the `sluice` binary (mimalloc).
 //!
 //! docs/architecture.md follows a message from the socket to Kafka's acknowledgement.
 
 mod admin;
+#[cfg(feature = "mimalloc")]
+pub mod alloc;
 mod auth;
 mod config;
 mod delivery;

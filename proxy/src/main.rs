@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: sluice::alloc::Allocator = sluice::alloc::Allocator;
 
 fn main() -> ExitCode {
     sluice::Sluice::builder().run_from_args()

@@ -18,6 +18,7 @@ use std::io;
 use std::num::NonZeroU32;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -81,6 +82,21 @@ pub struct MqttListener {
     pub routes: Routes,
     /// Authentication and publish ACL, when the listener has them.
     pub auth: Option<ShardAuth>,
+    /// The MQTT session's limits, shared by the listener's connections.
+    pub session: Arc<SessionConfig>,
+}
+
+impl MqttListener {
+    /// The MQTT session limits of a listener with `config`.
+    pub fn session_config(config: &ListenerConfig) -> Arc<SessionConfig> {
+        Arc::new(SessionConfig {
+            receive_maximum: config.receive_maximum,
+            topic_alias_maximum: config.topic_alias_maximum,
+            max_packet_size: config.max_packet_size,
+            server_keep_alive: None,
+            connect_timeout_ms: u32::try_from(config.connect_timeout_ms).unwrap_or(u32::MAX),
+        })
+    }
 }
 
 /// A PUBLISH whose record is with Kafka.
@@ -135,12 +151,9 @@ struct Core {
     codec: MqttCodec,
     session: Session,
     info: ConnInfo,
-    /// Topics this client may publish and subscribe to (`None`: all). Boxed, and the
-    /// expiry below in 4 bytes, so `Core` stays within mimalloc's 256-byte size class.
-    acl: Option<Box<Acl>>,
-    /// When the client's token expires ([`expiry`]): seconds, where an `Instant` would
-    /// take 16 bytes.
-    expires_s: Option<NonZeroU32>,
+    /// What an authenticating listener granted (`None`: everything, for ever). Boxed, so
+    /// that `Core` stays within mimalloc's 128-byte size class.
+    granted: Option<Box<Authorization>>,
     /// This connection's number on the shard (for the shutdown signal).
     id: u64,
     /// Delivery state, once the client subscribed.
@@ -151,10 +164,18 @@ struct Core {
     owned: Option<Box<Owned>>,
 }
 
-// Every parked connection keeps its `Core`: the next mimalloc size class up is 320 bytes.
+/// What the listener's authentication granted a client.
+struct Authorization {
+    /// Topics this client may publish and subscribe to (`None`: all).
+    acl: Option<Acl>,
+    /// When the client's token expires ([`expiry`]): seconds on the shard's clock.
+    expires_s: Option<NonZeroU32>,
+}
+
+// Every parked connection keeps its `Core`: the next mimalloc size class up is 160 bytes.
 // A `Conn` lives only while its connection has a task.
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Core>() <= 256);
+const _: () = assert!(std::mem::size_of::<Core>() <= 128);
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Conn>() <= 448);
 
@@ -184,7 +205,9 @@ pub async fn serve(tcp: TcpStream, shard: Rc<Shard>, listener: Rc<MqttListener>)
         let mut stream = driver::secure(&listener.config, tcp).await?;
         let mut conn = Box::new(Conn::new(shard.clone(), listener.clone()));
         // A client certificate's principal, until CONNECT makes it the session's.
-        conn.core.info.principal = driver::certificate(listener.auth.as_ref(), &stream);
+        conn.core
+            .info
+            .set_principal(driver::certificate(listener.auth.as_ref(), &stream));
         if let Some(config) = &listener.config.websocket {
             Box::pin(conn.upgrade(&mut stream, config)).await?;
         }
@@ -204,12 +227,20 @@ async fn drive(mut conn: Box<Conn>, stream: Stream, span: tracing::Span) {
             let deadline = conn.deadline().map(|d| Instant::now() + d);
             // The parked form is allocated now, so that connections parking together
             // share allocator pages (the active ones they leave behind can be returned).
-            let Conn { core, .. } = *conn;
+            let Conn { mut core, .. } = *conn;
+            core.session.shrink();
             let lot = core.shard.lot.clone().expect("parks only with a lot");
             lot.park(key, Box::new(core), tcp, deadline);
         }
         Ok(Some((_, _))) => unreachable!("only plain TCP connections park"),
         Err((kind, e)) => driver::ended(&conn.core.shard, &span, kind, &e),
+    }
+}
+
+impl Core {
+    /// The topics the client may use (`None`: all).
+    fn acl(&self) -> Option<&Acl> {
+        self.granted.as_ref()?.acl.as_ref()
     }
 }
 
@@ -226,26 +257,15 @@ impl crate::park::Resume for Core {
 
 impl Conn {
     fn new(shard: Rc<Shard>, listener: Rc<MqttListener>) -> Conn {
-        let c = &listener.config;
-        let session = Session::new(
-            SessionConfig {
-                receive_maximum: c.receive_maximum,
-                topic_alias_maximum: c.topic_alias_maximum,
-                max_packet_size: c.max_packet_size,
-                server_keep_alive: None,
-                connect_timeout_ms: u32::try_from(c.connect_timeout_ms).unwrap_or(u32::MAX),
-            },
-            shard.now_ms(),
-        );
+        let session = Session::new(listener.session.clone(), shard.now_ms());
         shard.metrics.listeners[listener.index]
             .connections_open
             .fetch_add(1, Ordering::Relaxed);
         Conn::with(Core {
-            codec: MqttCodec::server(c.max_packet_size),
+            codec: MqttCodec::server(listener.config.max_packet_size),
             session,
             info: ConnInfo::default(),
-            acl: None,
-            expires_s: None,
+            granted: None,
             id: shard.next_conn_id(),
             subscriber: None,
             client_receive_maximum: DEFAULT_DELIVERY_WINDOW,

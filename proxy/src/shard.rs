@@ -285,6 +285,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
                     config: l.clone(),
                     routes: Routes::for_listener(&l.name, l.protocol, &config.routes),
                     auth: l.authenticator.clone().map(ShardAuth::new),
+                    session: MqttListener::session_config(l),
                 });
                 let shard = shard.clone();
                 runtime::spawn(accept_loop(

@@ -92,10 +92,12 @@ async fn run(
         .build(name, &codec_settings(&config.codec_settings))
         .map_err(|e| (ErrorKind::Protocol, e.to_string()))?;
     let route = listener.routes.single().expect("validated: one route");
-    let info = ConnInfo {
-        principal: authenticate(stream, listener.auth.as_ref(), &route.kafka_topic)?,
-        ..ConnInfo::default()
-    };
+    let mut info = ConnInfo::default();
+    info.set_principal(authenticate(
+        stream,
+        listener.auth.as_ref(),
+        &route.kafka_topic,
+    )?);
     let lm = &shard.metrics.listeners[listener.index];
     let mut pending = BytesMut::new();
     let mut out = BytesMut::new();
@@ -250,7 +252,7 @@ async fn produce(
     }
     if let (true, Some(p)) = (
         route.headers.contains(&HeaderField::Principal),
-        &info.principal,
+        info.principal(),
     ) {
         headers.push(Header {
             key: "sluice.principal",

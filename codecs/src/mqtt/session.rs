@@ -24,6 +24,9 @@
 //!   exceeded (0x93). Topic aliases above the maximum → Topic Alias invalid (0x94).
 //! - DISCONNECT 0x00 discards the will, 0x04 publishes it; any other end publishes it too.
 
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
 use super::connect::{ConnAck, Connect, Will};
 use super::disconnect::{Auth, Disconnect};
 use super::packet::Packet;
@@ -139,41 +142,64 @@ struct InFlight {
 }
 
 /// Server-side MQTT session state of one connection.
+///
+/// An idle connection keeps its session (a proxy holds millions of them), so it is packed
+/// into 40 bytes: the listener's limits shared, the deadline without an `Option`, the
+/// keepalive window in a `u32`, and the will, the inbound QoS and the topic-alias state
+/// in one box that only clients with a will or publishing at QoS 1/2 have (two empty
+/// `Vec`s were 48 bytes on every connection).
 #[derive(Debug)]
 pub struct Session {
-    config: SessionConfig,
+    /// The same for every connection of a listener.
+    config: Arc<SessionConfig>,
     state: State,
     version: ProtocolVersion,
-    /// 1.5 × keepalive in milliseconds; 0 when keepalive is off.
-    keep_alive_window: u64,
-    deadline: Option<u64>,
-    /// Boxed: most clients have no will, and an idle connection keeps its session.
-    will: Option<Box<Will>>,
+    /// 1.5 × keepalive in milliseconds (at most 98,302,500); 0 when keepalive is off.
+    keep_alive_window: u32,
+    /// [`NO_DEADLINE`] or when [`Session::on_timeout`] is due.
+    deadline: u64,
     session_expiry: u32,
     enhanced_auth: bool,
-    client_max_packet_size: Option<u32>,
-    /// Inbound QoS 1/2 publishes not yet PUBACKed / PUBCOMPed; bounded by receive maximum.
+    /// The decoder refuses a Maximum Packet Size of 0.
+    client_max_packet_size: Option<NonZeroU32>,
+    /// Created by a will, the first QoS 1/2 PUBLISH or topic alias.
+    rare: Option<Box<Rare>>,
+}
+
+/// `Session::deadline` when there is none (a deadline that far away never comes).
+const NO_DEADLINE: u64 = u64::MAX;
+
+/// What only some clients' sessions hold.
+#[derive(Debug, Default)]
+struct Rare {
+    /// Boxed again: the will is large, and more clients publish at QoS 1/2 than have one.
+    will: Option<Box<Will>>,
+    /// QoS 1/2 publishes not yet PUBACKed / PUBCOMPed; bounded by receive maximum.
     in_flight: Vec<InFlight>,
-    /// Inbound topic aliases (index = alias - 1), grown on first use up to the maximum.
+    /// Topic aliases (index = alias - 1), grown on first use up to the maximum.
     aliases: Vec<Option<MqttString>>,
 }
 
+// Every idle connection keeps one (see the type's docs).
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Session>() <= 40);
+
 impl Session {
-    /// A session for a connection accepted at `now`.
-    pub fn new(config: SessionConfig, now: u64) -> Self {
-        let deadline = Some(now.saturating_add(u64::from(config.connect_timeout_ms)));
+    /// A session for a connection accepted at `now` (give every connection of a listener
+    /// the same `Arc`).
+    pub fn new(config: impl Into<Arc<SessionConfig>>, now: u64) -> Self {
+        let config = config.into();
+        let deadline = now.saturating_add(u64::from(config.connect_timeout_ms));
         Self {
             config,
             state: State::AwaitingConnect,
             version: ProtocolVersion::V3_1_1,
             keep_alive_window: 0,
             deadline,
-            will: None,
             session_expiry: 0,
             enhanced_auth: false,
             client_max_packet_size: None,
-            in_flight: Vec::new(),
-            aliases: Vec::new(),
+            rare: None,
         }
     }
 
@@ -194,18 +220,42 @@ impl Session {
 
     /// When [`Session::on_timeout`] must be called, if ever.
     pub fn deadline(&self) -> Option<u64> {
-        self.deadline
+        (self.deadline != NO_DEADLINE).then_some(self.deadline)
     }
 
     /// The client's MQTT 5 Maximum Packet Size: give it to
     /// [`MqttCodec::set_peer_max_packet_size`](super::MqttCodec::set_peer_max_packet_size).
     pub fn client_max_packet_size(&self) -> Option<u32> {
-        self.client_max_packet_size
+        self.client_max_packet_size.map(NonZeroU32::get)
     }
 
     /// Number of inbound QoS 1/2 messages not yet fully acknowledged.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.rare.as_ref().map_or(0, |r| r.in_flight.len())
+    }
+
+    /// Frees the memory of inbound bookkeeping that holds nothing (no will, no message
+    /// in flight, no topic alias): for a connection about to idle. It grows again when
+    /// needed.
+    pub fn shrink(&mut self) {
+        if let Some(rare) = &mut self.rare {
+            if rare.will.is_none() && rare.in_flight.is_empty() && rare.aliases.is_empty() {
+                self.rare = None;
+            } else {
+                rare.in_flight.shrink_to_fit();
+            }
+        }
+    }
+
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Forgets the will (it is not to be published).
+    fn drop_will(&mut self) {
+        if let Some(rare) = &mut self.rare {
+            rare.will = None;
+        }
     }
 
     /// Handles one packet received at `now`.
@@ -222,7 +272,7 @@ impl Session {
             },
             State::Connected => {
                 if self.keep_alive_window > 0 {
-                    self.deadline = Some(now.saturating_add(self.keep_alive_window));
+                    self.deadline = now.saturating_add(u64::from(self.keep_alive_window));
                 }
                 self.on_packet(packet, out);
             }
@@ -231,16 +281,18 @@ impl Session {
 
     fn on_connect(&mut self, connect: Box<Connect>, out: &mut Vec<Effect>) {
         self.version = connect.protocol;
-        self.will = connect.will.clone().map(Box::new);
+        if let Some(will) = &connect.will {
+            self.rare().will = Some(Box::new(will.clone()));
+        }
         let props = &connect.properties;
         self.session_expiry = props.session_expiry_interval.unwrap_or(0);
         self.enhanced_auth = props.authentication_method.is_some();
-        self.client_max_packet_size = props.maximum_packet_size;
+        self.client_max_packet_size = props.maximum_packet_size.and_then(NonZeroU32::new);
         let keep_alive = match self.config.server_keep_alive {
             Some(server) if self.version.is_v5() => server,
             _ => connect.keep_alive,
         };
-        self.keep_alive_window = u64::from(keep_alive) * 1500;
+        self.keep_alive_window = u32::from(keep_alive) * 1500;
         self.state = State::Authenticating;
         out.push(Effect::Authenticate(connect));
     }
@@ -267,8 +319,10 @@ impl Session {
             props.server_keep_alive = self.config.server_keep_alive;
         }
         self.state = State::Connected;
-        self.deadline =
-            (self.keep_alive_window > 0).then(|| now.saturating_add(self.keep_alive_window));
+        self.deadline = match self.keep_alive_window {
+            0 => NO_DEADLINE,
+            window => now.saturating_add(u64::from(window)),
+        };
         out.push(Effect::Send(Packet::ConnAck(Box::new(connack))));
     }
 
@@ -281,7 +335,7 @@ impl Session {
         if let Some(connack) = ConnAck::refusal(self.version, reason_code) {
             out.push(Effect::Send(Packet::ConnAck(Box::new(connack))));
         }
-        self.will = None;
+        self.drop_will();
         self.close(reason_code, out);
     }
 
@@ -293,7 +347,7 @@ impl Session {
         let Some(index) = self.find(packet_id) else {
             return;
         };
-        let Stage::Kafka(qos) = self.in_flight[index].stage else {
+        let Stage::Kafka(qos) = self.rare().in_flight[index].stage else {
             return;
         };
         let reason_code = match ack {
@@ -306,10 +360,11 @@ impl Session {
         };
         let mut reply = PubAck::new(packet_id);
         reply.reason_code = reason_code;
+        let in_flight = &mut self.rare().in_flight;
         if qos == QoS::ExactlyOnce && reason_code < 0x80 {
-            self.in_flight[index].stage = Stage::AwaitingRelease;
+            in_flight[index].stage = Stage::AwaitingRelease;
         } else {
-            self.in_flight.swap_remove(index);
+            in_flight.swap_remove(index);
         }
         out.push(Effect::Send(match qos {
             QoS::ExactlyOnce => Packet::PubRec(reply),
@@ -341,14 +396,13 @@ impl Session {
 
     /// Call when `now` reached [`Session::deadline`].
     pub fn on_timeout(&mut self, now: u64, out: &mut Vec<Effect>) {
-        match self.deadline {
-            Some(deadline) if now >= deadline => {}
-            _ => return,
+        if self.deadline == NO_DEADLINE || now < self.deadline {
+            return;
         }
         match self.state {
             State::Connected => self.fail(reason::KEEP_ALIVE_TIMEOUT, out),
             State::AwaitingConnect | State::Authenticating => {
-                self.will = None;
+                self.drop_will();
                 self.close(reason::KEEP_ALIVE_TIMEOUT, out);
             }
             State::Closed => {}
@@ -361,7 +415,7 @@ impl Session {
     /// [`MqttCodec::error_reply`](super::MqttCodec::error_reply).
     pub fn connection_lost(&mut self, reason_code: u8, out: &mut Vec<Effect>) {
         if self.state != State::Connected {
-            self.will = None;
+            self.drop_will();
         }
         self.close(reason_code, out);
     }
@@ -405,22 +459,24 @@ impl Session {
             }
             let slot = usize::from(alias - 1);
             if publish.topic.is_empty() {
-                match self.aliases.get(slot).cloned().flatten() {
+                let known = self.rare.as_ref().and_then(|r| r.aliases.get(slot));
+                match known.cloned().flatten() {
                     Some(topic) => publish.topic = topic,
                     None => return self.fail(reason::PROTOCOL_ERROR, out),
                 }
             } else {
-                if self.aliases.len() <= slot {
-                    self.aliases.resize(slot + 1, None);
+                let aliases = &mut self.rare().aliases;
+                if aliases.len() <= slot {
+                    aliases.resize(slot + 1, None);
                 }
-                self.aliases[slot] = Some(publish.topic.clone());
+                aliases[slot] = Some(publish.topic.clone());
             }
         }
         if publish.qos == QoS::AtMostOnce {
             return out.push(Effect::Publish(publish));
         }
         if let Some(index) = self.find(publish.packet_id) {
-            let stage = self.in_flight[index].stage;
+            let stage = self.rare().in_flight[index].stage;
             match (publish.qos, stage) {
                 // Released by PUBREC already: answer again, never publish twice.
                 (QoS::ExactlyOnce, Stage::AwaitingRelease) => {
@@ -432,10 +488,10 @@ impl Session {
             }
             return;
         }
-        if self.in_flight.len() >= usize::from(self.config.receive_maximum) {
+        if self.in_flight() >= usize::from(self.config.receive_maximum) {
             return self.fail(reason::RECEIVE_MAXIMUM_EXCEEDED, out);
         }
-        self.in_flight.push(InFlight {
+        self.rare().in_flight.push(InFlight {
             packet_id: publish.packet_id,
             stage: Stage::Kafka(publish.qos),
         });
@@ -445,8 +501,8 @@ impl Session {
     fn on_pubrel(&mut self, packet_id: u16, out: &mut Vec<Effect>) {
         let mut comp = PubAck::new(packet_id);
         match self.find(packet_id) {
-            Some(index) if self.in_flight[index].stage == Stage::AwaitingRelease => {
-                self.in_flight.swap_remove(index);
+            Some(index) if self.rare().in_flight[index].stage == Stage::AwaitingRelease => {
+                self.rare().in_flight.swap_remove(index);
             }
             // Still in Kafka: a PUBREL before our PUBREC breaks the QoS 2 flow.
             Some(_) => return self.fail(reason::PROTOCOL_ERROR, out),
@@ -463,13 +519,14 @@ impl Session {
             return self.fail(reason::PROTOCOL_ERROR, out);
         }
         if disconnect.reason_code != reason::DISCONNECT_WITH_WILL {
-            self.will = None;
+            self.drop_will();
         }
         self.close(disconnect.reason_code, out);
     }
 
     fn find(&self, packet_id: u16) -> Option<usize> {
-        self.in_flight.iter().position(|f| f.packet_id == packet_id)
+        let in_flight = &self.rare.as_ref()?.in_flight;
+        in_flight.iter().position(|f| f.packet_id == packet_id)
     }
 
     /// Ends a connected session because of the client: DISCONNECT (MQTT 5), will, close.
@@ -480,7 +537,7 @@ impl Session {
             ))));
         }
         if self.state != State::Connected {
-            self.will = None;
+            self.drop_will();
         }
         self.close(reason_code, out);
     }
@@ -489,13 +546,12 @@ impl Session {
         if self.state == State::Closed {
             return;
         }
-        if let Some(will) = self.will.take() {
+        if let Some(will) = self.rare.as_mut().and_then(|r| r.will.take()) {
             out.push(Effect::PublishWill(*will));
         }
         self.state = State::Closed;
-        self.deadline = None;
-        self.in_flight.clear();
-        self.aliases.clear();
+        self.deadline = NO_DEADLINE;
+        self.rare = None;
         out.push(Effect::Close { reason_code });
     }
 }

@@ -4,7 +4,7 @@
 use codecs::mqtt::{Accept, Connect, MqttString, ProtocolVersion};
 use tracing::{debug, warn};
 
-use super::{reason, Conn};
+use super::{reason, Authorization, Conn};
 use crate::metrics::ErrorKind;
 
 impl Conn {
@@ -12,8 +12,9 @@ impl Conn {
     /// the session and answers with CONNACK (or a refusal), resuming a persistent
     /// session's subscriptions and deliveries.
     pub(super) async fn connect(&mut self, connect: Box<Connect>) {
-        self.core.info.client_id = connect.client_id.as_str().to_owned();
-        self.core.info.username = connect.username.as_ref().map(|u| u.as_str().to_owned());
+        self.core.info.client_id = connect.client_id.as_str().into();
+        let username = connect.username.as_ref().map(|u| u.as_str());
+        self.core.info.set_username(username);
         let mut accept = Accept::default();
         if self.core.info.client_id.is_empty() {
             // MQTT 3.1.1 §3.1.3-6 and MQTT 5 §3.1.3-6: the server assigns one.
@@ -21,19 +22,25 @@ impl Conn {
             if connect.protocol == ProtocolVersion::V5 {
                 accept.assigned_client_id = MqttString::try_from(id.clone()).ok();
             }
-            self.core.info.client_id = id;
+            self.core.info.client_id = id.into();
         }
-        tracing::Span::current().record("client_id", self.core.info.client_id.as_str());
+        tracing::Span::current().record("client_id", &*self.core.info.client_id);
         if let Some(max) = connect.properties.receive_maximum {
             self.core.client_receive_maximum = max;
         }
         if let Some(auth) = &self.core.listener.auth {
-            let certificate = self.core.info.principal.as_deref();
+            let certificate = self.core.info.principal();
             match auth.connect(&connect, &self.core.info.client_id, certificate) {
                 Ok(authorized) => {
-                    self.core.info.principal = authorized.principal;
-                    self.core.acl = authorized.acl.map(Box::new);
-                    self.set_token_expiry(authorized.until);
+                    self.core.info.set_principal(authorized.principal);
+                    let expires_s = self.token_expiry(authorized.until);
+                    self.core.granted =
+                        (authorized.acl.is_some() || expires_s.is_some()).then(|| {
+                            Box::new(Authorization {
+                                acl: authorized.acl,
+                                expires_s,
+                            })
+                        });
                 }
                 Err((reason_code, why)) => {
                     debug!(reason_code, why, "CONNECT refused");

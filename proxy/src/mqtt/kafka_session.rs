@@ -16,20 +16,56 @@ use crate::runtime;
 use crate::sessions::{InFlight, StoredSub, StoredWill, TakeoverSignal};
 use crate::shard::Shard;
 
-/// The Kafka-kept session this connection serves.
+/// The Kafka-kept session this connection serves (every connected client has one, so it
+/// is kept within mimalloc's 48-byte class).
 pub(super) struct Owned {
     pub(super) gen: u64,
     /// Seconds the session outlives the connection; 0: it ends with it.
     pub(super) expiry_s: u32,
     pub(super) takeover: TakeoverSignal,
     /// Subscriptions, as stored.
-    pub(super) subs: Vec<StoredSub>,
+    pub(super) subs: Subs,
     /// Deliveries completed since the state was last saved, and when that was.
     pub(super) since_save: u32,
     /// On the shard's clock ([`Shard::now_ms`]): 8 bytes where an `Instant` takes 16.
     pub(super) saved_at_ms: u64,
     /// The will, routed, while the connection may still end abnormally.
     pub(super) will: Option<Box<StoredWill>>,
+}
+
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Owned>() <= 48);
+
+/// A session's stored subscriptions: one pointer, null for none (most sessions), where a
+/// `Vec` would take 24 bytes of every connection's [`Owned`].
+#[derive(Default)]
+#[expect(
+    clippy::box_collection,
+    reason = "a thin pointer: 8 bytes where a Vec or a boxed slice takes 24 or 16"
+)]
+pub(super) struct Subs(Option<Box<Vec<StoredSub>>>);
+
+impl Subs {
+    fn new(subs: Vec<StoredSub>) -> Subs {
+        Subs((!subs.is_empty()).then(|| Box::new(subs)))
+    }
+
+    pub(super) fn to_vec(&self) -> Vec<StoredSub> {
+        self.0.as_deref().cloned().unwrap_or_default()
+    }
+
+    pub(super) fn retain(&mut self, keep: impl FnMut(&StoredSub) -> bool) {
+        if let Some(subs) = &mut self.0 {
+            subs.retain(keep);
+            if subs.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    pub(super) fn push(&mut self, sub: StoredSub) {
+        self.0.get_or_insert_default().push(sub);
+    }
 }
 
 /// A persistent session's cursor is saved after this many completed deliveries, or this
@@ -80,7 +116,7 @@ impl Conn {
                 gen: 0,
                 expiry_s,
                 takeover,
-                subs: Vec::new(),
+                subs: Subs::default(),
                 since_save: 0,
                 saved_at_ms: self.core.shard.now_ms(),
                 will: will.clone().map(Box::new),
@@ -108,7 +144,7 @@ impl Conn {
             gen: claim.gen,
             expiry_s,
             takeover,
-            subs,
+            subs: Subs::new(subs),
             since_save: 0,
             saved_at_ms: self.core.shard.now_ms(),
             will: will.clone().map(Box::new),
@@ -191,7 +227,7 @@ impl Conn {
                 debug!(client_id, "will not published: the session was resumed");
                 return;
             }
-            if let Err(e) = publish_stored_will(shard, client_id.clone(), will).await {
+            if let Err(e) = publish_stored_will(shard, client_id.to_string(), will).await {
                 warn!(client_id, error = %e, "cannot publish a delayed will");
             }
         });
@@ -201,7 +237,7 @@ impl Conn {
     pub(super) async fn resume(&mut self, mut state: crate::sessions::Stored) {
         // The ACL may have changed since the session was stored (a restart with other
         // rules, or another principal using the client id): it drops what it now refuses.
-        if let Some(acl) = &self.core.acl {
+        if let Some(acl) = self.core.acl() {
             let allowed = |s: &StoredSub| {
                 let filter = MqttString::try_from(s.filter.clone()).ok();
                 let filter = filter.and_then(|f| TopicFilter::new(f).ok());
@@ -316,7 +352,7 @@ impl Core {
         Some(crate::sessions::Stored {
             gen: o.gen,
             owner: self.shard.sessions.owner(self.id),
-            subs: o.subs.clone(),
+            subs: o.subs.to_vec(),
             cursor,
             expiry_s: o.expiry_s,
             connected,

@@ -23,8 +23,7 @@ impl Conn {
         let received = self.core.shard.read_at();
         if self
             .core
-            .acl
-            .as_ref()
+            .acl()
             .is_some_and(|acl| !acl.may_publish(publish.topic.as_str()))
         {
             debug!(

@@ -52,12 +52,7 @@ impl Conn {
         let delivery = self.core.shard.delivery.clone();
         let mut codes = Vec::with_capacity(sub.subscriptions.len());
         for s in &sub.subscriptions {
-            let refused = if self
-                .core
-                .acl
-                .as_ref()
-                .is_some_and(|a| !a.may_subscribe(&s.filter))
-            {
+            let refused = if self.core.acl().is_some_and(|a| !a.may_subscribe(&s.filter)) {
                 debug!(
                     filter = s.filter.as_str(),
                     "SUBSCRIBE not allowed by the ACL"

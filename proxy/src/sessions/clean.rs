@@ -18,14 +18,14 @@ use futures::stream::{FuturesUnordered, StreamExt as _};
 use futures::FutureExt as _;
 use tracing::debug;
 
-use super::{now_ms, Serving, SessionStore, Stored, StoredWill, TakeoverSignal};
+use super::{now_ms, SessionStore, Stored, StoredWill, TakeoverSignal};
 use crate::runtime;
 
 /// One clean-session claim waiting to be written.
 pub(super) struct CleanClaim {
     pub(super) client_id: String,
-    /// The connection's number on the shard (its owner string is made when written).
-    pub(super) conn: u64,
+    /// Carries the connection's number on the shard (its owner string is made when
+    /// written).
     pub(super) signal: TakeoverSignal,
     pub(super) will: Option<StoredWill>,
 }
@@ -77,20 +77,14 @@ async fn write_all(store: Rc<SessionStore>, mut claims: UnboundedReceiver<CleanC
             + 1;
         let state = Stored {
             gen,
-            owner: store.owner(claim.conn),
+            owner: store.owner(claim.signal.conn()),
             connected: true,
             at_ms: now_ms(),
             will: claim.will.map(Box::new),
             ..Stored::default()
         };
         // Registered first, so the claim finds it when it is applied.
-        store.serve(
-            &claim.client_id,
-            Serving {
-                conn: claim.conn,
-                signal: claim.signal,
-            },
-        );
+        store.serve(&claim.client_id, claim.signal);
         match store.write(&claim.client_id, Some(&state)).await {
             Ok(ack) => {
                 let client_id = claim.client_id;

@@ -124,34 +124,33 @@ struct Superseded {
     last: Option<Stored>,
 }
 
-/// A connection serving a session on this shard, to be told when it is taken over.
-#[derive(Debug)]
-struct Serving {
-    /// The connection's number on the shard: its owner string is
-    /// [`SessionStore::owner`] of it (a number here saves two strings per connection).
-    conn: u64,
-    /// Also says whether its own claim has been applied.
-    signal: TakeoverSignal,
-}
-
-/// A handle a connection polls to learn that its session was taken over.
-#[derive(Debug, Clone, Default)]
+/// A handle a connection polls to learn that its session was taken over; the shard's
+/// `serving` table holds the other one, as the connection serving the session here.
+#[derive(Debug, Clone)]
 pub struct TakeoverSignal(Rc<TakeoverState>);
 
-#[derive(Default)]
 struct TakeoverState {
+    /// The connection's number on the shard: its owner string is
+    /// [`SessionStore::owner`] of it (a number here saves two strings per connection).
+    /// Here rather than beside the signal in the `serving` table, whose entries are 24
+    /// bytes so (the `Rc` is in mimalloc's 48-byte class either way).
+    conn: u64,
     taken_over: Cell<bool>,
     /// The connection's own claim has been applied: a claim by another owner from here on
-    /// is later in the log, so it takes this connection over. (Here rather than in
-    /// [`Serving`], where it would cost 8 bytes of padding per entry of the table.)
+    /// is later in the log, so it takes this connection over.
     applied: Cell<bool>,
-    /// A `Cell`, not a `RefCell`: 8 bytes less, so the whole `Rc` is 40 bytes.
+    /// A `Cell`, not a `RefCell`: 8 bytes less, so the whole `Rc` is 48 bytes.
     waker: Cell<Option<Waker>>,
 }
+
+// The `Rc` (two counts and this) stays within mimalloc's 48-byte class.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<TakeoverState>() <= 32);
 
 impl std::fmt::Debug for TakeoverState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TakeoverState")
+            .field("conn", &self.conn)
             .field("taken_over", &self.taken_over.get())
             .field("applied", &self.applied.get())
             .finish_non_exhaustive()
@@ -159,6 +158,20 @@ impl std::fmt::Debug for TakeoverState {
 }
 
 impl TakeoverSignal {
+    /// The signal of connection `conn`.
+    fn new(conn: u64) -> TakeoverSignal {
+        TakeoverSignal(Rc::new(TakeoverState {
+            conn,
+            taken_over: Cell::new(false),
+            applied: Cell::new(false),
+            waker: Cell::new(None),
+        }))
+    }
+
+    fn conn(&self) -> u64 {
+        self.0.conn
+    }
+
     /// Ready once another connection claimed the session.
     pub fn poll(&self, cx: &std::task::Context<'_>) -> Poll<()> {
         if self.0.taken_over.get() {
@@ -188,6 +201,11 @@ enum Load {
     Loaded,
 }
 
+// An entry of the `serving` table (one per connection; hashbrown keeps up to as many
+// spare).
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<(Box<str>, TakeoverSignal)>() == 24);
+
 /// One shard's view of the session topic.
 #[derive(Debug)]
 pub struct SessionStore {
@@ -196,12 +214,13 @@ pub struct SessionStore {
     /// `{process}/{shard}`: the prefix of this shard's owner strings.
     owner_prefix: String,
     cache: RefCell<HashMap<String, Stored>>,
-    /// By client identifier (a boxed `str`: 8 bytes less per entry than a `String`).
-    serving: RefCell<HashMap<Box<str>, Serving>>,
+    /// The connections serving sessions on this shard, by client identifier (a boxed
+    /// `str`: 8 bytes less per entry than a `String`), to be told when they are taken over.
+    serving: RefCell<HashMap<Box<str>, TakeoverSignal>>,
     /// Connections of this shard that a newer connection of this shard with the same
     /// client id replaced in `serving`, until they are taken over and end (rare: a client
     /// reconnecting to the same shard before its old connection is gone).
-    displaced: RefCell<Vec<(String, Serving)>>,
+    displaced: RefCell<Vec<(String, TakeoverSignal)>>,
     load: RefCell<Load>,
     /// Tasks waiting for a record of a client identifier to be applied (claims, clean
     /// ends), by client identifier: a record wakes only its own client's waiters.
@@ -311,14 +330,8 @@ impl SessionStore {
         let superseded = slot.last.or(slot.previous);
         debug!(client_id, gen, ?superseded, "session claimed");
         let resumed = superseded.filter(|s| !clean_start && !s.expired(now));
-        let signal = TakeoverSignal::default();
-        self.serve(
-            client_id,
-            Serving {
-                conn,
-                signal: signal.applied(),
-            },
-        );
+        let signal = TakeoverSignal::new(conn);
+        self.serve(client_id, signal.applied());
         Ok((Claim { gen, resumed }, signal))
     }
 
@@ -446,12 +459,11 @@ impl SessionStore {
         conn: u64,
         will: Option<StoredWill>,
     ) -> TakeoverSignal {
-        let signal = TakeoverSignal::default();
+        let signal = TakeoverSignal::new(conn);
         self.clean.push(
             self,
             CleanClaim {
                 client_id: client_id.to_owned(),
-                conn,
                 signal: signal.clone(),
                 will,
             },
@@ -483,7 +495,7 @@ impl SessionStore {
 
     /// Records `serving` as the connection serving `client_id` on this shard. One it
     /// replaces is kept aside: it is still to be taken over by the later claim.
-    fn serve(&self, client_id: &str, serving: Serving) {
+    fn serve(&self, client_id: &str, serving: TakeoverSignal) {
         let replaced = self.serving.borrow_mut().insert(client_id.into(), serving);
         if let Some(old) = replaced {
             self.displaced
@@ -495,12 +507,12 @@ impl SessionStore {
     /// Forgets connection `conn` as the one serving `client_id` (it ended).
     pub fn release(&self, client_id: &str, conn: u64) {
         let mut serving = self.serving.borrow_mut();
-        if serving.get(client_id).is_some_and(|s| s.conn == conn) {
+        if serving.get(client_id).is_some_and(|s| s.conn() == conn) {
             serving.remove(client_id);
         }
         let mut displaced = self.displaced.borrow_mut();
         if !displaced.is_empty() {
-            displaced.retain(|(id, s)| !(id == client_id && s.conn == conn));
+            displaced.retain(|(id, s)| !(id == client_id && s.conn() == conn));
         }
     }
 
@@ -624,11 +636,11 @@ impl SessionStore {
     /// client with, if that connection's own claim came earlier.
     fn take_over(&self, client_id: &str, owner: &str) {
         let conn = self.conn_of(owner);
-        let apply = |serving: &Serving| {
-            if conn == Some(serving.conn) {
-                serving.signal.0.applied.set(true);
-            } else if serving.signal.0.applied.get() {
-                serving.signal.fire();
+        let apply = |serving: &TakeoverSignal| {
+            if conn == Some(serving.conn()) {
+                serving.0.applied.set(true);
+            } else if serving.0.applied.get() {
+                serving.fire();
             }
         };
         if let Some(serving) = self.serving.borrow().get(client_id) {

@@ -468,3 +468,48 @@ fn auth_without_method_is_protocol_error() {
     let out = run(&mut session, 1, Packet::Auth(Auth::default()));
     assert_eq!(out, vec![disconnect(0x82), close(0x82)]);
 }
+
+#[test]
+fn shrink_keeps_what_is_in_flight_and_the_aliases() {
+    let mut session = connected(ProtocolVersion::V5, 0, false, SessionConfig::default());
+    run(&mut session, 1, publish(QoS::ExactlyOnce, 7, "a"));
+    run(
+        &mut session,
+        2,
+        with_alias(publish(QoS::AtMostOnce, 0, "long/topic"), 3),
+    );
+    session.shrink();
+    assert_eq!(session.in_flight(), 1);
+    // The QoS 2 message is still tracked: a duplicate is not published again.
+    assert!(run(&mut session, 3, publish(QoS::ExactlyOnce, 7, "a")).is_empty());
+    let out = run(
+        &mut session,
+        4,
+        with_alias(publish(QoS::AtMostOnce, 0, ""), 3),
+    );
+    assert!(matches!(&out[..], [Effect::Publish(p)] if p.topic == "long/topic"));
+}
+
+#[test]
+fn shrink_of_an_idle_session_frees_its_bookkeeping_and_grows_it_again() {
+    let mut session = connected(ProtocolVersion::V5, 0, false, SessionConfig::default());
+    run(&mut session, 1, publish(QoS::AtLeastOnce, 9, "a"));
+    let mut out = Vec::new();
+    session.on_kafka_ack(9, KafkaAck::Written, &mut out);
+    session.shrink();
+    assert!(session.rare.is_none());
+    // The next message is tracked as before.
+    let out = run(&mut session, 2, publish(QoS::AtLeastOnce, 9, "a"));
+    assert!(matches!(&out[..], [Effect::Publish(p)] if p.packet_id == 9));
+    assert!(run(&mut session, 3, publish(QoS::AtLeastOnce, 9, "a")).is_empty());
+    assert_eq!(session.in_flight(), 1);
+}
+
+#[test]
+fn shrink_keeps_the_will() {
+    let mut session = connected(ProtocolVersion::V3_1_1, 0, true, SessionConfig::default());
+    session.shrink();
+    let mut out = Vec::new();
+    session.connection_lost(0x80, &mut out);
+    assert!(matches!(&out[..], [Effect::PublishWill(w), _] if w.topic == "will/topic"));
+}
