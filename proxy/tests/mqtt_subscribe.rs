@@ -378,6 +378,31 @@ fn persistent_sessions_resume_on_another_process_with_what_they_missed() {
 }
 
 #[test]
+fn a_session_moves_through_three_processes_and_misses_nothing() {
+    let broker = Broker::start().expect("broker");
+    let config = common::config(&broker.bootstrap(), "");
+    let p: Vec<Sluice> = (0..3)
+        .map(|_| Sluice::start(&config).expect("sluice"))
+        .collect();
+    let send = |s: &Sluice, m: &str| {
+        common::publish(s.mqtt, &["-q", "1", "-t", "cmd/dev-t/run", "-m", m], None).unwrap()
+    };
+    let client = SessionClient::start(&p[0], "dev-t", &["subscribe", "cmd/dev-t/#", "1"]);
+    client.wait("subscribed");
+    send(&p[1], "m-0");
+    assert_eq!(payloads(&client.finish()), ["m-0"]);
+    // While it is away, a message goes through one process; it comes back on another,
+    // which reads it from Kafka: the session goes 0 → 2 → 0 → 1, every process publishes.
+    for i in 1..=3 {
+        let message = format!("m-{i}");
+        send(&p[i % 3], &message);
+        let client = SessionClient::start(&p[(i + 1) % 3], "dev-t", &["resume", "1"]);
+        assert_eq!(client.wait("connected")["session_present"], true);
+        assert_eq!(payloads(&client.finish()), [message]);
+    }
+}
+
+#[test]
 fn a_second_connection_takes_the_session_over_across_processes() {
     let broker = Broker::start().expect("broker");
     let config = common::config(&broker.bootstrap(), "");
