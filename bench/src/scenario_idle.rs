@@ -66,6 +66,8 @@ pub struct IdleResult {
     pub retries: u64,
     /// Connections the server itself counts as open (sluice's metrics), if known.
     pub server_open: Option<u64>,
+    /// Of those, the parked ones (no task, no buffers: `sluice_connections_parked`).
+    pub server_parked: Option<u64>,
     pub before: Memory,
     pub after: Memory,
     pub rss_stable: bool,
@@ -154,6 +156,13 @@ fn loadgen_args(a: &IdleArgs, addr: std::net::SocketAddr, n: u64, rate: f64) -> 
     }
 }
 
+/// What sluice's metrics say about its connections.
+#[derive(Debug, Clone, Copy)]
+struct ServerCounts {
+    open: u64,
+    parked: u64,
+}
+
 /// Opens `n` idle connections to `addr` and measures the memory of `pids`.
 fn measure(
     server: &str,
@@ -162,7 +171,7 @@ fn measure(
     n: u64,
     warmup: u64,
     a: &IdleArgs,
-    server_open: &dyn Fn() -> Option<u64>,
+    server_counts: &dyn Fn() -> Option<ServerCounts>,
 ) -> Result<IdleResult> {
     eprintln!("{server}: warm-up with {warmup} connections");
     let mut warm = LoadgenChild::spawn(
@@ -204,10 +213,14 @@ fn measure(
         stalled: stalled_loadgens,
     } = group.wait_connected(deadline)?;
     eprintln!("{server}: {connected} connected, {failed} failed ({retries} retried handshakes, {stalled_loadgens} load generator(s) stalled) in {connect_seconds:.1} s; waiting for RSS to settle");
-    let stable = wait_stable(pids, Duration::from_secs(30))?;
+    // A million connections on a machine at load 100 still moved RSS after 30 s (1,752
+    // B per connection then, 498 B at 204,000), so the wait grows with the count: 30 s
+    // plus 1 s per 10,000 connections.
+    let settle = Duration::from_secs(30) + Duration::from_secs_f64(n as f64 / 10_000.0);
+    let stable = wait_stable(pids, settle)?;
     let after = memory_of(pids)?;
     let kernel_after = procs::kernel_memory();
-    let open = server_open();
+    let counts = server_counts();
     let loadgen_rss: u64 = group
         .children
         .iter()
@@ -233,7 +246,8 @@ fn measure(
         connected,
         failed,
         retries,
-        server_open: open,
+        server_open: counts.map(|c| c.open),
+        server_parked: counts.map(|c| c.parked),
         before,
         after,
         rss_stable: stable,
@@ -265,11 +279,13 @@ pub fn run(a: &IdleArgs) -> Result<IdleOutput> {
         let listen = sluices[0].mqtt;
         eprintln!("sluice: {processes} process(es) listening on {listen}");
         let pids: Vec<u32> = sluices.iter().map(SluiceProc::pid).collect();
-        let open = || -> Option<u64> {
-            sluices
-                .iter()
-                .map(|s| s.metric("sluice_connections_open").ok())
-                .sum()
+        let counts = || -> Option<ServerCounts> {
+            let sum =
+                |name: &str| -> Option<u64> { sluices.iter().map(|s| s.metric(name).ok()).sum() };
+            Some(ServerCounts {
+                open: sum("sluice_connections_open")?,
+                parked: sum("sluice_connections_parked")?,
+            })
         };
         let warmup = 8 * (a.sluice_shards * processes) as u64;
         results.push(measure(
@@ -279,7 +295,7 @@ pub fn run(a: &IdleArgs) -> Result<IdleOutput> {
             a.connections,
             warmup,
             a,
-            &open,
+            &counts,
         )?);
     }
     for (kind, n) in [
@@ -338,7 +354,18 @@ pub fn print(out: &IdleOutput) {
     }
     for r in &out.results {
         if !r.rss_stable {
-            println!("\nnote: {}'s RSS had not settled within 30 s", r.server);
+            println!(
+                "\nnote: {}'s RSS had not settled when it was measured",
+                r.server
+            );
+        }
+        if let (Some(open), Some(parked)) = (r.server_open, r.server_parked) {
+            if parked < open {
+                println!(
+                    "\nnote: {parked} of {} open connections were parked when measured",
+                    open
+                );
+            }
         }
         if let Some(open) = r.server_open {
             if open != r.connected {
