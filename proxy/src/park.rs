@@ -12,7 +12,7 @@
 //! them all ([`ParkingLot::resume_all`]). Whichever comes first, the lot gives the
 //! connection a task and a glommio stream again ([`Resume`]), and its driver carries on as
 //! if it had never stopped. What a connection keeps while parked is up to its driver
-//! (MQTT keeps its `Core`, at most 192 bytes); the lot adds a 32-byte slot. The waker
+//! (MQTT keeps its `Core`, at most 128 bytes); the lot adds a 32-byte slot. The waker
 //! allocates nothing: its data word is the slot's [`Key`], which also names the lot
 //! (an `Arc` per parked connection was another 32 bytes).
 //!

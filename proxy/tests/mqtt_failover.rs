@@ -36,12 +36,9 @@ fn persistent_sessions_survive_the_death_of_their_process() {
     let first = Sluice::start(&config).expect("first sluice");
     // The second process listens on the same port (SO_REUSEPORT): the kernel spreads new
     // connections over both, and sends everything to the survivor once one is gone.
-    let port = first.mqtt.port();
-    let shared = config.replace(
-        "name = \"mqtt\"\nlisten = \"127.0.0.1:0\"",
-        &format!("name = \"mqtt\"\nlisten = \"127.0.0.1:{port}\""),
-    );
+    let shared = common::on_mqtt_port_of(&config, &first);
     let second = Sluice::start(&shared).expect("second sluice on the same port");
+    let port = first.mqtt.port();
     assert_eq!(second.mqtt.port(), port);
 
     let mut clients = common::Guard(

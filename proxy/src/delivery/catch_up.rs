@@ -87,7 +87,7 @@ pub(super) async fn catch_up(
                 }
                 // Expired while the client was away: the cursor moves past it unsent.
                 let expires_at = meta.expires_at(record.timestamp);
-                if expires_at.is_some_and(|at| at <= crate::sessions::now_ms()) {
+                if super::message::expired(expires_at, crate::sessions::now_ms()) {
                     metrics.expired.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }

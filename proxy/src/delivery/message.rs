@@ -44,6 +44,12 @@ pub struct Message {
     encoded: RefCell<Vec<Encoded>>,
 }
 
+/// Whether a message expiring at `expires_at` (milliseconds since the Unix epoch) has
+/// expired at `now_ms`.
+pub fn expired(expires_at: Option<u64>, now_ms: u64) -> bool {
+    expires_at.is_some_and(|at| at <= now_ms)
+}
+
 /// What a subscriber's connection says about the PUBLISHes it takes.
 #[derive(Debug, Clone, Copy)]
 pub struct Recipient {
@@ -93,7 +99,7 @@ impl Message {
     /// Whether it has expired at `now_ms` (milliseconds since the Unix epoch): it is no
     /// longer sent to anyone.
     pub fn expired(&self, now_ms: u64) -> bool {
-        self.expires_at.is_some_and(|at| at <= now_ms)
+        expired(self.expires_at, now_ms)
     }
 
     /// What is left of its Message Expiry Interval at `now_ms`, in seconds rounded up.

@@ -242,7 +242,7 @@ impl Delivery {
         let now = crate::sessions::now_ms();
         self.retained
             .borrow_mut()
-            .retain(|_, r| r.expires_at.is_none_or(|at| at > now));
+            .retain(|_, r| !message::expired(r.expires_at, now));
         for (topic, r) in self.retained.borrow().iter() {
             let Ok(name) = MqttString::from_bytes(topic.clone()) else {
                 continue;
@@ -415,7 +415,7 @@ impl Delivery {
         // Headers are decoded once per shard, and only for a record someone here gets.
         let meta = from_headers(&record.headers);
         let expires_at = meta.expires_at(record.timestamp);
-        if expires_at.is_some_and(|at| at <= crate::sessions::now_ms()) {
+        if message::expired(expires_at, crate::sessions::now_ms()) {
             self.metrics.expired.fetch_add(1, Ordering::Relaxed);
             return;
         }

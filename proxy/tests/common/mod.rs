@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod subscribers;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +58,18 @@ kafka_topic = "mqtt-messages"
 key = "{{topic}}"
 headers = ["client_id", "user_properties", "content_type", "qos"]
 "##
+    )
+}
+
+/// `config` (made by [`config`]) with its MQTT listener on `first`'s port, so that the
+/// process shares it with `first` (SO_REUSEPORT: the kernel picks a process per connection).
+pub fn on_mqtt_port_of(config: &str, first: &Sluice) -> String {
+    config.replace(
+        "name = \"mqtt\"\nlisten = \"127.0.0.1:0\"",
+        &format!(
+            "name = \"mqtt\"\nlisten = \"127.0.0.1:{}\"",
+            first.mqtt.port()
+        ),
     )
 }
 
