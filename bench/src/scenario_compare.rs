@@ -148,6 +148,9 @@ pub struct Run {
     /// sluice runs: sluice's own `sluice_produce_latency_seconds` over the run (a
     /// message's read → Kafka's acknowledgement).
     pub inside_sluice: Option<InsideSluice>,
+    /// sluice runs: record batches it sent to Kafka (Δ `sluice_produce_batches_total`); the
+    /// records per batch are what a Kafka consumer fetches in each.
+    pub sluice_batches: Option<u64>,
     /// Latency runs with `--kafka-consumer`: what the independent consumer read of this
     /// run's records (`count_matches`: exactly the `acked` ones).
     pub consumer: Option<ConsumerOutput>,
@@ -515,10 +518,11 @@ fn report_run(r: &Run) {
         r.latency.p999_us / 1000.0,
         r.latency.max_us / 1000.0,
         r.inside_sluice.as_ref().map_or(String::new(), |i| format!(
-            "; inside sluice mean {:.2} ms, p50 ≤ {:.2} ms, p99 ≤ {:.2} ms",
+            "; inside sluice mean {:.2} ms, p50 ≤ {:.2} ms, p99 ≤ {:.2} ms, {:.0} records per Kafka batch",
             i.mean_us / 1000.0,
             i.p50_at_most_us / 1000.0,
-            i.p99_at_most_us / 1000.0
+            i.p99_at_most_us / 1000.0,
+            r.acked as f64 / r.sluice_batches.unwrap_or(0).max(1) as f64
         )),
         r.load_before,
         r.load_after
@@ -608,8 +612,10 @@ fn one_run(
                 unreachable!("compare starts sluice")
             };
             let inside0 = ProduceHistogram::read(sluice)?;
+            let batches0 = sluice.metric("sluice_produce_batches_total")?;
             let o = scenario_publish::measure(server, &publish_args(a, rate, seconds))?;
             let inside = ProduceHistogram::read(sluice)?.since(&inside0);
+            let batches = sluice.metric("sluice_produce_batches_total")? - batches0;
             if o.unacked > 0 || o.dropped > 0 || o.records_failed > 0 || !o.kafka_count_matches {
                 bail!(
                     "the sluice run lost messages: {} unacked, {} connections dropped, {} records failed, Kafka count {}",
@@ -634,6 +640,7 @@ fn one_run(
                 load_before: 0.0,
                 load_after: 0.0,
                 inside_sluice: Some(inside),
+                sluice_batches: Some(batches),
                 consumer: None,
             }
         }
@@ -734,6 +741,7 @@ fn rdkafka_run(server: &Server, a: &CompareArgs, rate: Rate, seconds: f64) -> Re
         load_before: 0.0,
         load_after: 0.0,
         inside_sluice: None,
+        sluice_batches: None,
         consumer: None,
     })
 }
