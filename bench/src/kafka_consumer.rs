@@ -1,15 +1,18 @@
-//! An independent Kafka consumer for the `publish` scenario: librdkafka (the rdkafka crate,
-//! not sluice's kafka-wire) reads the topic sluice writes and times every record from the
-//! send time the load generator stamped at the start of its payload. So the latency covers
-//! the whole way from an MQTT client's scheduled send to a Kafka consumer (MQTT client →
-//! sluice → Kafka → consumer), and the count is what Kafka really holds, read by a client
-//! that shares no code with sluice.
+//! An independent Kafka consumer for the `publish` and `compare` scenarios: librdkafka (the
+//! rdkafka crate, not sluice's kafka-wire) reads a topic and times every record from the
+//! send time stamped at the start of its payload (by the MQTT load generator, or by the
+//! rdkafka producer of `compare`'s baseline). So the latency covers the whole way from a
+//! client's scheduled send to a Kafka consumer (MQTT client → sluice → Kafka → consumer),
+//! and the count is what Kafka really holds, read by a client that shares no code with
+//! sluice.
 //!
-//! The consumer assigns itself every partition from the beginning (no consumer group: one
-//! reader, nothing to coordinate) and reads to the end before the run starts, so records of
-//! earlier runs against the same broker are behind it; it still skips any record stamped
-//! before it started. tansu's "latest offset" can be too low (environment.md), which is why
-//! it does not start from there.
+//! The consumer assigns itself every partition (no consumer group: one reader, nothing to
+//! coordinate), from the beginning or from where an earlier consumer of the same topic
+//! stopped ([`Consumed::positions`]: a scenario that runs many times against one broker
+//! does not read the earlier runs again), and reads to the end before the run starts, so
+//! records of earlier runs are behind it; it still skips any record stamped before it
+//! started. tansu's "latest offset" can be too low (environment.md), which is why it does
+//! not start from there.
 //!
 //! Each offset counts once, in order. tansu 0.6.0 answers a fetch from inside a record
 //! batch with the batches after it (docs/testing.md, "tansu 0.6.0: quirks"), and a
@@ -37,7 +40,7 @@ use crate::loadgen::{histogram, wall_ns};
 
 /// A consumer thread, running.
 pub struct LatencyConsumer {
-    thread: JoinHandle<Result<Histogram<u64>>>,
+    thread: JoinHandle<Result<(Histogram<u64>, Vec<i64>)>>,
     state: Arc<State>,
 }
 
@@ -66,13 +69,22 @@ pub struct Consumed {
     pub refetches: u64,
     /// Scheduled send → read by the consumer, nanoseconds.
     pub latency: Histogram<u64>,
+    /// Per partition, the offset after the last record read: where the next consumer of
+    /// the topic can start.
+    pub positions: Vec<i64>,
 }
 
 impl LatencyConsumer {
-    /// Starts reading every partition of `topic` at `bootstrap`. A Fetch waits at most
-    /// `max_wait_ms` for records (`fetch.wait.max.ms`): a bound on what the consumer's own
-    /// polling adds to the latency.
-    pub fn start(bootstrap: &str, topic: &str, max_wait_ms: u32) -> Result<LatencyConsumer> {
+    /// Starts reading every partition of `topic` at `bootstrap`, from its beginning or, with
+    /// `from`, at these offsets (an earlier consumer's [`Consumed::positions`]). A Fetch waits
+    /// at most `max_wait_ms` for records (`fetch.wait.max.ms`): a bound on what the
+    /// consumer's own polling adds to the latency.
+    pub fn start(
+        bootstrap: &str,
+        topic: &str,
+        max_wait_ms: u32,
+        from: Option<&[i64]>,
+    ) -> Result<LatencyConsumer> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("group.id", "sluice-bench-latency")
@@ -92,9 +104,17 @@ impl LatencyConsumer {
         if partitions == 0 {
             bail!("topic {topic} has no partitions");
         }
+        let starts: Vec<i64> = (0..partitions as usize)
+            .map(|p| from.and_then(|f| f.get(p)).copied().unwrap_or(0))
+            .collect();
         let mut assignment = TopicPartitionList::new();
-        for p in 0..partitions {
-            assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+        for (p, &at) in starts.iter().enumerate() {
+            let offset = if at == 0 {
+                Offset::Beginning
+            } else {
+                Offset::Offset(at)
+            };
+            assignment.add_partition_offset(topic, p as i32, offset)?;
         }
         consumer.assign(&assignment)?;
         let state = Arc::new(State {
@@ -110,7 +130,7 @@ impl LatencyConsumer {
         let topic_name = topic.to_owned();
         let thread = std::thread::Builder::new()
             .name("latency-consumer".into())
-            .spawn(move || read(consumer, topic_name, partitions, since, &shared))?;
+            .spawn(move || read(consumer, topic_name, starts, since, &shared))?;
         Ok(LatencyConsumer { thread, state })
     }
 
@@ -141,7 +161,7 @@ impl LatencyConsumer {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.state.stop.store(true, Ordering::Relaxed);
-        let latency = self
+        let (latency, positions) = self
             .thread
             .join()
             .map_err(|_| anyhow::anyhow!("the Kafka consumer thread panicked"))??;
@@ -150,21 +170,30 @@ impl LatencyConsumer {
             malformed: self.state.malformed.load(Ordering::Relaxed),
             refetches: self.state.refetches.load(Ordering::Relaxed),
             latency,
+            positions,
         })
     }
 }
 
-/// The consumer thread: polls until told to stop, timing records stamped from `since` on.
+/// The consumer thread: polls until told to stop, timing records stamped from `since` on;
+/// reading each partition from its offset in `starts`. Returns the latency histogram and
+/// the offsets where it stopped.
 fn read(
     consumer: BaseConsumer,
     topic: String,
-    partitions: i32,
+    starts: Vec<i64>,
     since: u64,
     state: &State,
-) -> Result<Histogram<u64>> {
+) -> Result<(Histogram<u64>, Vec<i64>)> {
     let mut latency = histogram();
-    let mut at_end = vec![false; partitions as usize];
-    let mut reading: Vec<InOrder> = (0..partitions).map(|_| InOrder::default()).collect();
+    let mut at_end = vec![false; starts.len()];
+    let mut reading: Vec<InOrder> = starts
+        .iter()
+        .map(|&next| InOrder {
+            next,
+            ..InOrder::default()
+        })
+        .collect();
     while !state.stop.load(Ordering::Relaxed) {
         let Some(polled) = consumer.poll(Duration::from_millis(50)) else {
             continue;
@@ -214,7 +243,7 @@ fn read(
             }
         }
     }
-    Ok(latency)
+    Ok((latency, reading.iter().map(|o| o.next).collect()))
 }
 
 /// One partition's offsets, taken each once and in order.

@@ -7,7 +7,10 @@
 //!
 //! Latency is from each record's scheduled send time (open loop) or its actual `send` (max)
 //! to its delivery report, in an HdrHistogram: a stall of the sender, librdkafka or the
-//! broker counts (coordinated omission), as on the MQTT side.
+//! broker counts (coordinated omission), as on the MQTT side. Each value starts with the
+//! same [`Stamp`] the MQTT load generator writes (that send time on the wall clock, the key
+//! as the stream, a sequence number per key), so an independent Kafka consumer times both
+//! sides' records alike (`compare --kafka-consumer`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -22,7 +25,7 @@ use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProd
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::process_cpu;
-use crate::loadgen::{histogram_values, Rate};
+use crate::loadgen::{histogram_values, wall_ns, Rate, Stamp};
 
 /// The child's arguments.
 #[derive(Debug, Clone, Args, Serialize)]
@@ -37,7 +40,7 @@ pub struct RdkafkaLoadArgs {
     /// Seconds of sending.
     #[arg(long)]
     pub seconds: f64,
-    /// Value bytes.
+    /// Value bytes (at least 8: the value carries its send time).
     #[arg(long, default_value_t = 100)]
     pub size: usize,
     /// `linger.ms`.
@@ -137,8 +140,8 @@ pub fn run_child(a: &RdkafkaLoadArgs) -> Result<()> {
 }
 
 fn run(a: &RdkafkaLoadArgs) -> Result<RdkafkaLoadResult> {
-    if a.keys == 0 {
-        bail!("--keys must be positive");
+    if a.keys == 0 || a.size < 8 {
+        bail!("--keys must be positive and --size at least 8 (the value carries a timestamp)");
     }
     // The same settings as `produce` (acks=all, idempotent, murmur2 like kafka-wire, deep
     // queues so that the queue is not what limits the maximum).
@@ -159,7 +162,7 @@ fn run(a: &RdkafkaLoadArgs) -> Result<RdkafkaLoadResult> {
             last: AtomicU64::new(0),
         })
         .context("creating the rdkafka producer")?;
-    let value = vec![b'x'; a.size];
+    let mut value = vec![b'x'; a.size];
     let keys: Vec<String> = (0..a.keys).map(|i| format!("bench/{i}")).collect();
     let ids: Vec<String> = (0..a.keys).map(|i| format!("lg{i}")).collect();
     let headers = |i: usize| {
@@ -177,6 +180,13 @@ fn run(a: &RdkafkaLoadArgs) -> Result<RdkafkaLoadResult> {
             })
     };
     // Warm-up: metadata, connections and the producer id are in place before the clock.
+    // Stamped at time 0: a reader timing the run skips them as older than its start.
+    Stamp {
+        sent_ns: 0,
+        stream: 0,
+        seq: 0,
+    }
+    .write(&mut value);
     for (i, key) in keys.iter().enumerate() {
         let record = BaseRecord::with_opaque_to(&a.topic, 0)
             .key(key.as_str())
@@ -195,6 +205,8 @@ fn run(a: &RdkafkaLoadArgs) -> Result<RdkafkaLoadResult> {
     };
     let cpu0 = process_cpu();
     let t0 = ctx.start.elapsed();
+    let wall_t0 = wall_ns();
+    let mut seqs = vec![0u64; keys.len()];
     let end = t0 + Duration::from_secs_f64(a.seconds);
     let mut next = t0;
     let mut sent = 0u64;
@@ -213,6 +225,13 @@ fn run(a: &RdkafkaLoadArgs) -> Result<RdkafkaLoadResult> {
             Some(_) => next,
             None => now,
         };
+        Stamp {
+            sent_ns: wall_t0 + (from - t0).as_nanos() as u64,
+            stream: i as u32,
+            seq: seqs[i],
+        }
+        .write(&mut value);
+        seqs[i] += 1;
         let record = BaseRecord::with_opaque_to(&a.topic, from.as_nanos() as usize)
             .key(keys[i].as_str())
             .payload(&value[..])

@@ -19,18 +19,30 @@
 //!    runs each). Latency is from each record's *scheduled* send time to its acknowledgement
 //!    (rdkafka's delivery report; the MQTT PUBACK), in HdrHistograms; the added latency per
 //!    percentile is sluice's median minus rdkafka's median.
+//!
+//! With `--kafka-consumer`, every latency run also has an independent librdkafka consumer
+//! (`kafka_consumer.rs`) read its side's topic: both sides stamp each record's scheduled send
+//! time at the start of its value the same way, so the consumer times MQTT client → sluice →
+//! Kafka → consumer and rdkafka → Kafka → consumer alike, and checks that it read exactly
+//! the records acknowledged. The added latency at the consumer is again the difference of
+//! the medians per percentile: what a Kafka reader of sluice's records waits longer than a
+//! reader of a direct producer's. Each run's consumer starts where the side's previous one
+//! stopped, so only the first reads through the maximum phase's records (before its run).
+//! It runs in this process during both sides' runs, so both share the machine with it.
 
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::cpu::pid_cpu;
+use crate::kafka_consumer::LatencyConsumer;
 use crate::loadgen::{histogram_from, LatencySummary, MqttVersion, Rate};
 use crate::procs::{self, SluiceProc, SluiceSettings};
 use crate::rdkafka_load::RdkafkaLoadResult;
-use crate::scenario_publish::{self, PublishArgs, Server};
+use crate::scenario_publish::{self, ConsumerOutput, PublishArgs, Server};
 use crate::sink::{Sink, SinkKind};
 use crate::stats::{latency_curve, median, CurvePoint};
 
@@ -94,6 +106,13 @@ pub struct CompareArgs {
     /// clients; rdkafka: the same two). Off: key and value only, rdkafka at its fastest.
     #[arg(long)]
     pub headers: bool,
+    /// In the latency phase, also read both sides' records with an independent Kafka
+    /// consumer (librdkafka) and time each from its scheduled send.
+    #[arg(long)]
+    pub kafka_consumer: bool,
+    /// The consumer's `fetch.wait.max.ms`: the most its own polling adds to the latency.
+    #[arg(long, default_value_t = 5)]
+    pub consumer_max_wait_ms: u32,
 }
 
 /// Which side a run measured.
@@ -129,6 +148,12 @@ pub struct Run {
     /// sluice runs: sluice's own `sluice_produce_latency_seconds` over the run (a
     /// message's read → Kafka's acknowledgement).
     pub inside_sluice: Option<InsideSluice>,
+    /// sluice runs: record batches it sent to Kafka (Δ `sluice_produce_batches_total`); the
+    /// records per batch are what a Kafka consumer fetches in each.
+    pub sluice_batches: Option<u64>,
+    /// Latency runs with `--kafka-consumer`: what the independent consumer read of this
+    /// run's records (`count_matches`: exactly the `acked` ones).
+    pub consumer: Option<ConsumerOutput>,
 }
 
 /// sluice's produce latency histogram over one run: what of the PUBACK latency is spent
@@ -218,9 +243,8 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn median_of(runs: &[&Run]) -> Percentiles {
-        let m =
-            |f: fn(&LatencySummary) -> f64| median(runs.iter().map(|r| f(&r.latency)).collect());
+    fn median_of(runs: &[&LatencySummary]) -> Percentiles {
+        let m = |f: fn(&LatencySummary) -> f64| median(runs.iter().map(|l| f(l)).collect());
         Percentiles {
             p50_us: m(|l| l.p50_us),
             p90_us: m(|l| l.p90_us),
@@ -264,6 +288,24 @@ pub struct LatencySeries {
     pub sluice_sustained: usize,
     /// Added p99 ≤ 0.5 ms and p99.9 ≤ 2 ms, with both sides sustaining the rate in most
     /// rounds.
+    pub target_met: bool,
+    /// With `--kafka-consumer`: the same at the independent consumer.
+    pub consumer: Option<ConsumerSeries>,
+}
+
+/// The latency phase at one rate, at the independent Kafka consumer: scheduled send → read.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerSeries {
+    /// Medians over the rounds, per percentile.
+    pub rdkafka: Percentiles,
+    pub sluice: Percentiles,
+    /// sluice − rdkafka, per percentile (of the medians).
+    pub added: Percentiles,
+    /// Rounds in which the consumer read exactly the records acknowledged, none malformed.
+    pub rdkafka_complete: usize,
+    pub sluice_complete: usize,
+    /// Added p99 ≤ 0.5 ms and p99.9 ≤ 2 ms, both sides sustaining the rate in most rounds
+    /// and every record read in every round.
     pub target_met: bool,
 }
 
@@ -314,10 +356,11 @@ pub fn run(a: &CompareArgs) -> Result<CompareOutput> {
         Server::Peer(_) => unreachable!("compare starts sluice"),
     };
 
+    let mut resume = Resume::default();
     let mut max_runs = Vec::new();
     for round in 0..a.rounds {
         for side in order(round) {
-            let r = one_run(&server, a, round, side, Rate::Max)?;
+            let r = one_run(&server, a, round, side, Rate::Max, &mut resume)?;
             report_run(&r);
             max_runs.push(r);
         }
@@ -361,7 +404,7 @@ pub fn run(a: &CompareArgs) -> Result<CompareOutput> {
         let mut runs = Vec::new();
         for round in 0..a.rounds {
             for side in order(round) {
-                let r = one_run(&server, a, round, side, Rate::PerSecond(rate))?;
+                let r = one_run(&server, a, round, side, Rate::PerSecond(rate), &mut resume)?;
                 report_run(&r);
                 runs.push(r);
             }
@@ -390,8 +433,10 @@ fn order(round: usize) -> [Side; 2] {
 
 fn series(base: LoadBase, rate: f64, runs: Vec<Run>) -> LatencySeries {
     let of = |side: Side| -> Vec<&Run> { runs.iter().filter(|r| r.side == side).collect() };
-    let rdkafka = Percentiles::median_of(&of(Side::Rdkafka));
-    let sluice = Percentiles::median_of(&of(Side::Sluice));
+    let acks =
+        |side: Side| -> Vec<&LatencySummary> { of(side).into_iter().map(|r| &r.latency).collect() };
+    let rdkafka = Percentiles::median_of(&acks(Side::Rdkafka));
+    let sluice = Percentiles::median_of(&acks(Side::Sluice));
     let added = sluice.minus(&rdkafka);
     let rate_of = |side: Side| median(of(side).iter().map(|r| r.acked_per_sec).collect());
     let sustained = |side: Side| {
@@ -402,6 +447,35 @@ fn series(base: LoadBase, rate: f64, runs: Vec<Run>) -> LatencySeries {
     };
     let (rdkafka_sustained, sluice_sustained) = (sustained(Side::Rdkafka), sustained(Side::Sluice));
     let most = |n: usize| 2 * n > of(Side::Rdkafka).len();
+    let consumer = runs.iter().any(|r| r.consumer.is_some()).then(|| {
+        let read = |side: Side| -> Vec<&ConsumerOutput> {
+            of(side)
+                .into_iter()
+                .filter_map(|r| r.consumer.as_ref())
+                .collect()
+        };
+        let median_of = |side: Side| {
+            Percentiles::median_of(&read(side).iter().map(|c| &c.latency).collect::<Vec<_>>())
+        };
+        let complete = |side: Side| read(side).iter().filter(|c| c.count_matches).count();
+        let (rdkafka, sluice) = (median_of(Side::Rdkafka), median_of(Side::Sluice));
+        let added = sluice.minus(&rdkafka);
+        let (rdkafka_complete, sluice_complete) = (complete(Side::Rdkafka), complete(Side::Sluice));
+        let rounds = of(Side::Rdkafka).len();
+        ConsumerSeries {
+            target_met: added.p99_us <= 500.0
+                && added.p999_us <= 2000.0
+                && most(rdkafka_sustained)
+                && most(sluice_sustained)
+                && rdkafka_complete == rounds
+                && sluice_complete == rounds,
+            rdkafka,
+            sluice,
+            added,
+            rdkafka_complete,
+            sluice_complete,
+        }
+    });
     let inside = |f: fn(&InsideSluice) -> f64| {
         median(
             runs.iter()
@@ -426,6 +500,7 @@ fn series(base: LoadBase, rate: f64, runs: Vec<Run>) -> LatencySeries {
         rdkafka,
         sluice,
         added,
+        consumer,
         runs,
     }
 }
@@ -443,21 +518,91 @@ fn report_run(r: &Run) {
         r.latency.p999_us / 1000.0,
         r.latency.max_us / 1000.0,
         r.inside_sluice.as_ref().map_or(String::new(), |i| format!(
-            "; inside sluice mean {:.2} ms, p50 ≤ {:.2} ms, p99 ≤ {:.2} ms",
+            "; inside sluice mean {:.2} ms, p50 ≤ {:.2} ms, p99 ≤ {:.2} ms, {:.0} records per Kafka batch",
             i.mean_us / 1000.0,
             i.p50_at_most_us / 1000.0,
-            i.p99_at_most_us / 1000.0
+            i.p99_at_most_us / 1000.0,
+            r.acked as f64 / r.sluice_batches.unwrap_or(0).max(1) as f64
         )),
         r.load_before,
         r.load_after
     );
+    if let Some(c) = &r.consumer {
+        eprintln!(
+            "  at the Kafka consumer: {} of {} acknowledged records read{}, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            c.records,
+            r.acked,
+            if c.count_matches { "" } else { " (MISMATCH)" },
+            c.latency.p50_us / 1000.0,
+            c.latency.p99_us / 1000.0,
+            c.latency.p999_us / 1000.0,
+            c.latency.max_us / 1000.0
+        );
+    }
 }
 
-fn one_run(server: &Server, a: &CompareArgs, round: usize, side: Side, rate: Rate) -> Result<Run> {
+/// Where each side's next independent consumer starts: after what the last one read.
+#[derive(Default)]
+struct Resume {
+    rdkafka: Option<Vec<i64>>,
+    sluice: Option<Vec<i64>>,
+}
+
+impl Resume {
+    fn of(&mut self, side: Side) -> &mut Option<Vec<i64>> {
+        match side {
+            Side::Rdkafka => &mut self.rdkafka,
+            Side::Sluice => &mut self.sluice,
+        }
+    }
+}
+
+/// Starts the independent consumer of `side`'s topic and waits until it has read what is
+/// already there.
+fn start_consumer(
+    server: &Server,
+    a: &CompareArgs,
+    side: Side,
+    from: Option<&[i64]>,
+) -> Result<LatencyConsumer> {
+    let Server::Sluice { broker, .. } = server else {
+        unreachable!("compare starts sluice")
+    };
+    let topic = match side {
+        Side::Rdkafka => RDKAFKA_TOPIC,
+        Side::Sluice => procs::MQTT_KAFKA_TOPIC,
+    };
+    let t0 = Instant::now();
+    let c = LatencyConsumer::start(&broker.bootstrap(), topic, a.consumer_max_wait_ms, from)?;
+    // The first consumer of a side reads the maximum phase's records (millions) first.
+    c.wait_caught_up(t0 + Duration::from_secs(120))?;
+    if from.is_none() {
+        eprintln!(
+            "the {side:?} side's Kafka consumer read {topic} to its end in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    Ok(c)
+}
+
+fn one_run(
+    server: &Server,
+    a: &CompareArgs,
+    round: usize,
+    side: Side,
+    rate: Rate,
+    resume: &mut Resume,
+) -> Result<Run> {
     procs::check_interrupted()?;
     let seconds = match rate {
         Rate::Max => a.max_seconds,
         Rate::PerSecond(_) => a.seconds,
+    };
+    let consumer = match rate {
+        Rate::PerSecond(_) if a.kafka_consumer => {
+            Some(start_consumer(server, a, side, resume.of(side).as_deref())?)
+        }
+        _ => None,
     };
     let load_before = load1();
     let mut run = match side {
@@ -467,8 +612,10 @@ fn one_run(server: &Server, a: &CompareArgs, round: usize, side: Side, rate: Rat
                 unreachable!("compare starts sluice")
             };
             let inside0 = ProduceHistogram::read(sluice)?;
+            let batches0 = sluice.metric("sluice_produce_batches_total")?;
             let o = scenario_publish::measure(server, &publish_args(a, rate, seconds))?;
             let inside = ProduceHistogram::read(sluice)?.since(&inside0);
+            let batches = sluice.metric("sluice_produce_batches_total")? - batches0;
             if o.unacked > 0 || o.dropped > 0 || o.records_failed > 0 || !o.kafka_count_matches {
                 bail!(
                     "the sluice run lost messages: {} unacked, {} connections dropped, {} records failed, Kafka count {}",
@@ -493,6 +640,8 @@ fn one_run(server: &Server, a: &CompareArgs, round: usize, side: Side, rate: Rat
                 load_before: 0.0,
                 load_after: 0.0,
                 inside_sluice: Some(inside),
+                sluice_batches: Some(batches),
+                consumer: None,
             }
         }
     };
@@ -503,6 +652,11 @@ fn one_run(server: &Server, a: &CompareArgs, round: usize, side: Side, rate: Rat
     };
     run.load_before = load_before;
     run.load_after = load1();
+    if let Some(c) = consumer {
+        let consumed = c.finish(run.acked, Instant::now() + Duration::from_secs(15))?;
+        run.consumer = Some(ConsumerOutput::of(&consumed, run.acked));
+        *resume.of(side) = Some(consumed.positions);
+    }
     Ok(run)
 }
 
@@ -587,6 +741,8 @@ fn rdkafka_run(server: &Server, a: &CompareArgs, rate: Rate, seconds: f64) -> Re
         load_before: 0.0,
         load_after: 0.0,
         inside_sluice: None,
+        sluice_batches: None,
+        consumer: None,
     })
 }
 
@@ -628,23 +784,14 @@ pub fn print(o: &CompareOutput) {
             "latency at {:.0} records/s ({} × {:?} max unless Fixed); acknowledged: rdkafka {:.0}/s, sluice {:.0}/s; medians of {} rounds, ms:\n",
             s.rate, o.args.load, s.base, s.rdkafka_acked_per_sec, s.sluice_acked_per_sec, o.args.rounds
         );
-        println!("| side | mean | p50 | p90 | p99 | p99.9 | max |");
-        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-        for (name, p) in [
-            ("rdkafka → tansu", &s.rdkafka),
-            ("MQTT → sluice → tansu", &s.sluice),
-            ("added (sluice − rdkafka)", &s.added),
-        ] {
-            println!(
-                "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-                p.mean_us / 1000.0,
-                p.p50_us / 1000.0,
-                p.p90_us / 1000.0,
-                p.p99_us / 1000.0,
-                p.p999_us / 1000.0,
-                p.max_us / 1000.0
-            );
-        }
+        print_percentiles(
+            [
+                ("rdkafka → tansu", &s.rdkafka),
+                ("MQTT → sluice → tansu", &s.sluice),
+                ("added (sluice − rdkafka)", &s.added),
+            ],
+            &[],
+        );
         println!(
             "\ninside sluice (read → Kafka ack, its own histogram): mean {:.2} ms, p99 ≤ {:.2} ms",
             s.inside_sluice_mean_us / 1000.0,
@@ -657,6 +804,68 @@ pub fn print(o: &CompareOutput) {
         println!(
             "added p99 ≤ 0.5 ms and p99.9 ≤ 2 ms (both sides sustaining the rate): {}\n",
             if s.target_met { "met" } else { "MISSED" }
+        );
+        if let Some(c) = &s.consumer {
+            println!("at an independent Kafka consumer (librdkafka, fetch.wait.max.ms {}), scheduled send → read; medians of the rounds, ms:\n", o.args.consumer_max_wait_ms);
+            let read = |side: Side| {
+                let each: Vec<String> = s
+                    .runs
+                    .iter()
+                    .filter(|r| r.side == side)
+                    .map(|r| {
+                        r.consumer
+                            .as_ref()
+                            .map_or("—".into(), |c| format!("{} / {}", c.records, r.acked))
+                    })
+                    .collect();
+                each.join(" · ")
+            };
+            print_percentiles(
+                [
+                    ("rdkafka → tansu → consumer", &c.rdkafka),
+                    ("MQTT → sluice → tansu → consumer", &c.sluice),
+                    ("added (sluice − rdkafka)", &c.added),
+                ],
+                &[read(Side::Rdkafka), read(Side::Sluice), String::new()],
+            );
+            println!(
+                "\nrounds in which the consumer read exactly the acknowledged records: rdkafka {}, sluice {} of {}",
+                c.rdkafka_complete, c.sluice_complete, o.args.rounds
+            );
+            println!(
+                "added at the consumer p99 ≤ 0.5 ms and p99.9 ≤ 2 ms (both sides sustaining the rate, every record read): {}\n",
+                if c.target_met { "met" } else { "MISSED" }
+            );
+        }
+    }
+}
+
+/// One Markdown table of percentiles in ms, one row per side, with the records read per
+/// round when `read` has them.
+fn print_percentiles(rows: [(&str, &Percentiles); 3], read: &[String]) {
+    let read_column = !read.is_empty();
+    println!(
+        "| side | mean | p50 | p90 | p99 | p99.9 | max |{}",
+        if read_column {
+            " read / acked (each round) |"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |{}",
+        if read_column { " --- |" } else { "" }
+    );
+    for (i, (name, p)) in rows.into_iter().enumerate() {
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |{}",
+            p.mean_us / 1000.0,
+            p.p50_us / 1000.0,
+            p.p90_us / 1000.0,
+            p.p99_us / 1000.0,
+            p.p999_us / 1000.0,
+            p.max_us / 1000.0,
+            read.get(i).map_or(String::new(), |r| format!(" {r} |"))
         );
     }
 }

@@ -22,7 +22,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::cpu::pid_cpu;
-use crate::kafka_consumer::LatencyConsumer;
+use crate::kafka_consumer::{Consumed, LatencyConsumer};
 use crate::loadgen::{
     histogram_from, Group, LatencySummary, LoadgenArgs, Mode, MqttVersion, Rate, Stamp,
 };
@@ -206,7 +206,7 @@ pub struct SubscribersOutput {
 }
 
 /// The independent Kafka consumer's view of a run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ConsumerOutput {
     /// Records of this run it read from Kafka.
     pub records: u64,
@@ -217,9 +217,23 @@ pub struct ConsumerOutput {
     /// `records` equals the messages Kafka was expected to hold (acknowledged for QoS 1,
     /// sent for QoS 0).
     pub count_matches: bool,
-    /// Scheduled send by the MQTT client → read by the consumer.
+    /// Scheduled send by the client → read by the consumer.
     pub latency: LatencySummary,
     pub curve: Vec<CurvePoint>,
+}
+
+impl ConsumerOutput {
+    /// What `consumed` shows, given the records Kafka was expected to hold.
+    pub fn of(consumed: &Consumed, expected: u64) -> ConsumerOutput {
+        ConsumerOutput {
+            records: consumed.records,
+            malformed: consumed.malformed,
+            refetches: consumed.refetches,
+            count_matches: consumed.records == expected && consumed.malformed == 0,
+            latency: LatencySummary::of(&consumed.latency),
+            curve: latency_curve(&consumed.latency),
+        }
+    }
 }
 
 /// Runs the scenario.
@@ -294,6 +308,7 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
                 &broker.bootstrap(),
                 procs::MQTT_KAFKA_TOPIC,
                 a.consumer_max_wait_ms,
+                None,
             )?;
             c.wait_caught_up(Instant::now() + Duration::from_secs(60))?;
             Some(c)
@@ -352,14 +367,7 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
     let kafka_consumer = match consumer {
         Some(c) => {
             let consumed = c.finish(expected, Instant::now() + Duration::from_secs(15))?;
-            Some(ConsumerOutput {
-                records: consumed.records,
-                malformed: consumed.malformed,
-                refetches: consumed.refetches,
-                count_matches: consumed.records == expected && consumed.malformed == 0,
-                latency: LatencySummary::of(&consumed.latency),
-                curve: latency_curve(&consumed.latency),
-            })
+            Some(ConsumerOutput::of(&consumed, expected))
         }
         None => None,
     };

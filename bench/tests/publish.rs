@@ -2,38 +2,24 @@
 //! independent Kafka consumer (librdkafka) reading back every record of the run, and MQTT
 //! subscribers getting every message back through sluice.
 
-use std::process::Command;
+mod common;
 
 #[test]
 fn every_acknowledged_record_reaches_the_kafka_consumer_and_the_mqtt_subscribers() {
-    // The sluice binary of this build, beside the bench's (the workspace's tests build it).
-    let bench = std::path::Path::new(env!("CARGO_BIN_EXE_sluice-bench"));
-    let sluice = bench.with_file_name("sluice");
-    assert!(
-        sluice.is_file(),
-        "{} is missing: build the workspace (`cargo build --workspace`)",
-        sluice.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("publish.json");
-    let status = Command::new(bench)
-        .args([
-            "publish",
+    let o = common::run_scenario(
+        "publish",
+        &[
             "--clients",
             "4",
             "--rate",
             "400",
             "--duration",
             "2",
-        ])
-        .args(["--kafka-consumer", "--subscribers", "2", "--out"])
-        .arg(&out)
-        .env("SLUICE_BIN", &sluice)
-        .status()
-        .expect("sluice-bench runs");
-    assert!(status.success(), "sluice-bench publish: {status}");
-    let o: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&out).unwrap()).expect("the scenario's JSON");
+            "--kafka-consumer",
+            "--subscribers",
+            "2",
+        ],
+    );
     let acked = o["acked"].as_u64().unwrap();
     let consumer = &o["kafka_consumer"];
     assert!(acked >= 700, "about 800 PUBLISHes acknowledged: {o}");

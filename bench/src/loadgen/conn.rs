@@ -350,21 +350,14 @@ impl Conn {
             // Send everything due (catching up after a stall: each keeps its own
             // scheduled time, so the stall counts in the latency).
             while next < end && next <= now && inflight.len() < ctx.inflight {
-                let stamp = wall_start + (next - start);
-                let sent_ns = stamp.as_nanos() as u64;
-                if payload.len() >= Stamp::LEN {
-                    // This connection's messages are one stream, in order in one partition
-                    // (its topic is the key): subscribers can check it complete.
-                    let stream = self.index as u32;
-                    Stamp {
-                        sent_ns,
-                        stream,
-                        seq: sent,
-                    }
-                    .write(&mut payload);
-                } else {
-                    payload[..8].copy_from_slice(&sent_ns.to_le_bytes());
+                // This connection's messages are one stream, in order in one partition (its
+                // topic is the key): subscribers can check it complete.
+                Stamp {
+                    sent_ns: (wall_start + (next - start)).as_nanos() as u64,
+                    stream: self.index as u32,
+                    seq: sent,
                 }
+                .write(&mut payload);
                 sent += 1;
                 let qos = ctx.qos;
                 let id = if qos == QoS::AtMostOnce {

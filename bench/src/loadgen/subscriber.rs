@@ -47,11 +47,15 @@ impl Stamp {
     /// Bytes a stamp takes at the start of a payload.
     pub const LEN: usize = 20;
 
-    /// Writes the stamp over the start of `payload` (at least [`Stamp::LEN`] bytes).
+    /// Writes the stamp over the start of `payload`: all of it when the payload has
+    /// [`Stamp::LEN`] bytes, else only the send time (the payload has at least 8 bytes), which
+    /// is all a latency reader needs.
     pub fn write(&self, payload: &mut [u8]) {
         payload[..8].copy_from_slice(&self.sent_ns.to_le_bytes());
-        payload[8..16].copy_from_slice(&self.seq.to_le_bytes());
-        payload[16..20].copy_from_slice(&self.stream.to_le_bytes());
+        if payload.len() >= Stamp::LEN {
+            payload[8..16].copy_from_slice(&self.seq.to_le_bytes());
+            payload[16..20].copy_from_slice(&self.stream.to_le_bytes());
+        }
     }
 
     /// Reads the stamp at the start of `payload`.
@@ -233,6 +237,9 @@ mod tests {
         s.write(&mut p);
         assert_eq!(Stamp::read(&p), Some(s));
         assert_eq!(Stamp::read(&p[..Stamp::LEN - 1]), None);
+        let mut short = [b'x'; 8];
+        s.write(&mut short);
+        assert_eq!(short, s.sent_ns.to_le_bytes(), "only the send time fits");
     }
 
     #[test]

@@ -68,36 +68,24 @@ pub(super) fn compare(md: &mut String, r: &Results) {
             "Open loop at {} records/s{of}, scheduled send → acknowledgement, medians of the rounds, ms:\n",
             n(f(s, "rate")),
         );
-        let _ = writeln!(
+        percentiles(
             md,
-            "| side | acked/s | mean | p50 | p90 | p99 | p99.9 | max |"
+            s,
+            "acked/s",
+            [
+                (
+                    "rdkafka → tansu",
+                    "rdkafka",
+                    n(f(s, "rdkafka_acked_per_sec")),
+                ),
+                (
+                    "MQTT → sluice → tansu",
+                    "sluice",
+                    n(f(s, "sluice_acked_per_sec")),
+                ),
+                ("**added**", "added", String::new()),
+            ],
         );
-        let _ = writeln!(
-            md,
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-        );
-        for (label, key, rate) in [
-            ("rdkafka → tansu", "rdkafka", "rdkafka_acked_per_sec"),
-            ("MQTT → sluice → tansu", "sluice", "sluice_acked_per_sec"),
-            ("**added**", "added", ""),
-        ] {
-            let ms = |p: &str| f(s, &format!("{key}.{p}")) / 1000.0;
-            let _ = writeln!(
-                md,
-                "| {label} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-                if rate.is_empty() {
-                    "".into()
-                } else {
-                    n(f(s, rate))
-                },
-                ms("mean_us"),
-                ms("p50_us"),
-                ms("p90_us"),
-                ms("p99_us"),
-                ms("p999_us"),
-                ms("max_us")
-            );
-        }
         let _ = writeln!(
             md,
             "\nInside sluice (its `sluice_produce_latency_seconds`: read of the PUBLISH → Kafka's acknowledgement): mean {:.2} ms, p99 ≤ {:.2} ms (bucket bound). Rounds that sustained the rate (≥ 97 % acknowledged): rdkafka {}, sluice {} of {}.\n",
@@ -106,6 +94,69 @@ pub(super) fn compare(md: &mut String, r: &Results) {
             f(s, "rdkafka_sustained"),
             f(s, "sluice_sustained"),
             f(c, "args.rounds")
+        );
+        if s["consumer"].is_object() {
+            consumer(md, c, s);
+        }
+    }
+}
+
+/// The same rate at the independent Kafka consumer (`compare --kafka-consumer`).
+fn consumer(md: &mut String, c: &Value, s: &Value) {
+    let _ = writeln!(
+        md,
+        "The same runs at an independent Kafka consumer (librdkafka, `fetch.wait.max.ms` {}), scheduled send → read, medians of the rounds, ms:\n",
+        f(c, "args.consumer_max_wait_ms")
+    );
+    let runs: Vec<&Value> = s["runs"].as_array().into_iter().flatten().collect();
+    let read = |side: &str| {
+        let each: Vec<String> = runs
+            .iter()
+            .filter(|r| r["side"] == side)
+            .map(|r| format!("{} / {}", n(f(r, "consumer.records")), n(f(r, "acked"))))
+            .collect();
+        each.join(" · ")
+    };
+    percentiles(
+        md,
+        &s["consumer"],
+        "read / acked (each round)",
+        [
+            ("rdkafka → tansu → consumer", "rdkafka", read("rdkafka")),
+            ("MQTT → sluice → tansu → consumer", "sluice", read("sluice")),
+            ("**added**", "added", String::new()),
+        ],
+    );
+    let _ = writeln!(
+        md,
+        "\nRounds in which the consumer read exactly the acknowledged records: rdkafka {}, sluice {} of {}.\n",
+        f(s, "consumer.rdkafka_complete"),
+        f(s, "consumer.sluice_complete"),
+        f(c, "args.rounds")
+    );
+}
+
+/// A table of `s`'s percentiles (objects under each row's key), in ms, with one more column.
+fn percentiles(md: &mut String, s: &Value, column: &str, rows: [(&str, &str, String); 3]) {
+    let _ = writeln!(
+        md,
+        "| side | {column} | mean | p50 | p90 | p99 | p99.9 | max |"
+    );
+    let _ = writeln!(
+        md,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for (label, key, extra) in rows {
+        let ms = |p: &str| f(s, &format!("{key}.{p}")) / 1000.0;
+        let _ = writeln!(
+            md,
+            "| {label} | {extra} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            ms("mean_us"),
+            ms("p50_us"),
+            ms("p90_us"),
+            ms("p99_us"),
+            ms("p999_us"),
+            ms("max_us")
         );
     }
 }
@@ -148,7 +199,7 @@ mod tests {
         r.insert(
             "compare".into(),
             serde_json::json!({
-                "args": { "linger_ms": 5, "size": 100, "clients": 100, "load": 0.5, "rounds": 1, "headers": false },
+                "args": { "linger_ms": 5, "size": 100, "clients": 100, "load": 0.5, "rounds": 1, "headers": false, "consumer_max_wait_ms": 5 },
                 "max_runs": [
                     { "side": "rdkafka", "acked_per_sec": 500000.0, "acked": 1000, "client_cpu_seconds": 0.002 },
                     { "side": "sluice", "acked_per_sec": 600000.0, "acked": 1000, "client_cpu_seconds": 0.001 }
@@ -157,11 +208,19 @@ mod tests {
                 "sluice_max_per_sec": 600000.0,
                 "throughput_ratio": 1.2,
                 "latency": [{
-                    "base": "rdkafka", "rate": 250000.0, "runs": [],
+                    "base": "rdkafka", "rate": 250000.0,
+                    "runs": [
+                        { "side": "rdkafka", "acked": 1250000, "consumer": { "records": 1250000 } },
+                        { "side": "sluice", "acked": 1250000, "consumer": { "records": 1249999 } }
+                    ],
                     "rdkafka": p(3000.0), "sluice": p(4000.0), "added": p(1000.0),
                     "rdkafka_acked_per_sec": 250000.0, "sluice_acked_per_sec": 250000.0,
                     "inside_sluice_mean_us": 3500.0, "inside_sluice_p99_at_most_us": 5000.0,
-                    "rdkafka_sustained": 1, "sluice_sustained": 1
+                    "rdkafka_sustained": 1, "sluice_sustained": 1,
+                    "consumer": {
+                        "rdkafka": p(8000.0), "sluice": p(10000.0), "added": p(2000.0),
+                        "rdkafka_complete": 1, "sluice_complete": 0, "target_met": false
+                    }
                 }]
             }),
         );
@@ -174,5 +233,13 @@ mod tests {
         assert!(md.contains("**1.20×**"), "{md}");
         assert!(md.contains("(50 % of the rdkafka maximum)"), "{md}");
         assert!(md.contains("| **added** |  | 0.50 | 1.00 |"), "{md}");
+        assert!(
+            md.contains(
+                "| MQTT → sluice → tansu → consumer | 1,249,999 / 1,250,000 | 5.00 | 10.00 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| **added** |  | 1.00 | 2.00 |"), "{md}");
+        assert!(md.contains("rdkafka 1, sluice 0 of 1."), "{md}");
     }
 }

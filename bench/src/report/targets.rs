@@ -143,9 +143,24 @@ fn compare_targets(md: &mut String, c: &Value) {
             f(s, "added.p99_us") / 1000.0,
             f(s, "added.p999_us") / 1000.0,
         );
+        // With `--kafka-consumer`: the same at an independent Kafka consumer.
+        let at_consumer = if s["consumer"].is_object() {
+            format!(
+                "; at an independent Kafka consumer added p99 {:.2} ms, p99.9 {:.2} ms ({})",
+                f(s, "consumer.added.p99_us") / 1000.0,
+                f(s, "consumer.added.p999_us") / 1000.0,
+                if s["consumer"]["target_met"] == true {
+                    "within the target"
+                } else {
+                    "not within the target"
+                }
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             md,
-            "| latency added over rdkafka at {:.0} % load ({} records/s, {} max, linger.ms {}) | p99 ≤ 0.5 ms, p99.9 ≤ 2 ms | added p99 {p99:.2} ms, p99.9 {p999:.2} ms; sluice p99 {:.2} / p99.9 {:.2} ms | rdkafka p99 {:.2} / p99.9 {:.2} ms | {} |",
+            "| latency added over rdkafka at {:.0} % load ({} records/s, {} max, linger.ms {}) | p99 ≤ 0.5 ms, p99.9 ≤ 2 ms | added p99 {p99:.2} ms, p99.9 {p999:.2} ms (acknowledgements){at_consumer}; sluice p99 {:.2} / p99.9 {:.2} ms | rdkafka p99 {:.2} / p99.9 {:.2} ms | {} |",
             f(c, "args.load") * 100.0,
             n(f(s, "rate")),
             s["base"].as_str().unwrap_or("?"),
