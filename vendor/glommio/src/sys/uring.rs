@@ -37,7 +37,7 @@ use crate::{
         self,
         blocking::{BlockingThreadOp, BlockingThreadPool},
         dma_buffer::{BufferStorage, DmaBuffer},
-        membarrier, DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
+        DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
         PollableStatus, Source, SourceType, Statx, TimeSpec64,
     },
     uring_sys::{self, IoRingOp},
@@ -1044,14 +1044,28 @@ impl SleepableRing {
         }
     }
 
-    fn sleep(&mut self, link: &Source) -> io::Result<usize> {
+    /// Sleeps until a completion arrives in this ring. `link` is the `POLL_ADD` on the
+    /// latency ring's fd that wakes us when that ring completes something; `None` when
+    /// the one of an earlier sleep is still armed (it is one-shot, so it stays armed
+    /// until the latency ring completes something), which saves a submission and its
+    /// cancellation per sleep.
+    fn sleep(&mut self, link: Option<&Source>) -> io::Result<usize> {
         assert_eq!(
             self.waiting_kernel_submission(),
             0,
             "sleeping with pending SQEs"
         );
+        let Some(link) = link else {
+            return self
+                .ring
+                .cq()
+                .wait(1)
+                .map(|_| 1)
+                .or_else(Reactor::busy_ok)
+                .or_else(Reactor::again_ok)
+                .or_else(Reactor::intr_ok);
+        };
         if let Some(mut sqe) = self.ring.sq().prepare_sqe() {
-            let sqe_ptr = unsafe { sqe.raw_mut() as *mut _ };
             let op = UringDescriptor {
                 fd: link.raw(),
                 flags: SubmissionFlags::empty(),
@@ -1069,32 +1083,18 @@ impl SleepableRing {
                 &mut self.source_map.borrow_mut(),
             );
 
-            // We have now prepared the SQE that links the two rings. We now need to submit
-            // it successfully to be able to safely sleep.
-
-            if self
-                .submit_sqes()
+            // Submit the SQE that links the two rings and wait in the same system call.
+            // The kernel submits before it waits, and returns an error without waiting if
+            // the submission fails (then we just don't sleep).
+            let submitted = self.ring.submit_sqes_and_wait(1);
+            if let Ok(n) = submitted {
+                self.in_kernel += n as usize;
+            }
+            submitted
+                .map(|n| n as usize)
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
-                // We failed to submit the `SQE` that links the rings. Just can't sleep.
-                // Waiting here is unsafe because we could end up waiting much longer than
-                // needed.
-                // We make the SQE a no-op and return
-                unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
-                Err(io::Error::from_raw_os_error(libc::EBUSY))
-            } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
-            }
+                .or_else(Reactor::intr_ok)
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
             // Submit what we have, once we're out of here we'll consume them
@@ -1222,7 +1222,15 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    /// When the armed latency timeout (preemption or user timer) fires.
+    latency_timeout_deadline: Cell<Option<Instant>>,
+    /// Set when a sleep ended with only our own latency timeout firing: the next
+    /// `wait` arms no preemption timer unless something woke, so an idle executor
+    /// does not keep waking itself up.
+    woke_by_own_timeout: Cell<bool>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
+    /// The main ring's `POLL_ADD` on the latency ring's fd, kept armed across sleeps.
+    link_rings_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
 
@@ -1353,7 +1361,10 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_timeout_deadline: Cell::new(None),
+            woke_by_own_timeout: Cell::new(false),
             throughput_preemption_timeout_src: Cell::new(None),
+            link_rings_src: Cell::new(None),
             blocking_thread,
             link_fd,
             notifier,
@@ -1726,14 +1737,50 @@ impl Reactor {
     /// We may not be able to register an `SQE` at this point, so we return an
     /// Error and will just not sleep.
     fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
-        let link_rings = Source::new(
-            IoRequirements::default(),
-            self.link_fd,
-            SourceType::LinkRings,
-            None,
-            None,
-        );
-        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
+        let armed = self.link_rings_src.take().filter(Source::in_flight);
+        let result = match armed {
+            Some(link_rings) => {
+                let slept = ring.sleep(None);
+                self.link_rings_src.set(Some(link_rings));
+                slept
+            }
+            None => {
+                let link_rings = Source::new(
+                    IoRequirements::default(),
+                    self.link_fd,
+                    SourceType::LinkRings,
+                    None,
+                    None,
+                );
+                let slept = ring.sleep(Some(&link_rings));
+                self.link_rings_src.set(Some(link_rings));
+                slept
+            }
+        };
+        result.or_else(Self::busy_ok).map(|_| {})
+    }
+
+    /// Arms `d` from now on the latency ring, replacing (cancelling) the armed one.
+    fn arm_latency_timeout(&self, lat_ring: &mut SleepableRing, now: Instant, d: Duration) {
+        self.latency_preemption_timeout_src
+            .set(Some(lat_ring.prepare_latency_preemption_timer(d)));
+        self.latency_timeout_deadline.set(Some(now + d));
+    }
+
+    /// The deadline of the latency timeout still armed, if one is.
+    fn armed_latency_deadline(&self) -> Option<Instant> {
+        let src = self.latency_preemption_timeout_src.take();
+        match src {
+            Some(src) if src.in_flight() => {
+                self.latency_preemption_timeout_src.set(Some(src));
+                self.latency_timeout_deadline.get()
+            }
+            // Fired (or never armed): nothing to cancel when it is dropped.
+            _ => {
+                self.latency_timeout_deadline.set(None);
+                None
+            }
+        }
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
@@ -1814,22 +1861,25 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
+        // The timeouts stay armed across calls (and sleeps) while they are pending:
+        // stock glommio cancelled and re-armed both on every call, twice per wake-up,
+        // which cost more system calls than the I/O itself when each wake-up carries
+        // one request. A timeout that fires early costs one spurious preemption check
+        // or wake-up at most; one that fires late is never kept (see below).
         //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
-
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // The throughput-based timeout fires after `ring_depth` completions on the main
+        // ring since it was armed: re-arm it only once it has fired.
+        let throughput_armed = self
+            .throughput_preemption_timeout_src
+            .take()
+            .filter(Source::in_flight);
+        self.throughput_preemption_timeout_src
+            .set(Some(throughput_armed.unwrap_or_else(|| {
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                )
+            })));
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1840,6 +1890,8 @@ impl Reactor {
         // pick up the results of any cancellations
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
+        let idle_wake = self.woke_by_own_timeout.replace(false) && woke == 0;
+
         // If we generated any event so far, we can't sleep. Need to handle them.
         let should_sleep = preempt_timer().is_none()
             && (woke == 0)
@@ -1848,31 +1900,58 @@ impl Reactor {
             && lat_ring.can_sleep();
 
         if should_sleep {
-            // We are about to go to sleep. It's ok to sleep, but if there
-            // is a timer set, we need to make sure we wake up to handle it.
+            // We are about to go to sleep. The latency timeout armed must wake us no
+            // later than the user timer, if there is one; a preemption timer still armed
+            // from the last run is kept (it wakes us once, and after that wake-up
+            // `idle_wake` keeps us from arming another).
+            let now = Instant::now();
+            let user_deadline = user_timer.map(|dur| now + dur);
+            let mut sleep_deadline = self.armed_latency_deadline();
+            let mut not_now = 0;
             if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
+                if sleep_deadline.map_or(true, |deadline| deadline > now + dur) {
+                    self.arm_latency_timeout(&mut lat_ring, now, dur);
+                    sleep_deadline = user_deadline;
+                    flush_cancellations!(into &mut not_now; lat_ring);
+                    assert!(flush_rings!(lat_ring)? > 0);
+                    // The cancelled timeout's completions would wake us right away.
+                    consume_rings!(into &mut not_now; lat_ring);
+                }
+            }
+            // A timeout that fired before we could sleep (a user timer due now, or the
+            // kept one) has had its completion consumed: sleeping would miss it.
+            if sleep_deadline.is_some() && self.armed_latency_deadline().is_none() {
+                not_now += 1;
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
             // last time until now it could be that something happened in a remote executor
             // that opened up room. If it did we bail on sleep and go process it.
             self.notifier.prepare_to_sleep();
-            // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
-            // details. This translates to `sys_membarrier()` /
-            // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
-            membarrier::heavy();
-            let events = process_remote_channels() + self.flush_syscall_thread();
+            // A store-load fence, paired with the one in `SleepNotifier::notify`: either
+            // the remote executor sees that we sleep and writes our eventfd, or we see
+            // what it sent. (Stock glommio issued a `membarrier()` here, an IPI to every
+            // CPU running one of our threads, so that the sender needed no fence; with
+            // one executor per core that is one IPI to every other shard per sleep.)
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            let events = process_remote_channels() + self.flush_syscall_thread() + not_now;
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
                     self.link_rings_and_sleep(&mut main_ring)
                         .expect("some error");
-                    // May have new cancellations related to the link ring fd.
                     flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
                     flush_rings!(lat_ring, poll_ring, main_ring)?;
-                    consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+                    let mut woke_in_sleep = 0;
+                    consume_rings!(into &mut woke_in_sleep; lat_ring, poll_ring, main_ring);
+                    // Did only a timeout of ours end the sleep, one armed for preemption
+                    // rather than for a user timer?
+                    let fired = sleep_deadline.is_some() && self.armed_latency_deadline().is_none();
+                    let for_preemption = match (sleep_deadline, user_deadline) {
+                        (Some(slept), Some(user)) => slept < user,
+                        _ => true,
+                    };
+                    self.woke_by_own_timeout
+                        .set(fired && for_preemption && woke_in_sleep == 0);
                 }
                 // Woke up, so no need to notify us anymore.
                 self.notifier.wake_up();
@@ -1880,9 +1959,22 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            flush_rings!(lat_ring, main_ring)?;
+            // Keep an armed timeout that fires no later than the preemption is due.
+            // After a wake-up that only our own timeout caused, nothing is about to
+            // run: arm nothing, so that the next sleep has no timeout to wake it.
+            let now = Instant::now();
+            let armed = self.armed_latency_deadline();
+            let keep = armed.is_some_and(|deadline| deadline <= now + preempt);
+            if !keep && !idle_wake {
+                self.arm_latency_timeout(&mut lat_ring, now, preempt);
+                flush_cancellations!(into &mut 0; lat_ring);
+                flush_rings!(lat_ring, main_ring)?;
+                // Take the cancelled timeout's completions out of the latency ring, or
+                // `need_preempt` would report them as a preemption.
+                if armed.is_some() {
+                    consume_rings!(into &mut 0; lat_ring);
+                }
+            }
         }
 
         // A Note about `need_preempt`:
