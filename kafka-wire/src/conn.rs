@@ -245,14 +245,17 @@ impl Connection {
             s.write_buf.truncate(mark);
             return Err(Error::protocol(e.to_string(), self.context()));
         }
-        let rx = expect_reply.then(|| {
+        let rx = if expect_reply {
             let (tx, rx) = oneshot::channel();
             s.in_flight.push(Pending {
                 correlation_id,
                 reply: tx,
             });
-            rx
-        });
+            Some(rx)
+        } else {
+            s.in_flight.push_unanswered(correlation_id);
+            None
+        };
         if let Some(w) = s.writer_waker.take() {
             w.wake();
         }
@@ -362,8 +365,11 @@ impl Connection {
                 .in_flight
                 .complete(correlation_id)
                 .map_err(protocol_err)?;
-            // The caller may have given up (dropped its future); that is not an error.
-            let _ = pending.reply.send(Ok(frame));
+            // `None`: an answer to a request sent without expecting one, dropped. The caller
+            // may have given up (dropped its future); that is not an error either.
+            if let Some(pending) = pending {
+                let _ = pending.reply.send(Ok(frame));
+            }
         }
         Ok(())
     }

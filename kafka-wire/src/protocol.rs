@@ -223,11 +223,18 @@ pub(crate) struct Pending<T> {
     pub reply: T,
 }
 
+/// How many correlation ids of requests sent without expecting a response are remembered.
+const UNANSWERED_KEPT: usize = 1024;
+
 /// The requests in flight on one connection, in the order they were sent.
 #[derive(Debug)]
 pub(crate) struct InFlight<T> {
     queue: VecDeque<Pending<T>>,
     next_correlation_id: i32,
+    /// The latest requests sent without expecting a response (Produce with acks=0), oldest
+    /// first. Kafka never answers them, but some Kafka-compatible brokers do (tansu 0.6):
+    /// such an answer is dropped instead of breaking the connection.
+    unanswered: VecDeque<i32>,
 }
 
 impl<T> Default for InFlight<T> {
@@ -235,6 +242,7 @@ impl<T> Default for InFlight<T> {
         InFlight {
             queue: VecDeque::new(),
             next_correlation_id: 0,
+            unanswered: VecDeque::new(),
         }
     }
 }
@@ -252,15 +260,37 @@ impl<T> InFlight<T> {
         self.queue.push_back(pending);
     }
 
-    /// Matches a response to the oldest request, which must carry the same correlation id.
-    pub(crate) fn complete(&mut self, correlation_id: i32) -> Result<Pending<T>, WireError> {
+    /// Records a sent request that expects no response.
+    pub(crate) fn push_unanswered(&mut self, correlation_id: i32) {
+        if self.unanswered.len() == UNANSWERED_KEPT {
+            self.unanswered.pop_front();
+        }
+        self.unanswered.push_back(correlation_id);
+    }
+
+    /// Matches a response to the oldest request, which must carry the same correlation id;
+    /// `None` for an answer to a request sent without expecting one, which is dropped.
+    pub(crate) fn complete(
+        &mut self,
+        correlation_id: i32,
+    ) -> Result<Option<Pending<T>>, WireError> {
+        match self.queue.front() {
+            Some(p) if p.correlation_id == correlation_id => {
+                return Ok(self.queue.pop_front());
+            }
+            _ => {}
+        }
+        if let Some(at) = self.unanswered.iter().position(|&id| id == correlation_id) {
+            // Answers come in order: those sent before it will not be answered any more.
+            self.unanswered.drain(..=at);
+            return Ok(None);
+        }
         match self.queue.front() {
             None => Err(WireError::Unsolicited(correlation_id)),
-            Some(p) if p.correlation_id != correlation_id => Err(WireError::CorrelationMismatch {
+            Some(p) => Err(WireError::CorrelationMismatch {
                 got: correlation_id,
                 expected: p.correlation_id,
             }),
-            Some(_) => Ok(self.queue.pop_front().expect("front exists")),
         }
     }
 

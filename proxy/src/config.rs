@@ -418,6 +418,11 @@ pub struct RouteConfig {
     /// Every record to this partition (instead of `partitioner`).
     #[serde(default)]
     pub partition: Option<u32>,
+    /// Kafka's `acks` for this route's records (`0`, `1`, `all` or `-1`); default the
+    /// process's `kafka.acks`. A level other than the process's gets a producer of its own
+    /// in every shard, never idempotent.
+    #[serde(default)]
+    pub acks: Option<String>,
     /// Record headers to stamp: `client_id`, `username`, `listener`, `mqtt_topic`,
     /// `user_properties`, `content_type`, `principal`, `qos`, `message_expiry`,
     /// `response_topic`, `correlation_data`, `payload_format` ([`HeaderField`](crate::route::HeaderField)).
@@ -440,6 +445,11 @@ impl RouteConfig {
                 ))
             }
         })
+    }
+
+    /// The route's own `acks`, if it sets one.
+    pub fn acks(&self) -> Result<Option<Acks>, String> {
+        self.acks.as_deref().map(str::parse).transpose()
     }
 
     /// The key template, with the listener kind's default.
@@ -578,6 +588,44 @@ impl Config {
         Ok(ProducerConfig {
             linger: Duration::from_millis(self.mqtt.sessions_linger_ms),
             max_in_flight: 1,
+            ..self.producer_config()?
+        })
+    }
+
+    /// The acks levels of routes that differ from the process's `kafka.acks`, each once, in
+    /// config order: each gets a producer of its own in every shard.
+    pub fn route_acks_levels(&self) -> Vec<Acks> {
+        let process = self.process_acks();
+        let mut levels = Vec::new();
+        for acks in self.routes.iter().filter_map(|r| r.acks().ok().flatten()) {
+            if Some(acks) != process && !levels.contains(&acks) {
+                levels.push(acks);
+            }
+        }
+        levels
+    }
+
+    /// The acks level a route's records go out with when it differs from the process's
+    /// (`None`: the process's producer takes them).
+    pub fn route_acks(&self, route: &RouteConfig) -> Option<Acks> {
+        route
+            .acks()
+            .ok()
+            .flatten()
+            .filter(|&acks| Some(acks) != self.process_acks())
+    }
+
+    fn process_acks(&self) -> Option<Acks> {
+        self.kafka.acks.parse().ok()
+    }
+
+    /// The settings of a shard's producer for routes with `acks` other than the process's:
+    /// the process's settings, not idempotent (idempotence requires acks = all, and only
+    /// the process's producer may be: QoS 2 and retries without duplicates rely on it).
+    pub fn route_producer_config(&self, acks: Acks) -> Result<ProducerConfig, ConfigError> {
+        Ok(ProducerConfig {
+            acks,
+            idempotent: false,
             ..self.producer_config()?
         })
     }

@@ -42,6 +42,7 @@ use crate::runtime::{self, TcpStream};
 use crate::shard::Shard;
 use crate::transport::Stream;
 use crate::ws::{self, MqttOverWs};
+use publish::Origin;
 
 mod connect;
 mod expiry;
@@ -668,7 +669,7 @@ impl Conn {
             match effect {
                 Effect::Send(packet) => self.send(&packet),
                 Effect::Authenticate(connect) => Box::pin(self.connect(connect)).await,
-                Effect::Publish(publish) => self.publish(publish).await,
+                Effect::Publish(publish) => self.publish(publish, Origin::Client).await,
                 Effect::PublishWill(will) => Box::pin(self.publish_will(will)).await,
                 Effect::Subscribe(sub) => Box::pin(self.subscribe(sub)).await,
                 Effect::Unsubscribe(unsub) => Box::pin(self.unsubscribe(unsub)).await,

@@ -2,13 +2,16 @@
 //!
 //! Routes are compiled once per shard from the config. For an MQTT PUBLISH, the first route
 //! of its listener whose topic filter matches wins; its key template is filled from the
-//! topic and the connection, and the requested headers are stamped on the record.
+//! topic and the connection, and the requested headers are stamped on the record. A route
+//! whose `acks` differ from the process's names the acks level whose producer takes its
+//! records ([`crate::shard::Shard::producer_for`]).
 
 use codecs::mqtt::{Publish, TopicFilter};
 use kafka_wire::partitioner::Partitioning;
 use kafka_wire::record::Header;
+use kafka_wire::Acks;
 
-use crate::config::{topic_filter, Protocol, RouteConfig};
+use crate::config::{topic_filter, Config, Protocol};
 
 /// One piece of a key template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,6 +263,9 @@ pub struct Route {
     pub headers: Vec<HeaderField>,
     /// How its records' partitions are chosen (`None`: by key, the producer's default).
     pub partitioning: Option<Partitioning>,
+    /// The acks level of the producer its records go to, when it is not the process's
+    /// (`None`: the process's producer).
+    pub acks: Option<Acks>,
 }
 
 /// The routes of one listener, in config order.
@@ -270,9 +276,10 @@ pub struct Routes {
 
 impl Routes {
     /// Compiles the routes of `listener` (the config is validated already).
-    pub fn for_listener(listener: &str, protocol: Protocol, config: &[RouteConfig]) -> Routes {
+    pub fn for_listener(listener: &str, protocol: Protocol, config: &Config) -> Routes {
         Routes {
             routes: config
+                .routes
                 .iter()
                 .filter(|r| r.listener == listener)
                 .map(|r| Route {
@@ -287,6 +294,7 @@ impl Routes {
                         .map(|h| HeaderField::parse(h).expect("validated header"))
                         .collect(),
                     partitioning: r.partitioning().expect("validated partitioner"),
+                    acks: config.route_acks(r),
                 })
                 .collect(),
         }
@@ -406,6 +414,7 @@ fn header<'a>(key: &'a str, value: &'a [u8]) -> Header<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RouteConfig;
 
     fn conn() -> ConnInfo {
         let mut info = ConnInfo {
@@ -453,6 +462,7 @@ mod tests {
             .map(|h| HeaderField::parse(h).unwrap())
             .collect(),
             partitioning: None,
+            acks: None,
         };
         let mut publish = Publish::default();
         publish.properties.message_expiry_interval = Some(4_294_967_295);
@@ -497,7 +507,8 @@ mod tests {
 
     #[test]
     fn first_matching_route_wins() {
-        let routes = vec![
+        let mut config = Config::default_config();
+        config.routes = vec![
             RouteConfig {
                 listener: "mqtt".into(),
                 mqtt_topic: Some("alerts/#".into()),
@@ -506,6 +517,7 @@ mod tests {
                 headers: vec!["listener".into()],
                 partitioner: None,
                 partition: None,
+                acks: Some("0".into()),
             },
             RouteConfig {
                 listener: "mqtt".into(),
@@ -515,6 +527,7 @@ mod tests {
                 headers: vec![],
                 partitioner: None,
                 partition: None,
+                acks: None,
             },
             RouteConfig {
                 listener: "other".into(),
@@ -524,11 +537,15 @@ mod tests {
                 headers: vec![],
                 partitioner: None,
                 partition: None,
+                acks: None,
             },
         ];
-        let r = Routes::for_listener("mqtt", Protocol::Mqtt, &routes);
+        let r = Routes::for_listener("mqtt", Protocol::Mqtt, &config);
         assert_eq!(r.find("alerts/fire").unwrap().kafka_topic, "alerts");
         assert_eq!(r.find("temp/1").unwrap().kafka_topic, "mqtt-messages");
+        // Each route takes the producer of its acks level; `None` is the process's.
+        assert_eq!(r.find("alerts/fire").unwrap().acks, Some(Acks::None));
+        assert_eq!(r.find("temp/1").unwrap().acks, None);
         // `#` does not match `$` topics (MQTT 4.7.2).
         assert!(r.find("$SYS/x").is_none());
     }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use kafka_wire::{Client, NewTopic, Producer};
+use kafka_wire::producer::ProducerStats;
+use kafka_wire::{Acks, Client, NewTopic, Producer};
 use tracing::{error, info, warn};
 
 use crate::auth::ShardAuth;
@@ -21,7 +22,7 @@ use crate::http;
 use crate::metrics::{Metrics, ShardMetrics};
 use crate::mqtt::{self, MqttListener};
 use crate::park::ParkingLot;
-use crate::route::Routes;
+use crate::route::{Route, Routes};
 use crate::runtime::{self, ListenOptions, TcpListener};
 use crate::sessions::{SessionFeed, SessionStore};
 use crate::share::{ShareSettings, Shares};
@@ -38,8 +39,12 @@ pub struct Shard {
     /// The shard's Kafka client for reading (metadata, fetches), on connections of its own:
     /// the producer's connections carry only Produce requests.
     pub client: Client,
-    /// The shard's Kafka producer.
+    /// The shard's Kafka producer, with the process's `kafka.acks`: every record but those
+    /// of routes with acks of their own.
     pub producer: Producer,
+    /// The producers of routes whose `acks` differ from the process's, one per acks level
+    /// (none unless a route sets one).
+    pub route_producers: Vec<(Acks, Producer)>,
     /// The shard's counters.
     pub metrics: Arc<ShardMetrics>,
     /// Where sockets are read into when they have data.
@@ -89,6 +94,19 @@ impl Shard {
     /// Milliseconds since the shard started (the sessions' clock).
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// The producer that takes `route`'s records: the one of its acks level.
+    pub fn producer_for(&self, route: &Route) -> &Producer {
+        match route.acks {
+            None => &self.producer,
+            Some(acks) => self
+                .route_producers
+                .iter()
+                .find(|(level, _)| *level == acks)
+                .map(|(_, p)| p)
+                .expect("a producer for every acks level the routes name"),
+        }
     }
 
     /// A number for a new connection.
@@ -155,21 +173,31 @@ pub async fn run(index: usize, setup: ShardSetup) {
     // Reads get broker connections of their own: a broker answers a connection's requests
     // in order, so a fetch waiting for data would hold up the Produce requests queued
     // behind it, and with them every PUBACK.
-    let reader = loop {
-        match Client::connect(config.client_config().expect("validated")).await {
-            Ok(c) => break c,
-            Err(e) if !setup.stop.load(Ordering::Relaxed) => {
-                warn!(shard = index, error = %e, "cannot connect the Kafka reader; retrying");
-                runtime::sleep(Duration::from_secs(1)).await;
-            }
-            Err(_) => return,
-        }
+    let Some(reader) = connect_retrying(config, index, "Kafka reader", &setup.stop).await else {
+        return;
     };
+    // Routes whose acks differ from the process's get a producer per acks level, each on
+    // broker connections of its own: a broker works through a connection's requests in
+    // order, so an acks=0 or acks=1 Produce would otherwise wait behind acks=all ones for
+    // the replicas. None (and no connections) when no route overrides acks.
+    let mut route_producers = Vec::new();
+    for acks in config.route_acks_levels() {
+        let what = "Kafka connections of a route producer";
+        let Some(own) = connect_retrying(config, index, what, &setup.stop).await else {
+            return;
+        };
+        let settings = config.route_producer_config(acks).expect("validated");
+        let Some(p) = start_producer(&own, settings, index, &setup.stop).await else {
+            return;
+        };
+        route_producers.push((acks, p));
+    }
     metrics.kafka_ready.store(true, Ordering::Relaxed);
     let delivery_topics = Rc::new(DeliveryTopics::new(config));
     let shard = Rc::new(Shard {
         index,
         producer: producer.clone(),
+        route_producers,
         client: reader.clone(),
         metrics: metrics.clone(),
         scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
@@ -283,7 +311,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
                 let listener = Rc::new(MqttListener {
                     index: i,
                     config: l.clone(),
-                    routes: Routes::for_listener(&l.name, l.protocol, &config.routes),
+                    routes: Routes::for_listener(&l.name, l.protocol, config),
                     auth: l.authenticator.clone().map(ShardAuth::new),
                     session: MqttListener::session_config(l),
                 });
@@ -299,7 +327,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
                 let listener = Rc::new(StreamListener {
                     index: i,
                     config: l.clone(),
-                    routes: Routes::for_listener(&l.name, l.protocol, &config.routes),
+                    routes: Routes::for_listener(&l.name, l.protocol, config),
                     registry: registry.clone(),
                     auth: l.authenticator.clone().map(ShardAuth::new),
                 });
@@ -370,7 +398,13 @@ pub async fn run(index: usize, setup: ShardSetup) {
         "flushing the producer"
     );
     let left = left.max(Duration::from_millis(100));
-    futures::future::join(producer.close(left), session_producer.close(left)).await;
+    let routes = shard.route_producers.iter().map(|(_, p)| p.close(left));
+    futures::future::join3(
+        producer.close(left),
+        session_producer.close(left),
+        futures::future::join_all(routes),
+    )
+    .await;
     info!(shard = index, connections_left = open(), "shard stopped");
     setup.stopped.fetch_add(1, Ordering::SeqCst);
     if index == 0 {
@@ -397,6 +431,26 @@ async fn start_producer(
             Ok(p) => return Some(p),
             Err(e) if !stop.load(Ordering::Relaxed) => {
                 warn!(shard, error = %e, "cannot start the Kafka producer; retrying");
+                runtime::sleep(Duration::from_secs(1)).await;
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// A Kafka client on connections of its own, retrying until the cluster answers or
+/// shutdown begins (`None`).
+async fn connect_retrying(
+    config: &Config,
+    shard: usize,
+    what: &str,
+    stop: &AtomicBool,
+) -> Option<Client> {
+    loop {
+        match Client::connect(config.client_config().expect("validated")).await {
+            Ok(c) => return Some(c),
+            Err(e) if !stop.load(Ordering::Relaxed) => {
+                warn!(shard, error = %e, "cannot connect the {what}; retrying");
                 runtime::sleep(Duration::from_secs(1)).await;
             }
             Err(_) => return None,
@@ -494,7 +548,17 @@ async fn accept_loop(
 
 async fn copy_producer_stats(shard: Rc<Shard>) {
     loop {
-        let stats = shard.producer.stats();
+        // The client records' producers together: the process's and the routes' own.
+        let stats = shard.route_producers.iter().map(|(_, p)| p.stats()).fold(
+            shard.producer.stats(),
+            |sum, s| ProducerStats {
+                buffered_bytes: sum.buffered_bytes + s.buffered_bytes,
+                requests: sum.requests + s.requests,
+                batches: sum.batches + s.batches,
+                retries: sum.retries + s.retries,
+                ..sum
+            },
+        );
         let sessions = shard.sessions.producer_stats();
         let m = &shard.metrics;
         m.session_records.store(sessions.records, Ordering::Relaxed);

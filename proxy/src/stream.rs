@@ -260,7 +260,7 @@ async fn produce(
         });
     }
     shard
-        .producer
+        .producer_for(route)
         .send(ProducerRecord {
             topic: &route.kafka_topic,
             partition: None,

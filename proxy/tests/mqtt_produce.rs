@@ -150,12 +150,9 @@ fn publish_while_kafka_is_paused(
     client
 }
 
-#[test]
-fn puback_is_sent_only_after_kafka_acknowledged() {
-    let mut broker = Broker::start().expect("broker");
-    let sluice = Sluice::start(&common::config(&broker.bootstrap(), "")).expect("sluice starts");
-    let mut client = publish_while_kafka_is_paused(&mut broker, &sluice, "held-1");
-    // ... and, with Kafka silent, no PUBACK: the client keeps waiting.
+/// Checks that the waiting mosquitto_pub `client` gets no PUBACK for 2 s while the broker is
+/// paused, then resumes the broker and waits for the PUBACK.
+fn no_puback_until_kafka_resumes(client: &mut std::process::Child, broker: &mut Broker) {
     let watch_until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < watch_until {
         assert!(
@@ -171,6 +168,15 @@ fn puback_is_sent_only_after_kafka_acknowledged() {
         || client.try_wait().unwrap().is_some(),
     );
     assert!(client.wait().unwrap().success());
+}
+
+#[test]
+fn puback_is_sent_only_after_kafka_acknowledged() {
+    let mut broker = Broker::start().expect("broker");
+    let sluice = Sluice::start(&common::config(&broker.bootstrap(), "")).expect("sluice starts");
+    let mut client = publish_while_kafka_is_paused(&mut broker, &sluice, "held-1");
+    // ... and, with Kafka silent, no PUBACK: the client keeps waiting.
+    no_puback_until_kafka_resumes(&mut client, &mut broker);
     let records = broker
         .kafka()
         .consume_all("mqtt-messages", 2, Duration::from_secs(30))
@@ -251,6 +257,23 @@ fn bad_configuration_is_refused_naming_the_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("linger"));
 
+    std::fs::write(
+        &bad,
+        common::config("127.0.0.1:9092", "").replace(
+            "kafka_topic = \"mqtt-messages\"",
+            "kafka_topic = \"mqtt-messages\"\nacks = \"2\"",
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`routes[0].acks`"), "{stderr}");
+
     let default = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("print-default-config")
         .output()
@@ -309,4 +332,112 @@ fn routes_choose_partitions_round_robin_or_pin_one() {
         .expect("confluent-kafka reads pinned");
     assert_eq!(pinned.len(), 4);
     assert!(pinned.iter().all(|r| r.partition == 2), "{pinned:?}");
+}
+
+/// Waits up to `deadline` for mosquitto_pub to exit and returns its output, or `None` if
+/// it is still waiting (it is then killed).
+fn finished_within(
+    mut client: std::process::Child,
+    deadline: Duration,
+) -> Option<std::process::Output> {
+    drop(client.stdin.take());
+    let done = sluice_tests::poll_until(deadline, || client.try_wait().unwrap().is_some());
+    if !done {
+        let _ = client.kill();
+        let _ = client.wait();
+        return None;
+    }
+    Some(client.wait_with_output().unwrap())
+}
+
+#[test]
+fn a_route_with_acks_0_is_acknowledged_without_kafka_answering_the_others_wait() {
+    let mut broker = Broker::start().expect("broker");
+    // `fast/#` takes acks = 0, the catch-all route the process's acks = all. One shard, so
+    // the warm-up below reaches the producers the held PUBLISHes use.
+    let catch_all = "[[routes]]\nlistener = \"mqtt\"\nmqtt_topic = \"#\"";
+    let config = common::config(&broker.bootstrap(), "")
+        .replace("shards = 2", "shards = 1")
+        .replace(
+            catch_all,
+            &format!(
+                "[[routes]]\nlistener = \"mqtt\"\nmqtt_topic = \"fast/#\"\nkafka_topic = \"fast\"\nacks = \"0\"\n\n{catch_all}"
+            ),
+        );
+    let sluice = Sluice::start(&config).expect("sluice");
+    // QoS 1 to both routes, every PUBLISH PUBACKed (mosquitto_pub exits 0 only then).
+    let lines = |prefix: &str| -> String { (0..200).map(|i| format!("{prefix}-{i}\n")).collect() };
+    for (topic, prefix) in [("fast/bulk", "fast"), ("slow/bulk", "slow")] {
+        let input = lines(prefix);
+        publish(sluice.mqtt, &["-q", "1", "-t", topic, "-l"], Some(&input)).unwrap();
+        if prefix == "fast" {
+            // Only the route's producer has sent client records so far: the shard's
+            // Produce requests count them.
+            wait_until(Duration::from_secs(10), "Produce requests counted", || {
+                sluice.metric("sluice_produce_requests_total").unwrap_or(0) >= 1
+            });
+        }
+    }
+
+    broker.pause().unwrap();
+    // With Kafka silent, the acks = 0 route still answers QoS 1 and QoS 2: its producer
+    // waits for no Produce response ...
+    for (qos, message) in [("1", "fast-held-q1"), ("2", "fast-held-q2")] {
+        let client = common::mosquitto_pub(
+            sluice.mqtt,
+            &["-V", "mqttv5", "-q", qos, "-t", "fast/held", "-m", message],
+        )
+        .unwrap();
+        let out = finished_within(client, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("no acknowledgement for QoS {qos} on the acks = 0 route"));
+        assert!(out.status.success(), "QoS {qos}: {out:?}");
+    }
+    // ... while the catch-all route's PUBACK waits for Kafka, as before.
+    let mut slow = common::mosquitto_pub(
+        sluice.mqtt,
+        &[
+            "-V",
+            "mqttv5",
+            "-q",
+            "1",
+            "-t",
+            "slow/held",
+            "-m",
+            "slow-held",
+        ],
+    )
+    .unwrap();
+    drop(slow.stdin.take());
+    no_puback_until_kafka_resumes(&mut slow, &mut broker);
+
+    // Everything reached Kafka, once, in order per key.
+    let kafka = broker.kafka();
+    let fast = kafka
+        .consume_all("fast", 202, Duration::from_secs(60))
+        .expect("confluent-kafka reads fast");
+    let values = |records: &[ConsumedRecord], key: &[u8]| -> Vec<String> {
+        records
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(key))
+            .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into())
+            .collect()
+    };
+    assert_eq!(fast.len(), 202, "exact count");
+    assert_eq!(
+        values(&fast, b"fast/bulk"),
+        lines("fast").lines().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        values(&fast, b"fast/held"),
+        ["fast-held-q1", "fast-held-q2"]
+    );
+    let slow = kafka
+        .consume_all("mqtt-messages", 201, Duration::from_secs(60))
+        .expect("confluent-kafka reads mqtt-messages");
+    assert_eq!(slow.len(), 201, "exact count");
+    assert_eq!(
+        values(&slow, b"slow/bulk"),
+        lines("slow").lines().collect::<Vec<_>>()
+    );
+    assert_eq!(values(&slow, b"slow/held"), ["slow-held"]);
 }

@@ -161,3 +161,40 @@ fn a_malformed_frame_closes_only_its_own_connection() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].value.as_deref(), Some(&b"still-fine"[..]));
 }
+
+#[test]
+fn a_framed_route_with_acks_0_acks_records_kafka_has_not_answered() {
+    let mut broker = Broker::start().expect("broker");
+    let topic = "kafka_topic = \"tcp-records\"\n";
+    let config = config(&broker.bootstrap()).replace(topic, &format!("{topic}acks = \"0\"\n"));
+    let sluice = Sluice::start(&config).expect("sluice starts");
+    // One connection, so one shard: the first record warms up its route producer (metadata,
+    // broker connection) before Kafka stops.
+    let mut framed = TcpStream::connect(sluice.listeners["framed"]).unwrap();
+    framed
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut ack = [0u8; 5];
+    framed.write_all(&frame(b"k", b"before")).unwrap();
+    framed.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [0, 0, 0, 1, 0]);
+    broker.pause().unwrap();
+    // The route's producer waits for no Produce response, so the ack comes with Kafka
+    // stopped (an acks = all route's would not: puback_is_sent_only_after_kafka_acknowledged).
+    framed.write_all(&frame(b"k", b"while-paused")).unwrap();
+    framed
+        .read_exact(&mut ack)
+        .expect("an ack while Kafka is paused");
+    assert_eq!(ack, [0, 0, 0, 1, 0], "accepted");
+    broker.resume().unwrap();
+    let records = broker
+        .kafka()
+        .consume_all("tcp-records", 2, Duration::from_secs(60))
+        .unwrap();
+    let values: Vec<&[u8]> = records.iter().filter_map(|r| r.value.as_deref()).collect();
+    assert_eq!(
+        values,
+        [&b"before"[..], b"while-paused"],
+        "once each, in order"
+    );
+}

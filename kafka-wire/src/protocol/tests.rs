@@ -96,9 +96,45 @@ fn in_flight_matches_responses_in_order() {
         q.complete(b),
         Err(WireError::CorrelationMismatch { got, expected }) if got == b && expected == a
     ));
-    assert_eq!(q.complete(a).unwrap().reply, "a");
-    assert_eq!(q.complete(b).unwrap().reply, "b");
+    assert_eq!(q.complete(a).unwrap().unwrap().reply, "a");
+    assert_eq!(q.complete(b).unwrap().unwrap().reply, "b");
     assert!(matches!(q.complete(99), Err(WireError::Unsolicited(99))));
+}
+
+/// Kafka never answers an acks=0 Produce; tansu 0.6 does. Such an answer is dropped, with
+/// the requests sent before it, and the connection goes on; anything else still breaks it.
+#[test]
+fn answers_to_requests_that_expect_none_are_dropped() {
+    let mut q: InFlight<&str> = InFlight::default();
+    let (one, two) = (q.next_correlation_id(), q.next_correlation_id());
+    q.push_unanswered(one);
+    q.push_unanswered(two);
+    let waiting = q.next_correlation_id();
+    q.push(Pending {
+        correlation_id: waiting,
+        reply: "metadata",
+    });
+    // `one` went unanswered (as Kafka does); `two` is answered (as tansu does).
+    assert!(q.complete(two).unwrap().is_none());
+    assert!(
+        matches!(q.complete(one), Err(WireError::CorrelationMismatch { got, .. }) if got == one),
+        "answered out of order"
+    );
+    assert_eq!(q.complete(waiting).unwrap().unwrap().reply, "metadata");
+    assert!(
+        matches!(q.complete(two), Err(WireError::Unsolicited(_))),
+        "answered twice"
+    );
+
+    // Only the latest ones are remembered, so a broker that never answers costs nothing.
+    for _ in 0..UNANSWERED_KEPT + 1 {
+        let id = q.next_correlation_id();
+        q.push_unanswered(id);
+    }
+    assert_eq!(q.unanswered.len(), UNANSWERED_KEPT);
+    let oldest = waiting + 1;
+    assert!(q.complete(oldest).is_err(), "forgotten");
+    assert!(q.complete(oldest + 1).unwrap().is_none());
 }
 
 #[test]

@@ -298,3 +298,66 @@ fn routes_take_a_partitioner_or_a_partition() {
     let err = Config::parse(&both, None).unwrap_err();
     assert!(err.to_string().contains("routes[2].partition`"), "{err}");
 }
+
+#[test]
+fn routes_with_acks_of_their_own_get_non_idempotent_producers_per_level() {
+    let framed = "kafka_topic = \"tcp-records\"\n";
+    let route = |extra: &str| DEFAULT_TOML.replace(framed, &format!("{framed}{extra}\n"));
+    // No route sets acks: no producer besides the process's.
+    let c = Config::default_config();
+    assert!(c.route_acks_levels().is_empty());
+    assert!(c.routes.iter().all(|r| c.route_acks(r).is_none()));
+    // The process's level, however spelled, is the process's producer.
+    for same in ["all", "-1"] {
+        let c = Config::parse(&route(&format!("acks = \"{same}\"")), None).unwrap();
+        assert!(c.route_acks_levels().is_empty(), "{same}");
+        assert_eq!(c.route_acks(&c.routes[2]), None, "{same}");
+    }
+    let c = Config::parse(&route("acks = \"0\""), None).unwrap();
+    assert_eq!(c.route_acks_levels(), [Acks::None]);
+    assert_eq!(c.route_acks(&c.routes[2]), Some(Acks::None));
+    assert_eq!(
+        c.route_acks(&c.routes[0]),
+        None,
+        "the other routes keep all"
+    );
+    let own = c.route_producer_config(Acks::None).unwrap();
+    let process = c.producer_config().unwrap();
+    assert_eq!((own.acks, own.idempotent), (Acks::None, false));
+    assert_eq!((process.acks, process.idempotent), (Acks::All, true));
+    assert_eq!(own.linger, process.linger);
+    assert_eq!(own.buffer_memory, process.buffer_memory);
+
+    // Two levels, each once, in config order.
+    let mqtt = "kafka_topic = \"mqtt-messages\"\n";
+    let text = route("acks = \"0\"").replace(mqtt, &format!("{mqtt}acks = \"1\"\n"));
+    let c = Config::parse(&text, None).unwrap();
+    assert_eq!(c.route_acks_levels(), [Acks::Leader, Acks::None]);
+
+    // A process with acks = 1: a route's "all" gets a producer of its own (not idempotent,
+    // as the process's is not either), a route's "1" is the process's.
+    let text = route("acks = \"all\"")
+        .replace(mqtt, &format!("{mqtt}acks = \"1\"\n"))
+        .replace("acks = \"all\"\n\"enable", "acks = \"1\"\n\"enable")
+        .replace(
+            "\"enable.idempotence\" = true",
+            "\"enable.idempotence\" = false",
+        );
+    let c = Config::parse(&text, None).unwrap();
+    assert_eq!(c.route_acks_levels(), [Acks::All]);
+    assert_eq!(c.route_acks(&c.routes[0]), None);
+    assert_eq!(c.route_acks(&c.routes[2]), Some(Acks::All));
+    assert!(!c.route_producer_config(Acks::All).unwrap().idempotent);
+
+    let err = Config::parse(&route("acks = \"2\""), None).unwrap_err();
+    let err = err.to_string();
+    assert!(
+        err.contains("`routes[2].acks`") && err.contains("\"2\""),
+        "{err}"
+    );
+    let err = Config::parse(&route("acks = 1"), None).unwrap_err();
+    assert!(
+        err.to_string().contains("acks"),
+        "a number, not a string: {err}"
+    );
+}

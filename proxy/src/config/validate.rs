@@ -171,6 +171,7 @@ impl Config {
                 };
                 invalid(key(which), e)
             })?;
+            r.acks().map_err(|e| invalid(key("acks"), e))?;
         }
         self.validate_reverse_routes()
     }

@@ -9,6 +9,7 @@ use codecs::mqtt::{MqttString, ProtocolVersion, QoS, TopicFilter};
 use kafka_wire::ProducerRecord;
 use tracing::{debug, warn};
 
+use super::publish::Origin;
 use super::subscriber::Subscriber;
 use super::{Conn, Core};
 use crate::delivery::{Granted, Mailbox};
@@ -202,7 +203,7 @@ impl Conn {
                 // Its record's timestamp, where its Message Expiry Interval
                 // starts, is now, not the shard's last read.
                 self.core.shard.mark_read();
-                self.publish(will_publish(&will)).await;
+                self.publish(will_publish(&will), Origin::Will).await;
             }
         }
         // Published (or scheduled): the session record no longer carries it.

@@ -17,9 +17,19 @@ use super::{reason, Conn, Event, PendingAck};
 use crate::metrics::ErrorKind;
 use crate::route;
 
+/// Where a PUBLISH comes from, which decides the producer its record goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// The client sent it: its route's producer (the route's acks).
+    Client,
+    /// The connection's will: the process's producer, as when another process publishes
+    /// the will of a process that died.
+    Will,
+}
+
 impl Conn {
     /// Routes a PUBLISH and hands its record to the producer.
-    pub(super) async fn publish(&mut self, publish: Publish) {
+    pub(super) async fn publish(&mut self, publish: Publish, origin: Origin) {
         let received = self.core.shard.read_at();
         if self
             .core
@@ -78,7 +88,11 @@ impl Conn {
             timestamp: Some(self.core.shard.read_at_unix_ms()),
             partitioning: route.partitioning,
         };
-        match self.core.shard.producer.send(record).await {
+        let producer = match origin {
+            Origin::Client => self.core.shard.producer_for(route),
+            Origin::Will => &self.core.shard.producer,
+        };
+        match producer.send(record).await {
             Ok(delivery) => self.acks.push_back(PendingAck {
                 retained,
                 packet_id: if publish.qos == QoS::AtMostOnce {
