@@ -193,12 +193,17 @@ pub(super) fn idle(md: &mut String, r: &Results, dir: &Path) -> anyhow::Result<(
         }
     }
     let _ = writeln!(md);
-    // Memory per connection against the number of connections, one line per server, from
-    // every idle run in the directory.
+    // Memory per connection against the number of connections, one line per server and
+    // build, from every idle run in the directory: runs of different builds on one line
+    // would draw the code's history as a curve.
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for &(_, v) in &files {
+    for &(name, v) in &files {
         for row in v["results"].as_array().into_iter().flatten() {
-            let server = row["server"].as_str().unwrap_or("?").to_owned();
+            let server = row["server"].as_str().unwrap_or("?");
+            let server = match build_tag(name) {
+                Some(tag) => format!("{server} ({tag})"),
+                None => server.to_owned(),
+            };
             let point = (f(row, "connected"), f(row, "vm_rss_bytes_per_conn"));
             if !(point.0.is_finite() && point.1.is_finite()) {
                 continue;
@@ -218,6 +223,20 @@ pub(super) fn idle(md: &mut String, r: &Results, dir: &Path) -> anyhow::Result<(
         let _ = writeln!(md, "![memory per idle connection](idle-memory.svg)\n");
     }
     Ok(())
+}
+
+/// The build an idle run's file names, as `session` and what follows it up to a trailing
+/// run letter: `idle-1m-2500-session6-b` → `session6`, `idle-1m-session6-purge0` →
+/// `session6-purge0`; `None` for a file that names none.
+fn build_tag(name: &str) -> Option<&str> {
+    let at = name.find("session")?;
+    let tag = name[at..].trim_end_matches(".json");
+    match tag.rsplit_once('-') {
+        Some((build, run)) if run.len() == 1 && run.chars().all(|c| c.is_ascii_lowercase()) => {
+            Some(build)
+        }
+        _ => Some(tag),
+    }
 }
 
 pub(super) fn fanout(md: &mut String, r: &Results) {
@@ -306,5 +325,22 @@ pub(super) fn micro(md: &mut String, r: &Results, dir: &Path) {
             "## Subscription index (`cargo bench --bench subscriptions`)\n"
         );
         let _ = writeln!(md, "{}\n", text.trim());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build_tag;
+
+    #[test]
+    fn idle_runs_are_grouped_by_the_build_their_file_names() {
+        assert_eq!(build_tag("idle-1m-2500-session6-a"), Some("session6"));
+        assert_eq!(build_tag("idle-1m-2500-session6-b.json"), Some("session6"));
+        assert_eq!(
+            build_tag("idle-1m-2500-session6-purge0"),
+            Some("session6-purge0")
+        );
+        assert_eq!(build_tag("idle-204k-session6"), Some("session6"));
+        assert_eq!(build_tag("idle-10k"), None);
     }
 }
