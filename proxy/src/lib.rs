@@ -25,6 +25,8 @@
 //! - `config`: the TOML configuration, its defaults (`default.toml`) and validation.
 //! - `runtime`: the only module that names glommio (shards, sockets, timers).
 //! - `shard`: one executor thread's listeners, connections, Kafka client and producer.
+//! - `stop`: shutdown as an event each shard and the watchdog wait for (signals, or a
+//!   shard that cannot start).
 //! - `mqtt`: the MQTT connection driver (socket ↔ codec ↔ session ↔ producer).
 //! - `http`: the HTTP produce driver (`POST /topics/{topic}`, single records and batches).
 //! - `driver`: what the connection drivers share (reads, input buffers, accounting).
@@ -58,6 +60,7 @@ mod runtime;
 mod sessions;
 mod shard;
 mod share;
+mod stop;
 mod stream;
 mod transport;
 mod ws;
@@ -250,18 +253,15 @@ fn run(config: Config, codecs: Arc<CodecRegistry>) -> anyhow::Result<()> {
         shards,
         config.listeners.iter().map(|l| l.name.clone()).collect(),
     );
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = stop::Stop::new(shards)?;
     let listening = Arc::new(AtomicUsize::new(0));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, stop.clone())?;
-    }
     announce_when_listening(
         &config,
         &addresses,
         admin_addr,
         shards,
         listening.clone(),
-        stop.clone(),
+        stop.flag().clone(),
     );
     let stopped = Arc::new(AtomicUsize::new(0));
     shutdown_watchdog(
@@ -299,11 +299,9 @@ fn run(config: Config, codecs: Arc<CodecRegistry>) -> anyhow::Result<()> {
 
 /// Bounds shutdown: a process still running 5 s after `server.shutdown_timeout_ms` exits
 /// with status 1, so supervisors see the overrun instead of a hung process.
-fn shutdown_watchdog(stop: Arc<AtomicBool>, deadline: Duration) {
+fn shutdown_watchdog(stop: Arc<stop::Stop>, deadline: Duration) {
     std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        stop.wait_blocking();
         std::thread::sleep(deadline + Duration::from_secs(5));
         error!(?deadline, "shutdown overran its deadline by 5 s; exiting");
         eprintln!("sluice: shutdown overran server.shutdown_timeout_ms by 5 s; exiting");

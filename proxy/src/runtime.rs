@@ -55,6 +55,16 @@ where
     glommio::spawn_local(future).detach();
 }
 
+/// Waits for a byte on `socket`, a connected Unix stream socket: `Ok(1)` with one read,
+/// `Ok(0)` at end of file.
+pub async fn read_byte(socket: std::os::unix::net::UnixStream) -> io::Result<usize> {
+    use futures::AsyncReadExt;
+    socket.set_nonblocking(true)?;
+    // SAFETY: a connected Unix stream socket we own, handed over whole.
+    let mut stream = unsafe { glommio::net::UnixStream::from_raw_fd(socket.into_raw_fd()) };
+    stream.read(&mut [0u8]).await
+}
+
 /// Waits for `duration`.
 pub async fn sleep(duration: Duration) {
     glommio::timer::sleep(duration).await;

@@ -138,8 +138,8 @@ pub struct ShardSetup {
     pub addresses: Arc<Vec<std::net::SocketAddr>>,
     /// The admin listener's address (on shard 0).
     pub admin: Option<Arc<std::sync::Mutex<Option<std::net::TcpListener>>>>,
-    /// Set by the signal handler.
-    pub stop: Arc<AtomicBool>,
+    /// Shutdown: set by SIGTERM / SIGINT, or by a shard that cannot start.
+    pub stop: Arc<crate::stop::Stop>,
     /// Shards whose listeners are open.
     pub listening: Arc<std::sync::atomic::AtomicUsize>,
     /// Shards that finished their shutdown (everything accepted was answered or failed).
@@ -156,24 +156,27 @@ pub struct ShardSetup {
 pub async fn run(index: usize, setup: ShardSetup) {
     let metrics = setup.metrics.shard(index);
     let config = &setup.config;
-    let client = connect_kafka(config, &setup.stop).await;
+    let client = connect_kafka(config, setup.stop.flag()).await;
     let Some(client) = client else { return };
     let producer_config = config.producer_config().expect("validated");
-    let Some(producer) = start_producer(&client, producer_config, index, &setup.stop).await else {
+    let Some(producer) = start_producer(&client, producer_config, index, setup.stop.flag()).await
+    else {
         return;
     };
     // Session records get a producer of their own: their linger and single request in
     // flight gather a shard's claims and saves into few batches and few concurrent
     // requests, without slowing publishes.
     let session_config = config.session_producer_config().expect("validated");
-    let Some(session_producer) = start_producer(&client, session_config, index, &setup.stop).await
+    let Some(session_producer) =
+        start_producer(&client, session_config, index, setup.stop.flag()).await
     else {
         return;
     };
     // Reads get broker connections of their own: a broker answers a connection's requests
     // in order, so a fetch waiting for data would hold up the Produce requests queued
     // behind it, and with them every PUBACK.
-    let Some(reader) = connect_retrying(config, index, "Kafka reader", &setup.stop).await else {
+    let Some(reader) = connect_retrying(config, index, "Kafka reader", setup.stop.flag()).await
+    else {
         return;
     };
     // Routes whose acks differ from the process's get a producer per acks level, each on
@@ -183,11 +186,11 @@ pub async fn run(index: usize, setup: ShardSetup) {
     let mut route_producers = Vec::new();
     for acks in config.route_acks_levels() {
         let what = "Kafka connections of a route producer";
-        let Some(own) = connect_retrying(config, index, what, &setup.stop).await else {
+        let Some(own) = connect_retrying(config, index, what, setup.stop.flag()).await else {
             return;
         };
         let settings = config.route_producer_config(acks).expect("validated");
-        let Some(p) = start_producer(&own, settings, index, &setup.stop).await else {
+        let Some(p) = start_producer(&own, settings, index, setup.stop.flag()).await else {
             return;
         };
         route_producers.push((acks, p));
@@ -269,7 +272,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
         let feed = setup.session_feed.clone();
         let topic = config.mqtt.sessions_topic.clone();
         let client_config = config.client_config().expect("validated");
-        let stop = setup.stop.clone();
+        let stop = setup.stop.flag().clone();
         runtime::spawn(async move {
             let client = loop {
                 match Client::connect(client_config.clone()).await {
@@ -302,7 +305,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
             Ok(s) => s,
             Err(e) => {
                 error!(shard = index, listener = %l.name, %addr, error = %e, "cannot listen");
-                setup.stop.store(true, Ordering::Relaxed);
+                setup.stop.trigger();
                 return;
             }
         };
@@ -367,9 +370,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
     setup.listening.fetch_add(1, Ordering::SeqCst);
     info!(shard = index, "shard ready");
 
-    while !setup.stop.load(Ordering::Relaxed) {
-        runtime::sleep(Duration::from_millis(50)).await;
-    }
+    setup.stop.wait(index).await;
 
     // Shutdown: stop accepting, let connections drain their acknowledgements and say
     // goodbye, then flush the producer within the deadline.
