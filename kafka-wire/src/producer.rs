@@ -223,6 +223,23 @@ pub struct ProducerStats {
     pub in_flight_requests: u64,
 }
 
+/// The counters of several producers together (a process's per-shard or per-acks ones).
+impl std::ops::Add for ProducerStats {
+    type Output = ProducerStats;
+
+    fn add(self, other: ProducerStats) -> ProducerStats {
+        ProducerStats {
+            records: self.records + other.records,
+            batches: self.batches + other.batches,
+            requests: self.requests + other.requests,
+            retries: self.retries + other.retries,
+            failed_batches: self.failed_batches + other.failed_batches,
+            buffered_bytes: self.buffered_bytes + other.buffered_bytes,
+            in_flight_requests: self.in_flight_requests + other.in_flight_requests,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct State {
     topics: HashMap<Arc<str>, TopicQueues>,

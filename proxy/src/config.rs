@@ -595,10 +595,9 @@ impl Config {
     /// The acks levels of routes that differ from the process's `kafka.acks`, each once, in
     /// config order: each gets a producer of its own in every shard.
     pub fn route_acks_levels(&self) -> Vec<Acks> {
-        let process = self.process_acks();
         let mut levels = Vec::new();
-        for acks in self.routes.iter().filter_map(|r| r.acks().ok().flatten()) {
-            if Some(acks) != process && !levels.contains(&acks) {
+        for acks in self.routes.iter().filter_map(|r| self.route_acks(r)) {
+            if !levels.contains(&acks) {
                 levels.push(acks);
             }
         }

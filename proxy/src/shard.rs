@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use kafka_wire::producer::ProducerStats;
 use kafka_wire::{Acks, Client, NewTopic, Producer};
 use tracing::{error, info, warn};
 
@@ -269,22 +268,17 @@ pub async fn run(index: usize, setup: ShardSetup) {
     if index == 0 && serves_mqtt {
         // One reader of the session topic per process, on a connection of its own: a
         // claim's read-back must not queue behind delivery fetches waiting for data.
-        let feed = setup.session_feed.clone();
-        let topic = config.mqtt.sessions_topic.clone();
-        let client_config = config.client_config().expect("validated");
-        let stop = setup.stop.flag().clone();
+        let (feed, stop, shared) = (
+            setup.session_feed.clone(),
+            setup.stop.clone(),
+            setup.config.clone(),
+        );
         runtime::spawn(async move {
-            let client = loop {
-                match Client::connect(client_config.clone()).await {
-                    Ok(c) => break c,
-                    Err(e) if !stop.load(Ordering::Relaxed) => {
-                        warn!(error = %e, "cannot connect the session topic's reader; retrying");
-                        runtime::sleep(Duration::from_secs(1)).await;
-                    }
-                    Err(_) => return,
-                }
+            let what = "session topic's reader";
+            let Some(client) = connect_retrying(&shared, index, what, stop.flag()).await else {
+                return;
             };
-            feed.run(client, topic).await;
+            feed.run(client, shared.mqtt.sessions_topic.clone()).await;
         });
         // One watcher per process: heartbeats, and the wills of processes that died.
         let watcher = shard.clone();
@@ -490,7 +484,6 @@ async fn connect_kafka(config: &Config, stop: &AtomicBool) -> Option<Client> {
     }
 }
 
-/// The Kafka topics MQTT routes write with the MQTT topic as key: what subscriptions read.
 /// The Kafka topics of the routes and reverse routes: sluice creates them when missing.
 fn route_topics(config: &Config) -> Vec<String> {
     let mut topics: Vec<String> = config
@@ -550,16 +543,11 @@ async fn accept_loop(
 async fn copy_producer_stats(shard: Rc<Shard>) {
     loop {
         // The client records' producers together: the process's and the routes' own.
-        let stats = shard.route_producers.iter().map(|(_, p)| p.stats()).fold(
-            shard.producer.stats(),
-            |sum, s| ProducerStats {
-                buffered_bytes: sum.buffered_bytes + s.buffered_bytes,
-                requests: sum.requests + s.requests,
-                batches: sum.batches + s.batches,
-                retries: sum.retries + s.retries,
-                ..sum
-            },
-        );
+        let stats = shard
+            .route_producers
+            .iter()
+            .map(|(_, p)| p.stats())
+            .fold(shard.producer.stats(), |sum, s| sum + s);
         let sessions = shard.sessions.producer_stats();
         let m = &shard.metrics;
         m.session_records.store(sessions.records, Ordering::Relaxed);

@@ -94,35 +94,40 @@ impl Stop {
 mod tests {
     use super::*;
 
-    /// A trigger reaches every waiter: shards already waiting, the watchdog's thread, and a
-    /// shard that only starts waiting afterwards.
+    /// A trigger reaches every waiter: a shard and the watchdog's thread, and a shard that
+    /// only starts waiting afterwards (its byte waits for it). A lost wake-up fails the test
+    /// at its deadline instead of hanging it.
     #[test]
     fn a_trigger_wakes_every_waiter() {
         let stop = Stop::new(2).expect("stop");
-        let watchdog = {
-            let stop = stop.clone();
-            std::thread::spawn(move || stop.wait_blocking())
-        };
-        let shards = {
-            let stop = stop.clone();
+        let (done, finished) = std::sync::mpsc::channel();
+        let shard = |index: usize| {
+            let (stop, done) = (stop.clone(), done.clone());
             std::thread::spawn(move || {
-                let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-                runtime::run_shards(2, false, 64, move || async move {
-                    let index = next.fetch_add(1, Ordering::SeqCst);
-                    if index == 1 {
-                        // Starts waiting only once shutdown has begun.
-                        while !stop.flag().load(Ordering::SeqCst) {
-                            runtime::sleep(std::time::Duration::from_millis(1)).await;
-                        }
-                    }
-                    stop.wait(index).await;
-                })
+                runtime::run_shards(1, false, 64, move || async move { stop.wait(index).await })
+                    .expect("shard");
+                done.send(format!("shard {index}")).unwrap();
             })
         };
-        assert!(!stop.flag().load(Ordering::SeqCst));
+        let watchdog = {
+            let (stop, done) = (stop.clone(), done.clone());
+            std::thread::spawn(move || {
+                stop.wait_blocking();
+                done.send("watchdog".to_owned()).unwrap();
+            })
+        };
+        let first = shard(0);
         stop.trigger();
-        shards.join().expect("shards").expect("both shards woken");
-        watchdog.join().expect("watchdog woken");
         assert!(stop.flag().load(Ordering::SeqCst));
+        let late = shard(1);
+        let deadline = std::time::Duration::from_secs(60);
+        let mut woken: Vec<String> = (0..3)
+            .map(|_| finished.recv_timeout(deadline).expect("every waiter woken"))
+            .collect();
+        woken.sort();
+        assert_eq!(woken, ["shard 0", "shard 1", "watchdog"]);
+        for t in [first, late, watchdog] {
+            t.join().unwrap();
+        }
     }
 }

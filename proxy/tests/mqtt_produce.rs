@@ -225,53 +225,43 @@ fn sigterm_finishes_what_was_accepted_then_exits_zero() {
     );
 }
 
+/// Writes `toml` to `path` and runs `sluice --check` on it: it must refuse it (exit 2).
+/// Returns what it printed on stderr.
+fn check_refuses(path: &std::path::Path, toml: &str) -> String {
+    std::fs::write(path, toml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn bad_configuration_is_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(
+    let config = common::config("127.0.0.1:9092", "");
+    let stderr = check_refuses(
         &bad,
-        common::config("127.0.0.1:9092", "")
-            .replace("receive_maximum = 100", "receive_maximum = 0"),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["--check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        &config.replace("receive_maximum = 100", "receive_maximum = 0"),
+    );
     assert!(stderr.contains("listeners[0].receive_maximum"), "{stderr}");
 
-    std::fs::write(
+    let stderr = check_refuses(
         &bad,
         "[kafka]\n\"bootstrap.servers\" = \"x:1\"\nlinger = 5\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["--check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("linger"));
+    );
+    assert!(stderr.contains("linger"), "{stderr}");
 
-    std::fs::write(
+    let stderr = check_refuses(
         &bad,
-        common::config("127.0.0.1:9092", "").replace(
+        &config.replace(
             "kafka_topic = \"mqtt-messages\"",
             "kafka_topic = \"mqtt-messages\"\nacks = \"2\"",
         ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["--check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    );
     assert!(stderr.contains("`routes[0].acks`"), "{stderr}");
 
     let default = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
