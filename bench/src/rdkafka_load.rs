@@ -11,9 +11,18 @@
 //! same [`Stamp`] the MQTT load generator writes (that send time on the wall clock, the key
 //! as the stream, a sequence number per key), so an independent Kafka consumer times both
 //! sides' records alike (`compare --kafka-consumer`).
+//!
+//! The child also counts the record batches librdkafka built for the topic during the run,
+//! from librdkafka's own statistics (`statistics.interval.ms`): each statistics emit carries
+//! the topic's `batchcnt` window, one value (the batch's record count) per ProduceRequest
+//! batch built since the previous emit, so the sum of the windows' `cnt` is the batches and
+//! of their `sum` the records in them. librdkafka 2.12 puts one partition's batch in each
+//! ProduceRequest; a retried batch is built, and counted, again. The warm-up's batches are
+//! left out, and the count is read from an emit made after the last delivery report.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
@@ -68,6 +77,45 @@ pub struct RdkafkaLoadResult {
     /// Send (scheduled, open loop) → delivery report, nanoseconds
     /// ([`crate::loadgen::histogram_from`]).
     pub histogram: Vec<(u64, u64)>,
+    /// Record batches librdkafka built for the topic during the run (its statistics'
+    /// `batchcnt` windows summed), and the records in them (at least `acked` when no window
+    /// was missed; more if a batch was retried).
+    pub batches: u64,
+    pub batched_records: u64,
+}
+
+/// How often librdkafka emits its statistics.
+const STATS_INTERVAL_MS: u64 = 500;
+
+/// The part of librdkafka's statistics JSON (STATISTICS.md) the child reads.
+#[derive(Deserialize)]
+struct Stats {
+    #[serde(default)]
+    topics: HashMap<String, TopicStats>,
+}
+
+#[derive(Deserialize)]
+struct TopicStats {
+    /// Records per batch over the window since the previous emit.
+    batchcnt: Window,
+}
+
+#[derive(Deserialize)]
+struct Window {
+    /// Batches.
+    cnt: u64,
+    /// Records in them.
+    sum: u64,
+}
+
+/// The statistics emits seen so far and the batch windows summed over them.
+#[derive(Debug, Clone, Copy, Default)]
+struct BatchTally {
+    emits: u64,
+    /// Emits whose JSON did not parse (their windows are lost).
+    unreadable: u64,
+    batches: u64,
+    records: u64,
 }
 
 /// Counts delivery reports and times them; librdkafka calls it on the producer's poll thread.
@@ -78,9 +126,59 @@ struct Reports {
     failed: AtomicU64,
     /// Nanoseconds since `start` of the last report.
     last: AtomicU64,
+    /// The topic whose batches are counted.
+    topic: String,
+    tally: Mutex<BatchTally>,
+    emitted: Condvar,
 }
 
-impl rdkafka::ClientContext for Reports {}
+impl rdkafka::ClientContext for Reports {
+    fn stats_raw(&self, json: &[u8]) {
+        let window = serde_json::from_slice::<Stats>(json)
+            .map(|mut s| s.topics.remove(&self.topic).map(|t| t.batchcnt));
+        let mut tally = self.tally.lock().expect("the poll thread does not panic");
+        tally.emits += 1;
+        match window {
+            Ok(Some(w)) => {
+                tally.batches += w.cnt;
+                tally.records += w.sum;
+            }
+            Ok(None) => {}
+            Err(_) => tally.unreadable += 1,
+        }
+        self.emitted.notify_all();
+    }
+}
+
+impl Reports {
+    /// The tally once librdkafka has emitted its statistics twice more. The poll thread may
+    /// be inside the callback of an emit built before this call (a flush returns once the
+    /// queue it serves is empty), but the second is built after the call, so after the
+    /// batches of every record delivered by then.
+    fn tally_after_two_emits(&self) -> Result<BatchTally> {
+        let deadline = Instant::now() + Duration::from_millis(10 * STATS_INTERVAL_MS);
+        let mut tally = self.tally.lock().expect("not poisoned");
+        let until = tally.emits + 2;
+        while tally.emits < until {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("librdkafka emitted no statistics for {STATS_INTERVAL_MS} ms × 10");
+            }
+            tally = self
+                .emitted
+                .wait_timeout(tally, left)
+                .expect("not poisoned")
+                .0;
+        }
+        if tally.unreadable > 0 {
+            bail!(
+                "{} of librdkafka's statistics emits did not parse",
+                tally.unreadable
+            );
+        }
+        Ok(*tally)
+    }
+}
 
 impl ProducerContext for Reports {
     /// The nanoseconds since `start` the latency is measured from.
@@ -154,12 +252,16 @@ fn run(a: &RdkafkaLoadArgs) -> Result<RdkafkaLoadResult> {
         .set("partitioner", "murmur2_random")
         .set("queue.buffering.max.messages", "2000000")
         .set("queue.buffering.max.kbytes", "1048576")
+        .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string())
         .create_with_context(Reports {
             start: Instant::now(),
             latency: Mutex::new(crate::loadgen::histogram()),
             ok: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             last: AtomicU64::new(0),
+            topic: a.topic.clone(),
+            tally: Mutex::new(BatchTally::default()),
+            emitted: Condvar::new(),
         })
         .context("creating the rdkafka producer")?;
     let mut value = vec![b'x'; a.size];
@@ -198,6 +300,7 @@ fn run(a: &RdkafkaLoadArgs) -> Result<RdkafkaLoadResult> {
     let ctx = producer.context();
     let warm = ctx.ok.load(Ordering::Relaxed);
     *ctx.latency.lock().expect("not poisoned") = crate::loadgen::histogram();
+    let warm_tally = ctx.tally_after_two_emits()?;
 
     let period = match a.rate {
         Rate::PerSecond(r) => Some(Duration::from_secs_f64(1.0 / r)),
@@ -249,6 +352,7 @@ fn run(a: &RdkafkaLoadArgs) -> Result<RdkafkaLoadResult> {
     let last = Duration::from_nanos(ctx.last.load(Ordering::Relaxed));
     let seconds = last.saturating_sub(t0).as_secs_f64().max(1e-9);
     let histogram = histogram_values(&ctx.latency.lock().expect("not poisoned"));
+    let tally = ctx.tally_after_two_emits()?;
     Ok(RdkafkaLoadResult {
         sent,
         acked,
@@ -257,5 +361,7 @@ fn run(a: &RdkafkaLoadArgs) -> Result<RdkafkaLoadResult> {
         acked_per_sec: acked as f64 / seconds,
         cpu_seconds: cpu.as_secs_f64(),
         histogram,
+        batches: tally.batches - warm_tally.batches,
+        batched_records: tally.records - warm_tally.records,
     })
 }

@@ -29,6 +29,10 @@
 //! reader of a direct producer's. Each run's consumer starts where the side's previous one
 //! stopped, so only the first reads through the maximum phase's records (before its run).
 //! It runs in this process during both sides' runs, so both share the machine with it.
+//!
+//! Every run also counts the record batches its producer wrote, which is what a Kafka
+//! consumer fetches records in: sluice's `sluice_produce_batches_total`, and librdkafka's
+//! own statistics in the rdkafka child (`rdkafka_load.rs`).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -55,6 +59,10 @@ const RDKAFKA_TOPIC: &str = "compare-rdkafka";
 const PARTITIONS: i32 = 3;
 /// A run sustained its rate if it acknowledged at least this share of it.
 const SUSTAINED: f64 = 0.97;
+/// sluice's shards copy their producers' counters (`sluice_produce_batches_total`) into its
+/// metrics once a second (`copy_producer_stats` in proxy/src/shard.rs): read this long
+/// after a run's last acknowledgement, the count holds every batch of the run.
+const PRODUCER_STATS_COPIED: Duration = Duration::from_millis(1_200);
 
 /// What the latency phase's rate is a fraction of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -152,12 +160,24 @@ pub struct Run {
     /// sluice runs: sluice's own `sluice_produce_latency_seconds` over the run (a
     /// message's read → Kafka's acknowledgement).
     pub inside_sluice: Option<InsideSluice>,
-    /// sluice runs: record batches it sent to Kafka (Δ `sluice_produce_batches_total`); the
-    /// records per batch are what a Kafka consumer fetches in each.
+    /// sluice runs: record batches it sent to Kafka (Δ `sluice_produce_batches_total`, read
+    /// [`PRODUCER_STATS_COPIED`] after the run); the records per batch are what a Kafka
+    /// consumer fetches in each.
     pub sluice_batches: Option<u64>,
+    /// rdkafka runs: record batches librdkafka built for the topic (its statistics'
+    /// `batchcnt` windows over the run, `rdkafka_load.rs`), and the records in them.
+    pub rdkafka_batches: Option<u64>,
+    pub rdkafka_batched_records: Option<u64>,
     /// Latency runs with `--kafka-consumer`: what the independent consumer read of this
     /// run's records (`count_matches`: exactly the `acked` ones).
     pub consumer: Option<ConsumerOutput>,
+}
+
+impl Run {
+    /// The record batches this run's producer wrote (sluice's or rdkafka's count).
+    pub fn batches(&self) -> Option<u64> {
+        self.sluice_batches.or(self.rdkafka_batches)
+    }
 }
 
 /// sluice's produce latency histogram over one run: what of the PUBACK latency is spent
@@ -586,6 +606,7 @@ fn one_run(
             let inside0 = ProduceHistogram::read(sluice)?;
             let batches0 = sluice.metric("sluice_produce_batches_total")?;
             let o = scenario_publish::measure(server, &publish_args(a, rate, seconds))?;
+            procs::sleep(PRODUCER_STATS_COPIED)?;
             let inside = ProduceHistogram::read(sluice)?.since(&inside0);
             let batches = sluice.metric("sluice_produce_batches_total")? - batches0;
             if o.unacked > 0 || o.dropped > 0 || o.records_failed > 0 || !o.kafka_count_matches {
@@ -613,6 +634,8 @@ fn one_run(
                 load_after: 0.0,
                 inside_sluice: Some(inside),
                 sluice_batches: Some(batches),
+                rdkafka_batches: None,
+                rdkafka_batched_records: None,
                 consumer: None,
             }
         }
@@ -714,6 +737,8 @@ fn rdkafka_run(server: &Server, a: &CompareArgs, rate: Rate, seconds: f64) -> Re
         load_after: 0.0,
         inside_sluice: None,
         sluice_batches: None,
+        rdkafka_batches: Some(r.batches),
+        rdkafka_batched_records: Some(r.batched_records),
         consumer: None,
     })
 }

@@ -55,6 +55,7 @@ pub(super) fn compare(md: &mut String, r: &Results) {
         "\nThroughput sluice / rdkafka: **{:.2}×**. Client CPU is the rdkafka child's, or sluice's (the MQTT load generator's is not counted).\n",
         f(c, "throughput_ratio")
     );
+    batches(md, &max_runs);
     for s in c["latency"].as_array().into_iter().flatten() {
         let of = match s["base"].as_str().unwrap_or("?") {
             "fixed" => String::new(),
@@ -95,10 +96,45 @@ pub(super) fn compare(md: &mut String, r: &Results) {
             f(s, "sluice_sustained"),
             f(c, "args.rounds")
         );
+        let runs: Vec<&Value> = s["runs"].as_array().into_iter().flatten().collect();
+        batches(md, &runs);
         if s["consumer"].is_object() {
             consumer(md, c, s);
         }
     }
+}
+
+/// The record batches each side's producer wrote per run (`sluice_batches`: sluice's
+/// metric; `rdkafka_batches`: librdkafka's statistics) and the records per batch, which is
+/// what a Kafka consumer fetches in each. Nothing for results that predate the counts.
+fn batches(md: &mut String, runs: &[&Value]) {
+    let count = |r: &Value| {
+        r["sluice_batches"]
+            .as_f64()
+            .or(r["rdkafka_batches"].as_f64())
+    };
+    if !runs.iter().any(|r| count(r).is_some()) {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "| side | record batches (each round) | records per batch (median) |"
+    );
+    let _ = writeln!(md, "| --- | --- | ---: |");
+    for side in ["rdkafka", "sluice"] {
+        let mine: Vec<&&Value> = runs.iter().filter(|r| r["side"] == side).collect();
+        let each: Vec<String> = mine
+            .iter()
+            .map(|r| n(count(r).unwrap_or(f64::NAN)))
+            .collect();
+        let per_batch = median(
+            mine.iter()
+                .filter_map(|r| Some(f(r, "acked") / count(r).filter(|b| *b > 0.0)?))
+                .collect(),
+        );
+        let _ = writeln!(md, "| {side} | {} | {per_batch:.1} |", each.join(" · "));
+    }
+    let _ = writeln!(md);
 }
 
 /// The same rate at the independent Kafka consumer (`compare --kafka-consumer`).
@@ -201,8 +237,8 @@ mod tests {
             serde_json::json!({
                 "args": { "linger_ms": 5, "size": 100, "clients": 100, "load": 0.5, "rounds": 1, "headers": false, "consumer_max_wait_ms": 5 },
                 "max_runs": [
-                    { "side": "rdkafka", "acked_per_sec": 500000.0, "acked": 1000, "client_cpu_seconds": 0.002 },
-                    { "side": "sluice", "acked_per_sec": 600000.0, "acked": 1000, "client_cpu_seconds": 0.001 }
+                    { "side": "rdkafka", "acked_per_sec": 500000.0, "acked": 1000, "client_cpu_seconds": 0.002, "rdkafka_batches": 4 },
+                    { "side": "sluice", "acked_per_sec": 600000.0, "acked": 1000, "client_cpu_seconds": 0.001, "sluice_batches": 8 }
                 ],
                 "rdkafka_max_per_sec": 500000.0,
                 "sluice_max_per_sec": 600000.0,
@@ -231,6 +267,8 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("**1.20×**"), "{md}");
+        assert!(md.contains("| rdkafka | 4 | 250.0 |"), "{md}");
+        assert!(md.contains("| sluice | 8 | 125.0 |"), "{md}");
         assert!(md.contains("(50 % of the rdkafka maximum)"), "{md}");
         assert!(md.contains("| **added** |  | 0.50 | 1.00 |"), "{md}");
         assert!(

@@ -7,7 +7,7 @@ use crate::stats::median;
 /// One run's line, as it ends.
 pub(super) fn report_run(r: &Run) {
     eprintln!(
-        "round {} {:?} at {}: {:.0} acked/s, mean {:.2} ms, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms{} (load {:.2} → {:.2})",
+        "round {} {:?} at {}: {:.0} acked/s, mean {:.2} ms, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms{}{} (load {:.2} → {:.2})",
         r.round,
         r.side,
         r.rate.map_or("max".into(), |x| format!("{x:.0}/s")),
@@ -17,12 +17,21 @@ pub(super) fn report_run(r: &Run) {
         r.latency.p99_us / 1000.0,
         r.latency.p999_us / 1000.0,
         r.latency.max_us / 1000.0,
+        r.batches().map_or(String::new(), |b| format!(
+            "; {b} Kafka batches, {:.1} records per batch{}",
+            records_per_batch(r).unwrap_or(f64::NAN),
+            match r.rdkafka_batched_records {
+                Some(n) if n < r.acked => format!(
+                    " (librdkafka's statistics account for only {n} of the records)"
+                ),
+                _ => String::new(),
+            }
+        )),
         r.inside_sluice.as_ref().map_or(String::new(), |i| format!(
-            "; inside sluice mean {:.2} ms, p50 ≤ {:.2} ms, p99 ≤ {:.2} ms, {:.0} records per Kafka batch",
+            "; inside sluice mean {:.2} ms, p50 ≤ {:.2} ms, p99 ≤ {:.2} ms",
             i.mean_us / 1000.0,
             i.p50_at_most_us / 1000.0,
             i.p99_at_most_us / 1000.0,
-            r.acked as f64 / r.sluice_batches.unwrap_or(0).max(1) as f64
         )),
         r.load_before,
         r.load_after
@@ -74,6 +83,7 @@ pub fn print(o: &CompareOutput) {
         "\nthroughput sluice / rdkafka = {:.2}x\n",
         o.throughput_ratio
     );
+    print_batches(&o.max_runs);
     for s in &o.latency {
         println!(
             "latency at {:.0} records/s ({} × {:?} max unless Fixed); acknowledged: rdkafka {:.0}/s, sluice {:.0}/s; medians of {} rounds, ms:\n",
@@ -92,6 +102,8 @@ pub fn print(o: &CompareOutput) {
             s.inside_sluice_mean_us / 1000.0,
             s.inside_sluice_p99_at_most_us / 1000.0
         );
+        println!();
+        print_batches(&s.runs);
         println!(
             "rounds that sustained the rate: rdkafka {}, sluice {} of {}",
             s.rdkafka_sustained, s.sluice_sustained, o.args.rounds
@@ -163,4 +175,30 @@ fn print_percentiles(rows: [(&str, &Percentiles); 3], read: &[String]) {
             read.get(i).map_or(String::new(), |r| format!(" {r} |"))
         );
     }
+}
+
+/// Acknowledged records per Kafka record batch of one run.
+fn records_per_batch(r: &Run) -> Option<f64> {
+    r.batches()
+        .filter(|b| *b > 0)
+        .map(|b| r.acked as f64 / b as f64)
+}
+
+/// The record batches each side's producer wrote per run (sluice: its
+/// `sluice_produce_batches_total`; rdkafka: librdkafka's statistics), and the records per
+/// batch: what a Kafka consumer fetches in each.
+fn print_batches(runs: &[Run]) {
+    println!("| side | record batches (each round) | records per batch (each round) | median records per batch |");
+    println!("| --- | --- | --- | ---: |");
+    for side in [Side::Rdkafka, Side::Sluice] {
+        let mine: Vec<&Run> = runs.iter().filter(|r| r.side == side).collect();
+        let each = |f: &dyn Fn(&Run) -> String| -> String {
+            mine.iter().map(|r| f(r)).collect::<Vec<_>>().join(" · ")
+        };
+        let batches = each(&|r| r.batches().map_or("—".into(), |b| b.to_string()));
+        let per_batch = each(&|r| records_per_batch(r).map_or("—".into(), |x| format!("{x:.1}")));
+        let median_per_batch = median(mine.iter().filter_map(|r| records_per_batch(r)).collect());
+        println!("| {side:?} | {batches} | {per_batch} | {median_per_batch:.1} |");
+    }
+    println!();
 }
