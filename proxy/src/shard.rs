@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use futures::future::{AbortHandle, Abortable};
 use kafka_wire::{Acks, Client, NewTopic, Producer};
 use tracing::{error, info, warn};
 
@@ -291,7 +292,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
                 }),
         );
     }
-    let accepting = Rc::new(Cell::new(true));
+    let mut accept_loops = Vec::new();
     let registry = setup.codecs.clone();
     for (i, l) in config.listeners.iter().enumerate() {
         let addr = setup.addresses[i];
@@ -313,12 +314,12 @@ pub async fn run(index: usize, setup: ShardSetup) {
                     session: MqttListener::session_config(l),
                 });
                 let shard = shard.clone();
-                runtime::spawn(accept_loop(
+                spawn_accept_loop(
                     socket,
                     l.name.clone(),
-                    accepting.clone(),
                     move |conn| runtime::spawn(mqtt::serve(conn, shard.clone(), listener.clone())),
-                ));
+                    &mut accept_loops,
+                );
             }
             Protocol::Stream => {
                 let listener = Rc::new(StreamListener {
@@ -329,24 +330,24 @@ pub async fn run(index: usize, setup: ShardSetup) {
                     auth: l.authenticator.clone().map(ShardAuth::new),
                 });
                 let shard = shard.clone();
-                runtime::spawn(accept_loop(
+                spawn_accept_loop(
                     socket,
                     l.name.clone(),
-                    accepting.clone(),
                     move |conn| {
                         runtime::spawn(stream::serve(conn, shard.clone(), listener.clone()))
                     },
-                ));
+                    &mut accept_loops,
+                );
             }
             Protocol::Http => {
                 let listener = Rc::new(http::HttpListener::new(i, l.clone()));
                 let shard = shard.clone();
-                runtime::spawn(accept_loop(
+                spawn_accept_loop(
                     socket,
                     l.name.clone(),
-                    accepting.clone(),
                     move |conn| runtime::spawn(http::serve(conn, shard.clone(), listener.clone())),
-                ));
+                    &mut accept_loops,
+                );
             }
         }
     }
@@ -370,7 +371,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
     // goodbye, then flush the producer within the deadline.
     info!(shard = index, "shutting down: draining connections");
     metrics.draining.store(true, Ordering::Relaxed);
-    accepting.set(false);
+    accept_loops.iter().for_each(AbortHandle::abort);
     shard.shutdown.set();
     if let Some(lot) = &shard.lot {
         lot.resume_all();
@@ -504,40 +505,32 @@ fn admin_listener(listener: std::net::TcpListener) -> std::io::Result<TcpListene
     Ok(unsafe { TcpListener::from_raw_fd(fd) })
 }
 
-/// Accepts connections until shutdown, handing each to `serve` (which spawns its task).
-async fn accept_loop(
+/// Accepts connections, handing each to `serve` (which spawns its task), until shutdown
+/// aborts it through `stop` (which also closes the listening socket).
+fn spawn_accept_loop(
     socket: TcpListener,
     name: String,
-    accepting: Rc<Cell<bool>>,
-    mut serve: impl FnMut(runtime::TcpStream),
+    mut serve: impl FnMut(runtime::TcpStream) + 'static,
+    stop: &mut Vec<AbortHandle>,
 ) {
-    while accepting.get() {
-        let accepted = {
-            let accept = std::pin::pin!(socket.accept());
-            let stop = std::pin::pin!(async {
-                while accepting.get() {
-                    runtime::sleep(Duration::from_millis(50)).await;
+    let (abort, registration) = AbortHandle::new_pair();
+    stop.push(abort);
+    let accepting = async move {
+        loop {
+            match socket.accept().await {
+                Ok(stream) => serve(stream),
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    warn!(listener = %name, error = %e, "accept failed");
+                    runtime::sleep(Duration::from_millis(100)).await;
                 }
-            });
-            match futures::future::select(accept, stop).await {
-                futures::future::Either::Left((r, _)) => r,
-                futures::future::Either::Right(_) => break,
-            }
-        };
-        match accepted {
-            Ok(stream) => {
-                if let Err(e) = runtime::prepare(&stream) {
-                    warn!(error = %e, "cannot set socket options");
-                }
-                serve(stream);
-            }
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                warn!(listener = %name, error = %e, "accept failed");
-                runtime::sleep(Duration::from_millis(100)).await;
             }
         }
-    }
+    };
+    runtime::spawn(async move {
+        // Aborted is how it ends.
+        let _ = Abortable::new(accepting, registration).await;
+    });
 }
 
 async fn copy_producer_stats(shard: Rc<Shard>) {
