@@ -347,6 +347,27 @@ impl SluiceProc {
         Ok(self.metric_f64(name)? as u64)
     }
 
+    /// A metric that the shards copy from their producers once a second
+    /// (`sluice_produce_*`), once it has moved past `before` and then held still for
+    /// longer than a copy's period, so the copy made after the last change is in it; an
+    /// error if that takes over 15 s.
+    pub fn settled_metric(&self, name: &str, before: u64) -> Result<u64> {
+        const COPY_PERIOD: Duration = Duration::from_millis(1_100);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut last = self.metric(name)?;
+        loop {
+            sleep(COPY_PERIOD)?;
+            let now = self.metric(name)?;
+            if now == last && now > before {
+                return Ok(now);
+            }
+            if Instant::now() > deadline {
+                bail!("{name} did not settle above {before} in 15 s (last {last}, now {now})");
+            }
+            last = now;
+        }
+    }
+
     /// [`SluiceProc::metric`] without rounding (sums of seconds).
     pub fn metric_f64(&self, name: &str) -> Result<f64> {
         let body = http_get(self.admin, "/metrics")?;

@@ -59,10 +59,6 @@ const RDKAFKA_TOPIC: &str = "compare-rdkafka";
 const PARTITIONS: i32 = 3;
 /// A run sustained its rate if it acknowledged at least this share of it.
 const SUSTAINED: f64 = 0.97;
-/// sluice's shards copy their producers' counters (`sluice_produce_batches_total`) into its
-/// metrics once a second (`copy_producer_stats` in proxy/src/shard.rs): read this long
-/// after a run's last acknowledgement, the count holds every batch of the run.
-const PRODUCER_STATS_COPIED: Duration = Duration::from_millis(1_200);
 
 /// What the latency phase's rate is a fraction of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -161,7 +157,7 @@ pub struct Run {
     /// message's read → Kafka's acknowledgement).
     pub inside_sluice: Option<InsideSluice>,
     /// sluice runs: record batches it sent to Kafka (Δ `sluice_produce_batches_total`, read
-    /// [`PRODUCER_STATS_COPIED`] after the run); the records per batch are what a Kafka
+    /// once settled: [`procs::SluiceProc::settled_metric`]); the records per batch are what a Kafka
     /// consumer fetches in each.
     pub sluice_batches: Option<u64>,
     /// rdkafka runs: record batches librdkafka built for the topic (its statistics'
@@ -606,9 +602,10 @@ fn one_run(
             let inside0 = ProduceHistogram::read(sluice)?;
             let batches0 = sluice.metric("sluice_produce_batches_total")?;
             let o = scenario_publish::measure(server, &publish_args(a, rate, seconds))?;
-            procs::sleep(PRODUCER_STATS_COPIED)?;
+            // Copied from the producers once a second (`copy_producer_stats`).
+            let batches =
+                sluice.settled_metric("sluice_produce_batches_total", batches0)? - batches0;
             let inside = ProduceHistogram::read(sluice)?.since(&inside0);
-            let batches = sluice.metric("sluice_produce_batches_total")? - batches0;
             if o.unacked > 0 || o.dropped > 0 || o.records_failed > 0 || !o.kafka_count_matches {
                 bail!(
                     "the sluice run lost messages: {} unacked, {} connections dropped, {} records failed, Kafka count {}",
