@@ -3,6 +3,10 @@
 //!
 //! Put it in front of the broker and make the broker advertise the relay's address
 //! ([`crate::BrokerBuilder::behind`]), so that every client connection goes through it.
+//!
+//! Started with [`ChaosProxy::start_observing`], it also reads the requests clients send
+//! (`requests.rs`) and keeps the Produce requests for the test to inspect, relaying
+//! every byte unchanged.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -10,6 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
+
+use crate::requests::{ObservedProduce, RequestLog, RequestReader};
 
 /// A relay from a local port to `upstream`.
 #[derive(Debug)]
@@ -19,6 +25,7 @@ pub struct ChaosProxy {
     live: Arc<Mutex<Vec<TcpStream>>>,
     stopped: Arc<AtomicBool>,
     accepted: Arc<AtomicU64>,
+    requests: Option<Arc<RequestLog>>,
 }
 
 impl ChaosProxy {
@@ -26,6 +33,16 @@ impl ChaosProxy {
     /// [`ChaosProxy::set_upstream`] (the broker is started after the relay so that it can
     /// advertise the relay's address).
     pub fn start() -> io::Result<ChaosProxy> {
+        ChaosProxy::run(None)
+    }
+
+    /// [`ChaosProxy::start`], and the relay reads the Kafka requests clients send
+    /// ([`ChaosProxy::produce_requests`]).
+    pub fn start_observing() -> io::Result<ChaosProxy> {
+        ChaosProxy::run(Some(Arc::default()))
+    }
+
+    fn run(requests: Option<Arc<RequestLog>>) -> io::Result<ChaosProxy> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let proxy = ChaosProxy {
@@ -34,11 +51,13 @@ impl ChaosProxy {
             live: Arc::new(Mutex::new(Vec::new())),
             stopped: Arc::new(AtomicBool::new(false)),
             accepted: Arc::new(AtomicU64::new(0)),
+            requests,
         };
         let upstream = proxy.upstream.clone();
         let live = proxy.live.clone();
         let stopped = proxy.stopped.clone();
         let accepted = proxy.accepted.clone();
+        let requests = proxy.requests.clone();
         thread::Builder::new()
             .name("chaos-proxy".into())
             .spawn(move || {
@@ -58,14 +77,17 @@ impl ChaosProxy {
                     };
                     let _ = client.set_nodelay(true);
                     let _ = server.set_nodelay(true);
-                    accepted.fetch_add(1, Ordering::SeqCst);
+                    let connection = accepted.fetch_add(1, Ordering::SeqCst) + 1;
                     {
                         let mut live = live.lock().expect("lock");
                         live.extend(client.try_clone().ok());
                         live.extend(server.try_clone().ok());
                     }
-                    pump(&client, &server);
-                    pump(&server, &client);
+                    let reader = requests
+                        .as_ref()
+                        .map(|log| RequestReader::new(connection, log.clone()));
+                    pump(&client, &server, reader);
+                    pump(&server, &client, None);
                 }
             })?;
         Ok(proxy)
@@ -97,6 +119,25 @@ impl ChaosProxy {
         n
     }
 
+    /// The Produce requests clients sent so far, in the order each connection sent them
+    /// (connections interleaved as they were read). Empty unless started with
+    /// [`ChaosProxy::start_observing`].
+    pub fn produce_requests(&self) -> Vec<ObservedProduce> {
+        self.requests
+            .as_ref()
+            .map(|log| log.produce_requests())
+            .unwrap_or_default()
+    }
+
+    /// The request frames the relay could not decode (each naming its connection and
+    /// why); a test that relies on [`ChaosProxy::produce_requests`] wants none.
+    pub fn request_errors(&self) -> Vec<String> {
+        self.requests
+            .as_ref()
+            .map(|log| log.errors())
+            .unwrap_or_default()
+    }
+
     /// Connections relayed since the start.
     pub fn connections(&self) -> u64 {
         self.accepted.load(Ordering::SeqCst)
@@ -112,7 +153,9 @@ impl Drop for ChaosProxy {
     }
 }
 
-fn pump(from: &TcpStream, to: &TcpStream) {
+/// Copies `from` to `to` on a thread of its own, showing every chunk to `reader` before
+/// it is forwarded (so a request is logged before the broker can answer it).
+fn pump(from: &TcpStream, to: &TcpStream, mut reader: Option<RequestReader>) {
     let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
         return;
     };
@@ -124,6 +167,9 @@ fn pump(from: &TcpStream, to: &TcpStream) {
                 match from.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
+                        if let Some(reader) = &mut reader {
+                            reader.feed(&buf[..n]);
+                        }
                         if to.write_all(&buf[..n]).is_err() {
                             break;
                         }

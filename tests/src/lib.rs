@@ -9,7 +9,8 @@
 //! - [`PyClient`] and the free functions [`create_topic`], [`delete_topic`], [`produce`],
 //!   [`consume_all`]: run the scripts in `tools/kafka/` with the venv's Python, using
 //!   confluent-kafka (librdkafka) or kafka-python ([`ClientLib`]).
-//! - [`ChaosProxy`]: a TCP relay in front of the broker whose connections a test can cut.
+//! - [`ChaosProxy`]: a TCP relay in front of the broker whose connections a test can cut,
+//!   and that can read the Kafka requests going through it ([`ObservedProduce`]).
 //! - [`wait_until`]: poll a condition until a deadline instead of sleeping.
 //!
 //! Nothing here is skipped when a tool is missing: the error says to run
@@ -32,6 +33,7 @@ mod broker;
 mod chaos;
 mod clients;
 mod process;
+mod requests;
 mod tls;
 mod wait;
 
@@ -41,6 +43,7 @@ pub use clients::{
     consume_all, create_topic, delete_topic, produce, python, ClientLib, ConsumedRecord, Delivery,
     ProduceRecord, PyClient, Sasl,
 };
+pub use requests::ObservedProduce;
 pub use tls::{ClientAuth, TlsFiles};
 pub use wait::{poll_until, wait_until};
 
