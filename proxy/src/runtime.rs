@@ -188,9 +188,9 @@ mod tests {
     use super::*;
     use futures::StreamExt as _;
 
-    /// A listener from [`listen`] waits for connections that are not there yet (glommio's
-    /// first, direct accept needs its socket non-blocking; the wait must not fail), and
-    /// what it accepts has Nagle off, inherited from it: nothing sets it per connection.
+    /// A listener from [`listen`] accepts connections that arrive while its accept waits
+    /// (glommio tries a direct accept first, then waits in io_uring), and what it accepts
+    /// has Nagle off, inherited from it: nothing sets it per connection.
     #[test]
     fn accepts_wait_and_inherit_nodelay() {
         let worker = glommio::LocalExecutorBuilder::default()
