@@ -314,12 +314,9 @@ pub async fn run(index: usize, setup: ShardSetup) {
                     session: MqttListener::session_config(l),
                 });
                 let shard = shard.clone();
-                spawn_accept_loop(
-                    socket,
-                    l.name.clone(),
-                    move |conn| runtime::spawn(mqtt::serve(conn, shard.clone(), listener.clone())),
-                    &mut accept_loops,
-                );
+                accept_loops.push(spawn_accept_loop(socket, l.name.clone(), move |conn| {
+                    runtime::spawn(mqtt::serve(conn, shard.clone(), listener.clone()))
+                }));
             }
             Protocol::Stream => {
                 let listener = Rc::new(StreamListener {
@@ -330,24 +327,16 @@ pub async fn run(index: usize, setup: ShardSetup) {
                     auth: l.authenticator.clone().map(ShardAuth::new),
                 });
                 let shard = shard.clone();
-                spawn_accept_loop(
-                    socket,
-                    l.name.clone(),
-                    move |conn| {
-                        runtime::spawn(stream::serve(conn, shard.clone(), listener.clone()))
-                    },
-                    &mut accept_loops,
-                );
+                accept_loops.push(spawn_accept_loop(socket, l.name.clone(), move |conn| {
+                    runtime::spawn(stream::serve(conn, shard.clone(), listener.clone()))
+                }));
             }
             Protocol::Http => {
                 let listener = Rc::new(http::HttpListener::new(i, l.clone()));
                 let shard = shard.clone();
-                spawn_accept_loop(
-                    socket,
-                    l.name.clone(),
-                    move |conn| runtime::spawn(http::serve(conn, shard.clone(), listener.clone())),
-                    &mut accept_loops,
-                );
+                accept_loops.push(spawn_accept_loop(socket, l.name.clone(), move |conn| {
+                    runtime::spawn(http::serve(conn, shard.clone(), listener.clone()))
+                }));
             }
         }
     }
@@ -506,15 +495,13 @@ fn admin_listener(listener: std::net::TcpListener) -> std::io::Result<TcpListene
 }
 
 /// Accepts connections, handing each to `serve` (which spawns its task), until shutdown
-/// aborts it through `stop` (which also closes the listening socket).
+/// aborts it through the handle returned (which also closes the listening socket).
 fn spawn_accept_loop(
     socket: TcpListener,
     name: String,
     mut serve: impl FnMut(runtime::TcpStream) + 'static,
-    stop: &mut Vec<AbortHandle>,
-) {
+) -> AbortHandle {
     let (abort, registration) = AbortHandle::new_pair();
-    stop.push(abort);
     let accepting = async move {
         loop {
             match socket.accept().await {
@@ -531,6 +518,7 @@ fn spawn_accept_loop(
         // Aborted is how it ends.
         let _ = Abortable::new(accepting, registration).await;
     });
+    abort
 }
 
 async fn copy_producer_stats(shard: Rc<Shard>) {
