@@ -21,7 +21,7 @@ use codecs::framed::{FramedCodec, FramedConfig};
 use codecs::http::{RequestDecoder, SseEncoder, SseEvent};
 use codecs::lines::LinesCodec;
 use codecs::mqtt::{
-    MqttCodec, MqttString, Packet, ProtocolVersion, PubAck, Publish, PublishProperties, QoS,
+    MqttCodec, MqttString, Packet, Props, ProtocolVersion, PubAck, Publish, PublishProperties, QoS,
 };
 use codecs::ws::{Frame, FrameDecoder, FrameEncoder, MaskSource, Role};
 use codecs::{Decoder, Encoder};
@@ -252,9 +252,9 @@ fn delivery(
         packet_id: if qos == QoS::AtMostOnce { 0 } else { packet_id },
         payload: Bytes::from_static(&PAYLOAD),
         properties: if version.is_v5() {
-            props.clone()
+            props.clone().into()
         } else {
-            PublishProperties::default()
+            Props::none()
         },
     })
 }

@@ -40,7 +40,7 @@ pub use connect::{ConnAck, ConnAckProperties, Connect, ConnectProperties, Will, 
 pub use disconnect::{Auth, AuthProperties, Disconnect, DisconnectProperties};
 pub use error::{EncodeError, MqttError};
 pub use packet::{Packet, PacketType};
-pub use properties::{AckProperties, PropertyOrder};
+pub use properties::{AckProperties, PropertyOrder, PropertyStruct, Props};
 pub use publish::{PubAck, Publish, PublishProperties};
 pub use session::{Accept, Effect, KafkaAck, Session, SessionConfig};
 pub use subscribe::{

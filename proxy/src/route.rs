@@ -465,10 +465,11 @@ mod tests {
             acks: None,
         };
         let mut publish = Publish::default();
-        publish.properties.message_expiry_interval = Some(4_294_967_295);
-        publish.properties.response_topic = Some("replies/dev-7".try_into().unwrap());
-        publish.properties.correlation_data = Some(bytes::Bytes::from_static(&[0, 255]));
-        publish.properties.payload_format_indicator = Some(1);
+        let props = publish.properties.make_mut();
+        props.message_expiry_interval = Some(4_294_967_295);
+        props.response_topic = Some("replies/dev-7".try_into().unwrap());
+        props.correlation_data = Some(bytes::Bytes::from_static(&[0, 255]));
+        props.payload_format_indicator = Some(1);
         let (mut out, mut digits, conn) = (Vec::new(), Digits::default(), conn());
         headers(&route, &publish, &conn, &mut digits, &mut out);
         let pairs: Vec<(&str, &[u8])> = out.iter().map(|h| (h.key, h.value.unwrap())).collect();

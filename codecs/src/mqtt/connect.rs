@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::{EncodeError, MqttError};
 use super::properties::{
-    properties_len, property_struct, put_properties, read_properties, with_prefix,
+    properties_len, property_struct, put_properties, read_properties, with_prefix, Props,
 };
 use super::reason;
 use super::topic::check_topic_name;
@@ -112,7 +112,7 @@ pub struct Will {
     /// Whether to retain it.
     pub retain: bool,
     /// MQTT 5 will properties (empty on 3.1.1).
-    pub properties: WillProperties,
+    pub properties: Props<WillProperties>,
 }
 
 /// CONNECT.
@@ -225,7 +225,7 @@ impl Connect {
             _ => {}
         }
         let will = if will_flag {
-            let mut will_properties = WillProperties::default();
+            let mut will_properties = Props::<WillProperties>::none();
             if protocol.is_v5() {
                 read_properties(r, &mut will_properties)?;
                 check_response_topic(will_properties.response_topic.as_ref())?;

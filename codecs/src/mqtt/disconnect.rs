@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::{EncodeError, MqttError};
 use super::properties::{
-    properties_len, property_struct, put_properties, read_properties, with_prefix,
+    properties_len, property_struct, put_properties, read_properties, with_prefix, Props,
 };
 use super::reason;
 use super::types::{MqttString, ProtocolVersion, UserProperty};
@@ -47,7 +47,7 @@ pub struct Disconnect {
     /// MQTT 5 reason code (0 = normal disconnection, 4 = disconnect with will message).
     pub reason_code: u8,
     /// MQTT 5 properties.
-    pub properties: DisconnectProperties,
+    pub properties: Props<DisconnectProperties>,
 }
 
 /// AUTH.
@@ -56,7 +56,7 @@ pub struct Auth {
     /// 0 success, 0x18 continue authentication, 0x19 re-authenticate.
     pub reason_code: u8,
     /// Properties.
-    pub properties: AuthProperties,
+    pub properties: Props<AuthProperties>,
 }
 
 impl Disconnect {
@@ -64,7 +64,7 @@ impl Disconnect {
     pub fn new(reason_code: u8) -> Self {
         Self {
             reason_code,
-            properties: DisconnectProperties::default(),
+            properties: Props::none(),
         }
     }
 

@@ -106,10 +106,12 @@ impl fmt::Display for PacketType {
 
 /// One MQTT control packet, in either direction.
 ///
-/// CONNECT and CONNACK are boxed because they are large and rare, so that a `Packet` is no
-/// bigger than the PUBLISH it usually holds: packets are moved by value several times on
-/// the way out of the decoder. PUBLISH is inline because it is the hot path and must not
-/// allocate.
+/// Packets are moved by value several times on the way out of the decoder and through the
+/// session, so a `Packet` is kept small (88 bytes): CONNECT and CONNACK are boxed because
+/// they are large and rare, and the packets with large property structs (PUBLISH, SUBACK,
+/// UNSUBACK, DISCONNECT, AUTH) keep them out of line ([`Props`](super::Props)), allocated
+/// only when there are any. PUBLISH is inline because it is the hot path and, without
+/// properties, must not allocate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
     /// Client → server: open a session.
@@ -143,6 +145,9 @@ pub enum Packet {
     /// MQTT 5 enhanced authentication exchange.
     Auth(Auth),
 }
+
+// Every move of a packet copies this much (see the type's documentation).
+const _: () = assert!(std::mem::size_of::<Packet>() <= 88);
 
 impl Packet {
     /// The packet's type.

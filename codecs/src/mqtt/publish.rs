@@ -12,6 +12,7 @@ use super::error::{EncodeError, MqttError};
 use super::packet::{Packet, PacketType};
 use super::properties::{
     properties_len, property_struct, put_properties, read_properties, with_prefix, AckProperties,
+    Props,
 };
 use super::reason;
 use super::topic::check_topic_name;
@@ -57,7 +58,7 @@ pub struct Publish {
     /// Application payload, a slice of the read buffer.
     pub payload: Bytes,
     /// MQTT 5 properties (empty on 3.1.1).
-    pub properties: PublishProperties,
+    pub properties: Props<PublishProperties>,
 }
 
 /// PUBACK, PUBREC, PUBREL or PUBCOMP (the [`Packet`](super::Packet) variant says which).
@@ -90,9 +91,9 @@ pub(crate) fn read_packet_id(r: &mut Reader) -> Result<u16, MqttError> {
 }
 
 impl Publish {
-    /// Decodes a PUBLISH body. It returns the decoder's own result type so that the packet,
-    /// most of whose 248 bytes are the property struct, is moved once on its way out rather
-    /// than once per wrapper (`Publish`, `Packet`, `Option`, `Result`).
+    /// Decodes a PUBLISH body. It returns the decoder's own result type so that the packet
+    /// is moved once on its way out rather than once per wrapper (`Publish`, `Packet`,
+    /// `Option`, `Result`).
     #[inline]
     pub(crate) fn decode(
         r: &mut Reader,
@@ -122,7 +123,6 @@ impl Publish {
         } else {
             read_packet_id(r)?
         };
-        // Built in place: the property struct is most of a PUBLISH's size.
         let mut publish = Self {
             dup,
             qos,
@@ -130,7 +130,7 @@ impl Publish {
             topic: MqttString::from_checked(topic),
             packet_id,
             payload: Bytes::new(),
-            properties: PublishProperties::default(),
+            properties: Props::none(),
         };
         if v.is_v5() {
             read_properties(r, &mut publish.properties)?;

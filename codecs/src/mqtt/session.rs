@@ -119,6 +119,9 @@ pub enum Effect {
     },
 }
 
+// Effects are moved out of the effects buffer one by one: keep them as small as a packet.
+const _: () = assert!(std::mem::size_of::<Effect>() <= 88);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     AwaitingConnect,
@@ -453,7 +456,11 @@ impl Session {
         if !publish.properties.subscription_identifiers.is_empty() {
             return self.fail(reason::PROTOCOL_ERROR, out);
         }
-        if let Some(alias) = publish.properties.topic_alias.take() {
+        if let Some(alias) = publish
+            .properties
+            .get_mut()
+            .and_then(|p| p.topic_alias.take())
+        {
             if alias == 0 || alias > self.config.topic_alias_maximum {
                 return self.fail(reason::TOPIC_ALIAS_INVALID, out);
             }

@@ -9,6 +9,7 @@ use bytes::{BufMut, BytesMut};
 use super::error::{EncodeError, MqttError};
 use super::properties::{
     properties_len, property_struct, put_properties, read_properties, with_prefix, AckProperties,
+    Props,
 };
 use super::publish::read_packet_id;
 use super::reason;
@@ -121,7 +122,7 @@ pub struct SubAck {
     /// every failure is sent as 0x80.
     pub reason_codes: Vec<u8>,
     /// MQTT 5 properties.
-    pub properties: AckProperties,
+    pub properties: Props<AckProperties>,
 }
 
 /// UNSUBSCRIBE.
@@ -143,7 +144,7 @@ pub struct UnsubAck {
     /// MQTT 5: one reason code per filter. MQTT 3.1.1 UNSUBACK carries none.
     pub reason_codes: Vec<u8>,
     /// MQTT 5 properties.
-    pub properties: AckProperties,
+    pub properties: Props<AckProperties>,
 }
 
 fn read_filter(r: &mut Reader) -> Result<TopicFilter, MqttError> {
@@ -254,7 +255,7 @@ impl Subscribe {
 impl SubAck {
     pub(crate) fn decode(r: &mut Reader, v: ProtocolVersion) -> Result<Self, MqttError> {
         let packet_id = read_packet_id(r)?;
-        let mut properties = AckProperties::default();
+        let mut properties = Props::none();
         if v.is_v5() {
             read_properties(r, &mut properties)?;
             let reason_codes = read_codes(r, reason::valid_for_suback)?;
@@ -359,7 +360,7 @@ impl Unsubscribe {
 impl UnsubAck {
     pub(crate) fn decode(r: &mut Reader, v: ProtocolVersion) -> Result<Self, MqttError> {
         let packet_id = read_packet_id(r)?;
-        let mut properties = AckProperties::default();
+        let mut properties = Props::none();
         let mut reason_codes = Vec::new();
         if v.is_v5() {
             read_properties(r, &mut properties)?;

@@ -125,7 +125,7 @@ fn connect(v: ProtocolVersion) -> BoxedStrategy<Packet> {
             payload,
             qos,
             retain,
-            properties: if v5 { p } else { WillProperties::default() },
+            properties: if v5 { p.into() } else { Props::none() },
         },
     );
     let client_id = "[a-zA-Z0-9-]{1,23}".prop_map(|s| MqttString::try_from(s).expect("no NUL"));
@@ -289,7 +289,7 @@ fn publish(v: ProtocolVersion) -> BoxedStrategy<Packet> {
                     topic,
                     packet_id: if at_most_once { 0 } else { id },
                     payload,
-                    properties,
+                    properties: properties.into(),
                 })
             },
         )
@@ -374,7 +374,7 @@ fn suback(v: ProtocolVersion) -> BoxedStrategy<Packet> {
             Packet::SubAck(SubAck {
                 packet_id,
                 reason_codes,
-                properties,
+                properties: properties.into(),
             })
         })
         .boxed()
@@ -408,7 +408,7 @@ fn unsuback(v: ProtocolVersion) -> BoxedStrategy<Packet> {
             Packet::UnsubAck(UnsubAck {
                 packet_id,
                 reason_codes: if v5 { codes } else { Vec::new() },
-                properties,
+                properties: properties.into(),
             })
         })
         .boxed()
@@ -427,11 +427,11 @@ fn disconnect(v: ProtocolVersion) -> BoxedStrategy<Packet> {
     )
         .prop_map(|(code, se, sr, rs, up)| {
             let mut d = Disconnect::new(code);
-            (
-                d.properties.session_expiry_interval,
-                d.properties.server_reference,
-            ) = (se, sr);
-            (d.properties.reason_string, d.properties.user_properties) = (rs, up);
+            // Always allocated, even when every value is None: an empty set decodes as
+            // none at all, and the two must compare equal.
+            let p = d.properties.make_mut();
+            (p.session_expiry_interval, p.server_reference) = (se, sr);
+            (p.reason_string, p.user_properties) = (rs, up);
             Packet::Disconnect(d)
         })
         .boxed()
@@ -454,7 +454,7 @@ fn auth() -> BoxedStrategy<Packet> {
             (properties.reason_string, properties.user_properties) = (rs, up);
             Packet::Auth(Auth {
                 reason_code,
-                properties,
+                properties: properties.into(),
             })
         })
         .boxed()

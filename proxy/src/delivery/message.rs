@@ -23,8 +23,8 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use codecs::mqtt::{
-    encode_packet, EncodeError, MqttString, Packet, ProtocolVersion, Publish, PublishProperties,
-    QoS,
+    encode_packet, EncodeError, MqttString, Packet, Props, ProtocolVersion, Publish,
+    PublishProperties, QoS,
 };
 
 /// A message for subscribers: topic, payload and MQTT 5 properties (all shared), and its
@@ -183,9 +183,9 @@ impl Message {
             properties: if variant.v5 {
                 let mut p = (*self.properties).clone();
                 p.message_expiry_interval = variant.expiry;
-                p
+                p.into()
             } else {
-                PublishProperties::default()
+                Props::none()
             },
         });
         let mut buf = BytesMut::new();
@@ -224,9 +224,9 @@ fn encode_per_subscriber(
         properties: if version.is_v5() {
             let mut p = (*message.properties).clone();
             p.message_expiry_interval = message.expiry_left(now_ms);
-            p
+            p.into()
         } else {
-            PublishProperties::default()
+            Props::none()
         },
     });
     encode_packet(&packet, version, u32::MAX, out).expect("encodable");

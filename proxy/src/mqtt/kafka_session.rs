@@ -494,7 +494,7 @@ pub(super) fn will_publish(will: &codecs::mqtt::Will) -> codecs::mqtt::Publish {
         payload: will.payload.clone(),
         qos: will.qos,
         retain: will.retain,
-        properties,
+        properties: properties.into(),
         ..codecs::mqtt::Publish::default()
     }
 }

@@ -255,7 +255,7 @@ impl Conn {
                         let mut p = (*m.message.properties).clone();
                         p.subscription_identifiers = m.subscription_ids;
                         p.message_expiry_interval = m.message.expiry_left(now_ms);
-                        p
+                        p.into()
                     } else {
                         Default::default()
                     },

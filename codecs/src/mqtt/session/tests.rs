@@ -46,7 +46,8 @@ fn with_alias(mut packet: Packet, alias: u16) -> Packet {
         p.properties = PublishProperties {
             topic_alias: Some(alias),
             ..Default::default()
-        };
+        }
+        .into();
     }
     packet
 }
@@ -388,7 +389,8 @@ fn disconnect_cannot_set_session_expiry_from_zero() {
         properties: DisconnectProperties {
             session_expiry_interval: Some(60),
             ..Default::default()
-        },
+        }
+        .into(),
     });
     assert_eq!(
         run(&mut session, 1, packet),
