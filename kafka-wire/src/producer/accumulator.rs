@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::delivery::{Completion, DeliveryFuture};
-use crate::record::{rewrite_producer_fields, BatchBuilder, Compression, Header, ProducerFields};
+use crate::record::{
+    rewrite_producer_fields, BatchBuilder, Compression, Header, ProducerFields,
+    DEFAULT_INITIAL_CAPACITY,
+};
 
 /// The batch records are being appended to.
 #[derive(Debug)]
@@ -56,6 +59,10 @@ pub(crate) struct PartitionQueue {
     /// Batches that could not be encoded (already completed with the error): their ids and
     /// accounted bytes, for the producer's bookkeeping.
     pub failed: Vec<(u64, usize)>,
+    /// The uncompressed size of the partition's last closed batch: the next batch's buffer
+    /// starts about this large instead of doubling its way up from 1 KiB, which copied
+    /// each batch's bytes about once more (~1 % of the closed loop's CPU).
+    last_batch_bytes: usize,
 }
 
 /// What an append did, for the producer to decide whether to wake its sender.
@@ -127,7 +134,12 @@ impl PartitionQueue {
         let id = producer.next_batch_id();
         let mut open = OpenBatch {
             id,
-            builder: BatchBuilder::new(limits.compression, limits.batch_size),
+            builder: BatchBuilder::with_capacity(
+                limits.compression,
+                limits.batch_size,
+                // An eighth more, so a batch slightly larger than the last does not double.
+                (self.last_batch_bytes + self.last_batch_bytes / 8).max(DEFAULT_INITIAL_CAPACITY),
+            ),
             accounted: record.approx_size(),
             created: now(),
             completion: Completion::new(partition),
@@ -155,6 +167,7 @@ impl PartitionQueue {
             return;
         };
         let records = open.builder.len();
+        self.last_batch_bytes = open.builder.size_bytes();
         let fields = producer.fields(self.next_sequence);
         let data = match open.builder.finish(fields) {
             Ok(d) => d,

@@ -172,6 +172,12 @@ impl BatchBuilder {
         self.buf.len()
     }
 
+    /// Bytes the buffer holds before it must grow.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Timestamp of the first record (the batch's base timestamp), if any.
     pub fn first_timestamp(&self) -> Option<i64> {
         (self.count > 0).then_some(self.first_timestamp)

@@ -67,6 +67,34 @@ fn full_batches_close_and_sequences_follow_record_counts() {
 }
 
 #[test]
+fn a_batch_starts_as_large_as_the_last_one_was() {
+    let limits = Limits {
+        batch_size: 1 << 20,
+        ..LIMITS
+    };
+    let mut q = PartitionQueue::default();
+    let mut ids = Ids(0);
+    let now = Instant::now();
+    let value = [7u8; 200];
+    let fill = |q: &mut PartitionQueue, ids: &mut Ids| {
+        for _ in 0..40 {
+            let _ = q.append(0, record(&value), limits, &mut ids.source(0), || now);
+        }
+        let open = q.open.as_ref().expect("an open batch");
+        (open.builder.size_bytes(), open.builder.capacity())
+    };
+    let (first_size, _) = fill(&mut q, &mut ids);
+    q.close(&mut ids.source(0));
+    let _ = q.append(0, record(&value), limits, &mut ids.source(0), || now);
+    let reserved = q.open.as_ref().unwrap().builder.capacity();
+    assert!(reserved >= first_size, "{reserved} < {first_size}");
+    // A batch of the same size fills the reserved buffer without growing it.
+    let (second_size, capacity) = fill(&mut q, &mut ids);
+    assert!(second_size > first_size);
+    assert_eq!(capacity, reserved);
+}
+
+#[test]
 fn a_requeued_batch_goes_first_and_holds_the_partition() {
     let mut q = PartitionQueue::default();
     let mut ids = Ids(0);
