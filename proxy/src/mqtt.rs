@@ -574,7 +574,13 @@ impl Conn {
             .filter(|o| o.since_save > 0 && o.expiry_s > 0)
             .map(|o| o.save_after(self.core.shard.now_ms()));
         let expires = self.token_left();
-        [mqtt, ws, save, expires].into_iter().flatten().min()
+        // A tick more: the session's clock is the coarse one (`Shard::now_ms`), which can
+        // still read less than the deadline when a timer of exactly the difference fires.
+        [mqtt, ws, save, expires]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|d| d + crate::shard::coarse_tick())
     }
 
     /// Decodes and handles every whole packet among `n` new bytes in the shard's scratch.

@@ -97,8 +97,10 @@ impl Shard {
     ///
     /// Read for every packet, so it comes from the kernel's coarse monotonic clock: ~5 ns
     /// a read instead of ~25 for the precise one (`Instant::now`), and a tick of one jiffy
-    /// (4 ms here), which keepalives of seconds do not notice. The coarse clock lags the
-    /// precise one by at most a tick, so a timer armed from it fires at most a tick late.
+    /// (4 ms here), which keepalives of seconds do not notice. It lags the precise clock
+    /// that timers run on by up to a tick, so a wait of exactly `at - now_ms()` can end
+    /// while this still reads less than `at`: waits computed from it add
+    /// [`coarse_tick`] (`mqtt::Conn::deadline`), and fire up to a tick late, never early.
     pub fn now_ms(&self) -> u64 {
         coarse_ms().saturating_sub(self.started_ms)
     }
@@ -481,7 +483,6 @@ async fn connect_kafka(config: &Config, stop: &AtomicBool) -> Option<Client> {
     }
 }
 
-/// The Kafka topics of the routes and reverse routes: sluice creates them when missing.
 /// Milliseconds on the kernel's coarse monotonic clock (see [`Shard::now_ms`]).
 fn coarse_ms() -> u64 {
     use nix::time::{clock_gettime, ClockId};
@@ -490,6 +491,18 @@ fn coarse_ms() -> u64 {
     t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000
 }
 
+/// The coarse clock's tick: how far it can lag the precise one (4 ms at HZ=250).
+pub fn coarse_tick() -> Duration {
+    use nix::time::{clock_getres, ClockId};
+    static TICK: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *TICK.get_or_init(|| {
+        clock_getres(ClockId::CLOCK_MONOTONIC_COARSE).map_or(Duration::from_millis(10), |r| {
+            Duration::from(r).max(Duration::from_millis(1))
+        })
+    })
+}
+
+/// The Kafka topics of the routes and reverse routes: sluice creates them when missing.
 fn route_topics(config: &Config) -> Vec<String> {
     let mut topics: Vec<String> = config
         .routes
