@@ -10,7 +10,8 @@
 //!   that a whole frame is present, and that its declared size is within the configured
 //!   limits, before it allocates anything.
 //! - Payloads in frames are [`bytes::Bytes`] slices of the read buffer
-//!   (`split_to(n).freeze()`), never copies. Decoding a PUBLISH or a message allocates nothing.
+//!   (`split_to(n).freeze()`), never copies. Decoding a message, or a PUBLISH without MQTT 5
+//!   properties, allocates nothing; a PUBLISH with properties allocates their struct once.
 //! - Errors are typed per codec and implement [`ProtocolError`], which says how the peer must
 //!   be answered (an MQTT reason code, a WebSocket close code, an HTTP status) before the
 //!   connection is closed. A decode error affects only its own connection.

@@ -5,7 +5,8 @@
 //! packet (else Malformed Packet), that single-valued properties appear once (else Protocol
 //! Error), and the value ranges the spec fixes (0/1 flags, non-zero Receive Maximum,
 //! Maximum Packet Size, Subscription Identifier and Topic Alias). Strings and binary values
-//! are slices of the packet, so a PUBLISH without user properties allocates nothing.
+//! are slices of the packet: a packet's properties cost one allocation, their struct
+//! ([`Props`]), plus a `Vec` for user properties or subscription identifiers.
 //!
 //! Peers write properties in no fixed order (mosquitto follows its command line, the broker
 //! its own). So that a decoded packet re-encodes byte for byte, each property struct

@@ -1,7 +1,8 @@
 //! PUBLISH and its acknowledgements (PUBACK, PUBREC, PUBREL, PUBCOMP).
 //!
 //! This is the hot path: decoding a PUBLISH slices the topic and payload out of the packet
-//! and, without user properties, allocates nothing. The topic is checked as a topic name
+//! and, without MQTT 5 properties, allocates nothing (with them, their struct is boxed
+//! once, and user properties add a `Vec`). The topic is checked as a topic name
 //! (UTF-8, no U+0000, no wildcards); MQTT 5 allows it to be empty only when a Topic Alias
 //! stands in for it, which the session resolves.
 

@@ -61,7 +61,10 @@ pub(crate) struct PartitionQueue {
     pub failed: Vec<(u64, usize)>,
     /// The uncompressed size of the partition's last closed batch: the next batch's buffer
     /// starts about this large instead of doubling its way up from 1 KiB, which copied
-    /// each batch's bytes about once more (~1 % of the closed loop's CPU).
+    /// each batch's bytes about once more (~1 % of the closed loop's CPU). After a burst
+    /// the next batch may reserve more than it fills, up to `batch.size`, once: the part
+    /// never written is address space, not resident memory, unless the allocator reuses
+    /// pages that were. `buffer.memory` counts records, not this reserve.
     last_batch_bytes: usize,
 }
 
