@@ -37,14 +37,14 @@ fi
 
 workdir="$(mktemp -d -t sluice-up.XXXXXX)"
 pids=()
+# Stops what was started in reverse order, each before the next: the consumer, then sluice
+# (whose graceful shutdown still sends its last batches to the broker), then tansu.
 cleanup() {
     trap '' INT TERM
-    local pid
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
+    local i
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        kill -TERM "${pids[i]}" 2>/dev/null || true
+        wait "${pids[i]}" 2>/dev/null || true
     done
     rm -rf "$workdir"
 }
@@ -94,6 +94,8 @@ mosquitto_pub -V mqttv5 -q 1 -h 127.0.0.1 -p 1883 -i up-demo -t sensors/room-1 -
 say "publish as much as you like (any MQTT client, port 1883); metrics: curl http://127.0.0.1:9100/metrics"
 
 say "tailing $topic with confluent-kafka from the beginning; Ctrl-C stops everything"
-kafka consume.py --topic "$topic" --follow --format text &
+# Started directly, not through `kafka`, so that the pid stopped at the end is python's own.
+"$python" -B -u "$root/tools/kafka/consume.py" --bootstrap "$bootstrap" \
+    --topic "$topic" --follow --format text &
 pids+=($!)
 wait "${pids[-1]}"
