@@ -368,11 +368,6 @@ impl<T: PropertyStruct> Props<T> {
     pub fn get_mut(&mut self) -> Option<&mut T> {
         self.0.as_deref_mut()
     }
-
-    /// The properties by value (empty if there were none).
-    pub fn into_inner(self) -> T {
-        self.0.map(|b| *b).unwrap_or_default()
-    }
 }
 
 impl<T: PropertyStruct> From<T> for Props<T> {
