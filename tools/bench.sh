@@ -16,10 +16,11 @@
 #
 # Results go to bench/results/<UTC date>/ (a later run on the same day replaces them): the
 # JSON of every step, meta.env (machine, commit, load before and after), steps.log, and
-# report.md with latency.svg, failover.svg, idle-memory.svg and throughput.svg, written by `sluice-bench report`. Needs what
-# tools/install-deps.sh installs (tansu, mosquitto) and rumqttd 0.20
-# (`cargo install rumqttd --version 0.20.0`, without --locked; or RUMQTTD_BIN). Builds the
-# release binaries with cargo; safe to rerun.
+# report.md with latency.svg, failover.svg, idle-memory.svg and throughput.svg, written by
+# `sluice-bench report`. Needs what tools/install-deps.sh installs (tansu, mosquitto);
+# installs rumqttd 0.20 itself when missing (`cargo install rumqttd --version 0.20.0`,
+# without --locked; or RUMQTTD_BIN names one). Builds the release binaries with cargo;
+# safe to rerun.
 #
 # Environment: SLUICE_BIN names a sluice binary to measure (then only sluice-bench is
 # built); BENCH_OUT overrides the results directory; IDLE_LARGE is the full profile's large
@@ -52,8 +53,18 @@ command -v tansu >/dev/null || [[ -n "${TANSU_BIN:-}" ]] ||
     die "no tansu on PATH: run tools/install-deps.sh first"
 command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] ||
     die "no mosquitto: run tools/install-deps.sh first"
-command -v "${RUMQTTD_BIN:-rumqttd}" >/dev/null ||
-    die "no rumqttd: cargo install rumqttd --version 0.20.0 (or set RUMQTTD_BIN)"
+# rumqttd, the second MQTT peer, is the suite's alone: installed here, once, into cargo's
+# own bin directory (built in a directory of its own, whatever CARGO_TARGET_DIR says).
+cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+if [[ -z "${RUMQTTD_BIN:-}" ]] && ! command -v rumqttd >/dev/null; then
+    say "installing rumqttd 0.20.0 into $cargo_bin (a few minutes, once)"
+    env -u CARGO_TARGET_DIR cargo install --quiet --root "${CARGO_HOME:-$HOME/.cargo}" \
+        rumqttd --version 0.20.0 ||
+        die "cannot install rumqttd (set RUMQTTD_BIN to a rumqttd binary)"
+fi
+if [[ -n "${RUMQTTD_BIN:-}" ]]; then
+    command -v "$RUMQTTD_BIN" >/dev/null || die "RUMQTTD_BIN=$RUMQTTD_BIN is not a command"
+fi
 export PATH="$PATH:/usr/sbin"
 
 # --- Build ----------------------------------------------------------------------------------

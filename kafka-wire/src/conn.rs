@@ -28,6 +28,7 @@ use crate::error::{check, Context, Error, KafkaCode, Result};
 use crate::protocol::{self, ApiVersions, InFlight, Pending};
 use crate::rt;
 use crate::sasl::{SaslConfig, SaslSession, SaslStep};
+use crate::trim::Trim;
 
 /// How to open a connection: identity, timeouts and security.
 #[derive(Clone, Debug)]
@@ -44,6 +45,11 @@ trait Stream: AsyncRead + AsyncWrite + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Unpin> Stream for T {}
 
 type Reply = oneshot::Sender<Result<Bytes>>;
+
+/// The read buffer's usual size.
+const READ_BUFFER: usize = 64 * 1024;
+/// The write buffers' usual size.
+const WRITE_BUFFER: usize = 16 * 1024;
 
 struct Shared {
     versions: ApiVersions,
@@ -126,7 +132,7 @@ impl Connection {
             shared: Rc::new(RefCell::new(Shared {
                 versions: ApiVersions::unnegotiated(),
                 in_flight: InFlight::default(),
-                write_buf: BytesMut::with_capacity(16 * 1024),
+                write_buf: BytesMut::with_capacity(WRITE_BUFFER),
                 writer_waker: None,
                 closed: None,
                 stop_reader: Some(stop_tx),
@@ -288,7 +294,10 @@ impl Connection {
     }
 
     async fn write_loop(self, mut writer: WriteHalf<Box<dyn Stream>>) {
-        let mut out = BytesMut::with_capacity(16 * 1024);
+        let mut out = BytesMut::with_capacity(WRITE_BUFFER);
+        // `out` and the shared `write_buf` swap at every write, so trimming `out` after
+        // each write reaches both.
+        let mut trim = Trim::new(WRITE_BUFFER);
         loop {
             let more = futures::future::poll_fn(|cx| {
                 let mut s = self.shared.borrow_mut();
@@ -315,15 +324,18 @@ impl Connection {
                 self.close(Error::io(e, self.context()));
                 break;
             }
+            let held = out.len();
             out.clear();
+            trim.after_use(&mut out, held);
         }
         let _ = writer.close().await;
     }
 
     async fn read_loop(self, mut reader: ReadHalf<Box<dyn Stream>>, stop: oneshot::Receiver<()>) {
         let mut stop = stop;
-        let mut buf = BytesMut::with_capacity(64 * 1024);
-        let mut scratch = vec![0u8; 64 * 1024];
+        let mut buf = BytesMut::with_capacity(READ_BUFFER);
+        let mut trim = Trim::new(READ_BUFFER);
+        let mut scratch = vec![0u8; READ_BUFFER];
         loop {
             let read = {
                 let read = std::pin::pin!(reader.read(&mut scratch));
@@ -347,10 +359,12 @@ impl Connection {
                 }
             };
             buf.extend_from_slice(&scratch[..n]);
+            let held = buf.len();
             if let Err(e) = self.dispatch(&mut buf) {
                 self.close(e);
                 return;
             }
+            trim.after_use(&mut buf, held);
         }
     }
 

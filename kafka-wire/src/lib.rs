@@ -41,6 +41,7 @@ pub mod record;
 mod rt;
 pub mod sasl;
 pub mod tls;
+mod trim;
 
 pub use client::{Client, ClientConfig, NewTopic, OffsetSpec};
 pub use conn::Connection;

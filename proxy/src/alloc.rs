@@ -1,41 +1,145 @@
-//! The global allocator: mimalloc, asked for plain blocks whenever a plain block is
-//! aligned enough.
+//! The global allocator, and allocations that must not share allocator pages.
 //!
-//! The `mimalloc` crate's allocator passes every request to `mi_malloc_aligned`, even at
-//! the 8-byte alignment of nearly every Rust type. mimalloc 3 serves that from a free block
-//! of the exact size class when the class's current page has one; otherwise (a fresh page
-//! needed) it over-allocates `size + align - 1` unless the class size is a power of two,
-//! and the block lands one size class up. Nothing asks for plain blocks, so most classes
-//! never get pages of their own: 10,000 parked MQTT connections measured their 160-byte
-//! `Core` in 192-byte blocks and their two 48-byte objects in 64-byte blocks. `mi_malloc`
-//! blocks are aligned to 16 bytes from 16 bytes up (what C's `malloc` must give), and to
-//! their size below, so this allocator asks for them unless the layout wants more (as
-//! Rust's own `System` allocator does with `malloc`).
+//! **Plain blocks.** The `mimalloc` crate's allocator passes every request to
+//! `mi_malloc_aligned`, even at the 8-byte alignment of nearly every Rust type. mimalloc 3
+//! serves that from a free block of the exact size class when the class's current page has
+//! one; otherwise (a fresh page needed) it over-allocates `size + align - 1` unless the
+//! class size is a power of two, and the block lands one size class up. Nothing asks for
+//! plain blocks, so most classes never get pages of their own: 10,000 parked MQTT
+//! connections measured their 160-byte `Core` in 192-byte blocks and their two 48-byte
+//! objects in 64-byte blocks. `mi_malloc` blocks are aligned to 16 bytes from 16 bytes up
+//! (what C's `malloc` must give), and to their size below, so this allocator asks for them
+//! unless the layout wants more (as Rust's own `System` allocator does with `malloc`).
+//!
+//! **Isolated blocks.** mimalloc packs blocks of 10 KiB to 512 KiB many to a page (6 to 48
+//! of a size class in a 512 KiB or 4 MiB page), and a page goes back to the OS only once
+//! every block in it is free. A table that grows with the connections active at once (a
+//! connect burst: glommio's timers, the shutdown wakers, the session feed's records) frees
+//! its old, smaller copies into pages that a long-lived table of the same size class keeps
+//! alive, so a burst's memory stayed resident after its connections had parked. Code that
+//! grows such tables runs them [`isolated`] (or polls them through [`Isolated`]): each
+//! block of at least [`ISOLATE_MIN`] bytes allocated there is mapped on its own and
+//! unmapped when freed. That costs an `mmap` and a `munmap`, which is why it is opt-in, for
+//! code off the per-message path (a table's growth, a fetch of the session topic), and
+//! never for record batches or read buffers. Without the `mimalloc` feature (the system
+//! allocator) isolation does nothing.
 
+use std::cell::Cell;
+use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+#[cfg(feature = "mimalloc")]
 use std::alloc::{GlobalAlloc, Layout};
+#[cfg(feature = "mimalloc")]
 use std::ffi::c_void;
 
+#[cfg(feature = "mimalloc")]
 use libmimalloc_sys as mi;
 
+/// Blocks at least this large are isolated inside [`isolated`]. Those up to 10 KiB live
+/// in mimalloc's 64 KiB small pages, which a burst's leftovers cannot pin for long; those
+/// of 10–16 KiB share 512 KiB pages and are left there (an `mmap` each would cost more
+/// than they pin).
+pub const ISOLATE_MIN: usize = 16 * 1024;
+
+/// An alignment above mimalloc 3's largest in-arena one (64 KiB): mimalloc maps such a
+/// block from the OS, alone, and unmaps it when it is freed.
+#[cfg(feature = "mimalloc")]
+const ISOLATE_ALIGN: usize = 128 * 1024;
+
+thread_local! {
+    /// Whether this thread is inside [`isolated`].
+    static ISOLATING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every allocation of at least [`ISOLATE_MIN`] bytes it makes on this
+/// thread mapped on its own (see the module docs).
+pub fn isolated<R>(f: impl FnOnce() -> R) -> R {
+    /// Restores the flag also when `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ISOLATING.set(self.0);
+        }
+    }
+    let _restore = Restore(ISOLATING.replace(true));
+    f()
+}
+
+/// A future polled, and dropped, [`isolated`]: what it allocates as it runs and as it
+/// is cancelled (a timer table shrinking, say) is isolated.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct Isolated<F> {
+    inner: ManuallyDrop<F>,
+}
+
+impl<F> Isolated<F> {
+    /// `inner`, to be polled isolated.
+    pub fn new(inner: F) -> Isolated<F> {
+        Isolated {
+            inner: ManuallyDrop::new(inner),
+        }
+    }
+}
+
+impl<F: Future> Future for Isolated<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `inner` is pinned with `self`: it is never moved out, and `drop` drops it
+        // in place.
+        let inner = unsafe { self.map_unchecked_mut(|s| &mut *s.inner) };
+        isolated(|| inner.poll(cx))
+    }
+}
+
+impl<F> Drop for Isolated<F> {
+    fn drop(&mut self) {
+        // SAFETY: `inner` is dropped here, once, in place, and never used again.
+        isolated(|| unsafe { ManuallyDrop::drop(&mut self.inner) });
+    }
+}
+
+/// Whether this thread is inside [`isolated`] (for tests).
+#[cfg(test)]
+fn is_isolating() -> bool {
+    ISOLATING.get()
+}
+
+#[cfg(feature = "mimalloc")]
+fn isolating(size: usize) -> bool {
+    size >= ISOLATE_MIN && ISOLATING.try_with(Cell::get).unwrap_or(false)
+}
+
 /// What `mi_malloc` guarantees for blocks of at least this size.
+#[cfg(feature = "mimalloc")]
 const MIN_ALIGN: usize = 16;
 
-/// mimalloc, with plain blocks for ordinarily aligned layouts.
+/// mimalloc, with plain blocks for ordinarily aligned layouts and isolated large blocks
+/// inside [`isolated`].
+#[cfg(feature = "mimalloc")]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Allocator;
 
+#[cfg(feature = "mimalloc")]
 fn plain(align: usize, size: usize) -> bool {
     align <= MIN_ALIGN && align <= size
 }
 
-// SAFETY: every request goes to mimalloc: plain blocks only for layouts whose alignment
-// they guarantee (see the module docs), aligned blocks otherwise, and `mi_free` and
-// `mi_realloc*` take either kind.
+// SAFETY: every request goes to mimalloc: isolated blocks at an alignment above the
+// layout's, plain blocks only for layouts whose alignment they guarantee (see the module
+// docs), aligned blocks otherwise, and `mi_free` and `mi_realloc*` take any kind.
+#[cfg(feature = "mimalloc")]
 unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: plain FFI calls; mimalloc returns null on failure, as required.
         unsafe {
-            if plain(layout.align(), layout.size()) {
+            if isolating(layout.size()) {
+                mi::mi_malloc_aligned(layout.size(), ISOLATE_ALIGN.max(layout.align())).cast()
+            } else if plain(layout.align(), layout.size()) {
                 mi::mi_malloc(layout.size()).cast()
             } else {
                 mi::mi_malloc_aligned(layout.size(), layout.align()).cast()
@@ -46,7 +150,9 @@ unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as in `alloc`.
         unsafe {
-            if plain(layout.align(), layout.size()) {
+            if isolating(layout.size()) {
+                mi::mi_zalloc_aligned(layout.size(), ISOLATE_ALIGN.max(layout.align())).cast()
+            } else if plain(layout.align(), layout.size()) {
                 mi::mi_zalloc(layout.size()).cast()
             } else {
                 mi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
@@ -63,7 +169,10 @@ unsafe impl GlobalAlloc for Allocator {
         // SAFETY: `ptr` came from this allocator; the new block keeps `layout`'s alignment
         // (plain only where plain blocks guarantee it).
         unsafe {
-            if plain(layout.align(), new_size) {
+            if isolating(new_size) {
+                let align = ISOLATE_ALIGN.max(layout.align());
+                mi::mi_realloc_aligned(ptr.cast::<c_void>(), new_size, align).cast()
+            } else if plain(layout.align(), new_size) {
                 mi::mi_realloc(ptr.cast::<c_void>(), new_size).cast()
             } else {
                 mi::mi_realloc_aligned(ptr.cast::<c_void>(), new_size, layout.align()).cast()
@@ -73,8 +182,113 @@ unsafe impl GlobalAlloc for Allocator {
 }
 
 #[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    /// The scope covers `f`, nests, and ends also when `f` panics.
+    #[test]
+    fn isolated_scopes_nest_and_end() {
+        assert!(!is_isolating());
+        isolated(|| {
+            assert!(is_isolating());
+            isolated(|| assert!(is_isolating()));
+            assert!(is_isolating(), "an inner scope ended the outer one");
+        });
+        assert!(!is_isolating());
+        let panicked = std::panic::catch_unwind(|| isolated(|| panic!("inside")));
+        assert!(panicked.is_err());
+        assert!(!is_isolating(), "a panic left the scope on");
+    }
+
+    /// An `Isolated` future runs isolated while it is polled and while it is dropped, and
+    /// leaves the flag off in between.
+    #[test]
+    fn an_isolated_future_is_polled_and_dropped_isolated() {
+        struct Probe(std::rc::Rc<std::cell::RefCell<Vec<bool>>>);
+        impl Future for Probe {
+            type Output = ();
+            fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+                self.0.borrow_mut().push(is_isolating());
+                Poll::Pending
+            }
+        }
+        impl Drop for Probe {
+            fn drop(&mut self) {
+                self.0.borrow_mut().push(is_isolating());
+            }
+        }
+        let seen = std::rc::Rc::default();
+        let mut fut = Box::pin(Isolated::new(Probe(std::rc::Rc::clone(&seen))));
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert!(!is_isolating());
+        drop(fut);
+        assert!(!is_isolating());
+        assert_eq!(*seen.borrow(), [true, true], "polled, then dropped");
+    }
+}
+
+#[cfg(all(test, feature = "mimalloc"))]
 mod tests {
     use super::*;
+
+    /// Whether `addr` lies in one of this process's mappings.
+    fn mapped(addr: usize) -> bool {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+        maps.lines().any(|line| {
+            let range = line.split(' ').next().unwrap_or_default();
+            let (lo, hi) = range.split_once('-').expect("a range");
+            let lo = usize::from_str_radix(lo, 16).expect("hex");
+            let hi = usize::from_str_radix(hi, 16).expect("hex");
+            (lo..hi).contains(&addr)
+        })
+    }
+
+    /// Inside `isolated`, a block from `ISOLATE_MIN` up (allocated, zeroed or grown into)
+    /// is mapped on its own: its memory is unmapped as soon as it is freed. Smaller ones
+    /// are ordinary blocks, in an arena's memory, which stays mapped.
+    #[test]
+    fn isolated_blocks_are_unmapped_when_freed() {
+        let layout = Layout::from_size_align(ISOLATE_MIN, 8).unwrap();
+        let small = Layout::from_size_align(ISOLATE_MIN - 16, 8).unwrap();
+        // Another thread may map the hole again between the free and the check; a block
+        // whose address stays mapped every time was not unmapped.
+        let attempts = 5;
+        let mut unmapped = 0;
+        for _ in 0..attempts {
+            // SAFETY: non-zero layouts, each freed once with the layout it has.
+            unsafe {
+                let (a, z, r, s) = isolated(|| {
+                    let a = Allocator.alloc(layout);
+                    let z = Allocator.alloc_zeroed(layout);
+                    let r = Allocator.realloc(Allocator.alloc(small), small, 4 * ISOLATE_MIN);
+                    let s = Allocator.alloc(small);
+                    (a, z, r, s)
+                });
+                for p in [a, z, r] {
+                    assert_eq!(p as usize % ISOLATE_ALIGN, 0, "an isolated block");
+                }
+                assert!((0..ISOLATE_MIN).all(|i| *z.add(i) == 0), "zeroed");
+                r.write_bytes(1, 4 * ISOLATE_MIN);
+                assert!(mapped(a as usize) && mapped(r as usize));
+                Allocator.dealloc(a, layout);
+                Allocator.dealloc(z, layout);
+                Allocator.dealloc(r, Layout::from_size_align(4 * ISOLATE_MIN, 8).unwrap());
+                Allocator.dealloc(s, small);
+                assert!(
+                    mapped(s as usize),
+                    "a small block is an arena's, which stays mapped"
+                );
+                if !mapped(a as usize) && !mapped(r as usize) {
+                    unmapped += 1;
+                }
+            }
+        }
+        assert!(
+            unmapped > 0,
+            "isolated blocks stayed mapped after being freed"
+        );
+    }
 
     /// The sizes of a parked MQTT connection's allocations get their own size class, and
     /// every block is aligned as asked.

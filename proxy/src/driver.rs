@@ -233,7 +233,8 @@ impl ShutdownSignal {
             Some(w) if w.will_wake(cx.waker()) => {}
             Some(w) => *w = cx.waker().clone(),
             None => {
-                wakers.insert(id, cx.waker().clone());
+                // Isolated: the table grows with the connections active at once.
+                crate::alloc::isolated(|| wakers.insert(id, cx.waker().clone()));
             }
         }
     }
@@ -248,7 +249,7 @@ impl ShutdownSignal {
             && wakers.len() < wakers.capacity() / 4
         {
             let len = wakers.len();
-            wakers.shrink_to(len * 2);
+            crate::alloc::isolated(|| wakers.shrink_to(len * 2));
         }
     }
 

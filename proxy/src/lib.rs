@@ -44,7 +44,6 @@
 //! docs/architecture.md follows a message from the socket to Kafka's acknowledgement.
 
 mod admin;
-#[cfg(feature = "mimalloc")]
 pub mod alloc;
 mod auth;
 mod config;

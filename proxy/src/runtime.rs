@@ -67,7 +67,11 @@ pub async fn read_byte(socket: std::os::unix::net::UnixStream) -> io::Result<usi
 
 /// Waits for `duration`.
 pub async fn sleep(duration: Duration) {
-    glommio::timer::sleep(duration).await;
+    // Isolated: glommio's timer table grows with the timers armed at once (every
+    // connection of a connect burst arms some) and shrinks when they are gone. kafka-wire's
+    // own timers (request timeouts, linger) arm it too, not isolated: a resize they cause
+    // lands in shared pages.
+    crate::alloc::Isolated::new(glommio::timer::sleep(duration)).await;
 }
 
 /// Socket options of a listener.

@@ -259,7 +259,10 @@ pub async fn run(index: usize, setup: ShardSetup) {
         .iter()
         .any(|l| l.protocol == Protocol::Mqtt);
     if let Some(updates) = setup.session_feed.receiver(index).filter(|_| serves_mqtt) {
-        runtime::spawn(shard.sessions.clone().follow(updates));
+        // Isolated, as the reader is: this applies every record it reads.
+        runtime::spawn(crate::alloc::Isolated::new(
+            shard.sessions.clone().follow(updates),
+        ));
     }
     if let Some(updates) = setup.delivery_feed.receiver(index).filter(|_| serves_mqtt) {
         runtime::spawn(shard.delivery.clone().follow(updates));
@@ -288,7 +291,9 @@ pub async fn run(index: usize, setup: ShardSetup) {
             let Some(client) = connect_retrying(&shared, index, what, stop.flag()).await else {
                 return;
             };
-            feed.run(client, shared.mqtt.sessions_topic.clone()).await;
+            // Isolated: the records of one fetch, tens to hundreds of KB while a connect
+            // burst claims its sessions, are freed once every shard has applied them.
+            crate::alloc::Isolated::new(feed.run(client, shared.mqtt.sessions_topic.clone())).await;
         });
         // One watcher per process: heartbeats, and the wills of processes that died.
         let watcher = shard.clone();

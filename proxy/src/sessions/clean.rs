@@ -43,7 +43,12 @@ impl CleanClaims {
         let mut queue = self.queue.borrow_mut();
         let sender = queue.get_or_insert_with(|| {
             let (sender, receiver) = mpsc::unbounded();
-            runtime::spawn(write_all(store.clone(), receiver));
+            // Isolated: a connect burst's claims fill record batches of tens of KB that
+            // are freed once Kafka has them (`alloc`'s docs).
+            runtime::spawn(crate::alloc::Isolated::new(write_all(
+                store.clone(),
+                receiver,
+            )));
             sender
         });
         if let Err(e) = sender.unbounded_send(claim) {

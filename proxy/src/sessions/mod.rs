@@ -496,7 +496,11 @@ impl SessionStore {
     /// Records `serving` as the connection serving `client_id` on this shard. One it
     /// replaces is kept aside: it is still to be taken over by the later claim.
     fn serve(&self, client_id: &str, serving: TakeoverSignal) {
-        let replaced = self.serving.borrow_mut().insert(client_id.into(), serving);
+        // Isolated: this table lives as long as the shard, at the size of its connections;
+        // in pages of their own its blocks cannot keep a connect burst's freed ones
+        // resident (`alloc`'s docs).
+        let replaced =
+            crate::alloc::isolated(|| self.serving.borrow_mut().insert(client_id.into(), serving));
         if let Some(old) = replaced {
             self.displaced
                 .borrow_mut()

@@ -1,0 +1,113 @@
+//! Connection buffers that a burst of large frames grew, given back once the burst is over.
+
+use bytes::BytesMut;
+
+/// Gives a connection buffer that a large request or response grew back its usual size
+/// once such traffic stops: after [`Trim::AFTER`] uses in a row that fit the usual size, an
+/// empty buffer that is larger is replaced by a new one of the usual size. A connection
+/// that keeps carrying large frames keeps its large buffer; one that had a burst of them
+/// (the session topic's reader during a connect storm, a producer after a backlog drained)
+/// does not hold the burst's largest frame for the rest of its life.
+///
+/// One `Trim` may serve buffers that take turns (a connection's two write buffers swap at
+/// every write): each is replaced on its own turn once the count is reached.
+#[derive(Debug)]
+pub(crate) struct Trim {
+    usual: usize,
+    /// Uses in a row that fit `usual`.
+    fits: u32,
+    /// Whether a buffer grew past `usual` since one was last replaced. A `BytesMut` that
+    /// split frames off reports only the capacity after its read position, so its
+    /// `capacity()` alone can understate the allocation it keeps.
+    grown: bool,
+}
+
+impl Trim {
+    /// Uses in a row that must fit the usual size before a grown buffer is replaced.
+    pub(crate) const AFTER: u32 = 64;
+
+    pub(crate) fn new(usual: usize) -> Trim {
+        Trim {
+            usual,
+            fits: 0,
+            grown: false,
+        }
+    }
+
+    /// Notes a use of `buf` that held `held` bytes at its fullest, and replaces `buf` if it
+    /// is empty, larger than usual and no longer needs to be.
+    pub(crate) fn after_use(&mut self, buf: &mut BytesMut, held: usize) {
+        if held > self.usual {
+            self.fits = 0;
+            self.grown = true;
+            return;
+        }
+        self.fits = self.fits.saturating_add(1);
+        if self.fits >= Trim::AFTER && buf.is_empty() && (self.grown || buf.capacity() > self.usual)
+        {
+            *buf = BytesMut::with_capacity(self.usual);
+            self.grown = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grown(usual: usize) -> BytesMut {
+        let mut buf = BytesMut::with_capacity(usual);
+        buf.reserve(1 << 20);
+        buf
+    }
+
+    /// A buffer grown by a large frame is replaced by one of the usual size after
+    /// `Trim::AFTER` uses in a row that fit, not before, and not while it holds bytes; a
+    /// large use in between starts the count again.
+    #[test]
+    fn a_grown_buffer_goes_back_to_its_usual_size_once_large_frames_stop() {
+        let mut trim = Trim::new(1024);
+        let mut buf = grown(1024);
+        trim.after_use(&mut buf, 1 << 20);
+        for _ in 0..Trim::AFTER - 1 {
+            trim.after_use(&mut buf, 100);
+        }
+        assert!(buf.capacity() >= 1 << 20, "trimmed too early");
+        trim.after_use(&mut buf, 5000);
+        for _ in 0..Trim::AFTER - 1 {
+            trim.after_use(&mut buf, 100);
+        }
+        assert!(
+            buf.capacity() >= 1 << 20,
+            "a large use did not restart the count"
+        );
+        buf.extend_from_slice(b"a partial frame");
+        trim.after_use(&mut buf, 100);
+        assert!(buf.capacity() >= 1 << 20, "trimmed a buffer holding bytes");
+        buf.clear();
+        trim.after_use(&mut buf, 100);
+        assert_eq!(buf.capacity(), 1024);
+        // Not grown since: nothing more to do, however many uses follow.
+        let before = buf.as_ptr();
+        for _ in 0..2 * Trim::AFTER {
+            trim.after_use(&mut buf, 100);
+        }
+        assert_eq!(buf.as_ptr(), before, "replaced a buffer that had not grown");
+    }
+
+    /// Two buffers that take turns, both grown by the last large uses: both go back to the
+    /// usual size, each on its own turn.
+    #[test]
+    fn buffers_that_take_turns_are_both_trimmed() {
+        let mut trim = Trim::new(1024);
+        let mut bufs = [grown(1024), grown(1024)];
+        trim.after_use(&mut bufs[0], 1 << 20);
+        trim.after_use(&mut bufs[1], 1 << 20);
+        for use_ in 0..2 * Trim::AFTER + 2 {
+            trim.after_use(&mut bufs[use_ as usize % 2], 100);
+        }
+        for buf in &bufs {
+            assert_eq!(buf.capacity(), 1024);
+        }
+    }
+}
