@@ -83,6 +83,11 @@ sluice_bin="${SLUICE_BIN:-$target_dir/release/sluice}"
 export SLUICE_BIN="$sluice_bin"
 
 # --- Results directory and what the machine is --------------------------------------------
+# Whether the tree is committed, read before the results directory is made or emptied
+# (a new results directory under bench/results/ is itself an untracked change).
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+tree=clean
+[[ -z "$(git status --porcelain 2>/dev/null)" ]] || tree="uncommitted changes"
 out="${BENCH_OUT:-$root/bench/results/$(date -u +%F)}"
 mkdir -p "$out"
 rm -f "$out"/*.json "$out/report.md" "$out/latency.svg" "$out/failover.svg" "$out/idle-memory.svg" "$out/throughput.svg" "$out/steps.log" \
@@ -92,9 +97,6 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 busiest() {
     ps -eo pcpu=,comm= --sort=-pcpu | head -3 | awk '{printf "%s%s %s%%", (NR > 1 ? ", " : ""), $2, $1}'
 }
-commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-tree=clean
-[[ -z "$(git status --porcelain 2>/dev/null)" ]] || tree="uncommitted changes"
 cpu_model="$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)"
 [[ -n "$cpu_model" ]] || cpu_model="$(sed -n 's/^model name\t*: //p' /proc/cpuinfo | head -1)"
 mem_gib="$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)"
