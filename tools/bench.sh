@@ -32,7 +32,8 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 cd "$root"
-export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+export PATH="$cargo_home/bin:$PATH"
 
 profile="${1:-}"
 case "$profile" in
@@ -55,10 +56,9 @@ command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] ||
     die "no mosquitto: run tools/install-deps.sh first"
 # rumqttd, the second MQTT peer, is the suite's alone: installed here, once, into cargo's
 # own bin directory (built in a directory of its own, whatever CARGO_TARGET_DIR says).
-cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 if [[ -z "${RUMQTTD_BIN:-}" ]] && ! command -v rumqttd >/dev/null; then
-    say "installing rumqttd 0.20.0 into $cargo_bin (a few minutes, once)"
-    env -u CARGO_TARGET_DIR cargo install --quiet --root "${CARGO_HOME:-$HOME/.cargo}" \
+    say "installing rumqttd 0.20.0 into $cargo_home/bin (a few minutes, once)"
+    env -u CARGO_TARGET_DIR cargo install --quiet --root "$cargo_home" \
         rumqttd --version 0.20.0 ||
         die "cannot install rumqttd (set RUMQTTD_BIN to a rumqttd binary)"
 fi
