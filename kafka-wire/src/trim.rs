@@ -1,16 +1,20 @@
 //! Connection buffers that a burst of large frames grew, given back once the burst is over.
 
+use std::time::{Duration, Instant};
+
 use bytes::BytesMut;
 
 /// Gives a connection buffer that a large request or response grew back its usual size
-/// once such traffic stops: after [`Trim::AFTER`] uses in a row that fit the usual size, an
-/// empty buffer that is larger is replaced by a new one of the usual size. A connection
-/// that keeps carrying large frames keeps its large buffer; one that had a burst of them
-/// (the session topic's reader during a connect storm, a producer after a backlog drained)
-/// does not hold the burst's largest frame for the rest of its life.
+/// once such traffic stops: when an empty buffer is larger than usual and either the last
+/// [`Trim::AFTER`] uses fit the usual size or the last large one was [`Trim::QUIET`] ago,
+/// it is replaced by a new one of the usual size. A connection that keeps carrying large
+/// frames keeps its large buffer; one that had a burst of them (the session topic's reader
+/// during a connect storm, a producer after a backlog drained) does not hold the burst's
+/// largest frame for the rest of its life, even when its next uses are seconds apart (the
+/// session topic's reader fetches every few seconds once it has caught up).
 ///
 /// One `Trim` may serve buffers that take turns (a connection's two write buffers swap at
-/// every write): each is replaced on its own turn once the count is reached.
+/// every write): each is replaced on its own turn.
 #[derive(Debug)]
 pub(crate) struct Trim {
     usual: usize,
@@ -20,31 +24,50 @@ pub(crate) struct Trim {
     /// split frames off reports only the capacity after its read position, so its
     /// `capacity()` alone can understate the allocation it keeps.
     grown: bool,
+    /// When the last use that did not fit `usual` was seen.
+    last_large: Option<Instant>,
 }
 
 impl Trim {
     /// Uses in a row that must fit the usual size before a grown buffer is replaced.
     pub(crate) const AFTER: u32 = 64;
+    /// How long after the last large use a grown buffer is replaced at its next use that
+    /// fits, however few uses came since.
+    pub(crate) const QUIET: Duration = Duration::from_secs(1);
 
     pub(crate) fn new(usual: usize) -> Trim {
         Trim {
             usual,
             fits: 0,
             grown: false,
+            last_large: None,
         }
     }
 
     /// Notes a use of `buf` that held `held` bytes at its fullest, and replaces `buf` if it
     /// is empty, larger than usual and no longer needs to be.
     pub(crate) fn after_use(&mut self, buf: &mut BytesMut, held: usize) {
+        self.after_use_at(buf, held, Instant::now);
+    }
+
+    /// [`Self::after_use`] with the clock given: `now` is read only when a use is large
+    /// or a grown buffer could be replaced, never on the usual path.
+    fn after_use_at(&mut self, buf: &mut BytesMut, held: usize, now: impl FnOnce() -> Instant) {
         if held > self.usual {
             self.fits = 0;
             self.grown = true;
+            self.last_large = Some(now());
             return;
         }
         self.fits = self.fits.saturating_add(1);
-        if self.fits >= Trim::AFTER && buf.is_empty() && (self.grown || buf.capacity() > self.usual)
-        {
+        if !buf.is_empty() || !(self.grown || buf.capacity() > self.usual) {
+            return;
+        }
+        let quiet = || {
+            self.last_large
+                .is_none_or(|t| now().saturating_duration_since(t) >= Trim::QUIET)
+        };
+        if self.fits >= Trim::AFTER || quiet() {
             *buf = BytesMut::with_capacity(self.usual);
             self.grown = false;
         }
@@ -109,5 +132,32 @@ mod tests {
         for buf in &bufs {
             assert_eq!(buf.capacity(), 1024);
         }
+    }
+
+    /// A connection whose uses come seconds apart (the session topic's reader once caught
+    /// up) gives its grown buffer back at its first use that fits once `Trim::QUIET` has
+    /// passed since the last large one, not 64 uses later; a large use in between waits
+    /// again.
+    #[test]
+    fn a_grown_buffer_goes_back_after_a_quiet_spell() {
+        let start = Instant::now();
+        let at = |ms: u64| move || start + Duration::from_millis(ms);
+        let mut trim = Trim::new(1024);
+        let mut buf = grown(1024);
+        trim.after_use_at(&mut buf, 1 << 20, at(0));
+        trim.after_use_at(&mut buf, 100, at(500));
+        assert!(buf.capacity() >= 1 << 20, "trimmed before the quiet spell");
+        trim.after_use_at(&mut buf, 1 << 20, at(900));
+        trim.after_use_at(&mut buf, 100, at(1_500));
+        assert!(
+            buf.capacity() >= 1 << 20,
+            "a large use did not restart the wait"
+        );
+        buf.extend_from_slice(b"a partial frame");
+        trim.after_use_at(&mut buf, 100, at(3_000));
+        assert!(buf.capacity() >= 1 << 20, "trimmed a buffer holding bytes");
+        buf.clear();
+        trim.after_use_at(&mut buf, 100, at(3_000));
+        assert_eq!(buf.capacity(), 1024);
     }
 }

@@ -365,6 +365,7 @@ pub async fn run(index: usize, setup: ShardSetup) {
         }
     }
     runtime::spawn(copy_producer_stats(shard.clone()));
+    runtime::spawn(collect_freed_memory(shard.clone()));
     setup.listening.fetch_add(1, Ordering::SeqCst);
     info!(shard = index, "shard ready");
 
@@ -552,6 +553,15 @@ fn spawn_accept_loop(
         let _ = Abortable::new(accepting, registration).await;
     });
     abort
+}
+
+/// Has the allocator give back what this shard freed (`alloc`'s docs, "Freed pages"), every
+/// [`crate::alloc::COLLECT_EVERY`] until shutdown: a quiet shard would otherwise keep it.
+async fn collect_freed_memory(shard: Rc<Shard>) {
+    while !shard.shutdown.is_set() {
+        runtime::sleep(crate::alloc::COLLECT_EVERY).await;
+        crate::alloc::collect();
+    }
 }
 
 async fn copy_producer_stats(shard: Rc<Shard>) {
