@@ -174,6 +174,18 @@ impl Run {
     pub fn batches(&self) -> Option<u64> {
         self.sluice_batches.or(self.rdkafka_batches)
     }
+
+    /// The cores the producing client, the MQTT load generator and the broker kept busy
+    /// together: their CPU time over the run's span (records acknowledged ÷ the rate).
+    pub fn cores_busy(&self) -> f64 {
+        let cpu = self.client_cpu_seconds + self.loadgen_cpu_seconds + self.broker_cpu_seconds;
+        let span = self.acked as f64 / self.acked_per_sec;
+        if span > 0.0 {
+            cpu / span
+        } else {
+            0.0
+        }
+    }
 }
 
 /// sluice's produce latency histogram over one run: what of the PUBACK latency is spent

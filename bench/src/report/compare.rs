@@ -98,6 +98,7 @@ pub(super) fn compare(md: &mut String, r: &Results) {
         );
         let runs: Vec<&Value> = s["runs"].as_array().into_iter().flatten().collect();
         batches(md, &runs);
+        cpu(md, &runs);
         if s["consumer"].is_object() {
             consumer(md, c, s);
         }
@@ -135,6 +136,56 @@ fn batches(md: &mut String, runs: &[&Value]) {
         let _ = writeln!(md, "| {side} | {} | {per_batch:.1} |", each.join(" · "));
     }
     let _ = writeln!(md);
+}
+
+/// The CPU each side's processes used per record in the latency runs, and the cores they
+/// kept busy together (their CPU time over the run's span): the two sides share the
+/// machine with their broker, and where they keep every core busy the latency is partly
+/// queueing for one. Nothing for results that predate the broker's CPU.
+fn cpu(md: &mut String, runs: &[&Value]) {
+    if !runs.iter().any(|r| r["broker_cpu_seconds"].is_number()) {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "| side | client CPU µs/record | MQTT load generator µs/record | broker µs/record | cores busy (all three) |"
+    );
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: |");
+    for side in ["rdkafka", "sluice"] {
+        let mine: Vec<&&Value> = runs.iter().filter(|r| r["side"] == side).collect();
+        let per_record = |key: &str| {
+            median(
+                mine.iter()
+                    .map(|r| f(r, key) * 1e6 / f(r, "acked").max(1.0))
+                    .collect(),
+            )
+        };
+        let busy = median(
+            mine.iter()
+                .map(|r| {
+                    let cpu = f(r, "client_cpu_seconds")
+                        + f(r, "loadgen_cpu_seconds")
+                        + f(r, "broker_cpu_seconds");
+                    cpu / (f(r, "acked") / f(r, "acked_per_sec"))
+                })
+                .collect(),
+        );
+        let loadgen = if side == "sluice" {
+            format!("{:.2}", per_record("loadgen_cpu_seconds"))
+        } else {
+            "—".into()
+        };
+        let _ = writeln!(
+            md,
+            "| {side} | {:.2} | {loadgen} | {:.2} | {busy:.2} |",
+            per_record("client_cpu_seconds"),
+            per_record("broker_cpu_seconds"),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nMedians of the rounds. The rdkafka child makes its own records (its CPU is the client's); cores busy = the three processes' CPU time ÷ the run's span (the independent consumer, when there is one, runs in the bench process and is not counted). Where a side keeps every core of the machine busy, its latency includes waiting for a core.\n"
+    );
 }
 
 /// The same rate at the independent Kafka consumer (`compare --kafka-consumer`).
@@ -246,8 +297,10 @@ mod tests {
                 "latency": [{
                     "base": "rdkafka", "rate": 250000.0,
                     "runs": [
-                        { "side": "rdkafka", "acked": 1250000, "consumer": { "records": 1250000 } },
-                        { "side": "sluice", "acked": 1250000, "consumer": { "records": 1249999 } }
+                        { "side": "rdkafka", "acked": 1250000, "acked_per_sec": 250000.0, "consumer": { "records": 1250000 },
+                          "client_cpu_seconds": 2.5, "loadgen_cpu_seconds": 0.0, "broker_cpu_seconds": 2.0 },
+                        { "side": "sluice", "acked": 1250000, "acked_per_sec": 250000.0, "consumer": { "records": 1249999 },
+                          "client_cpu_seconds": 3.0, "loadgen_cpu_seconds": 2.5, "broker_cpu_seconds": 2.0 }
                     ],
                     "rdkafka": p(3000.0), "sluice": p(4000.0), "added": p(1000.0),
                     "rdkafka_acked_per_sec": 250000.0, "sluice_acked_per_sec": 250000.0,
@@ -279,5 +332,11 @@ mod tests {
         );
         assert!(md.contains("| **added** |  | 1.00 | 2.00 |"), "{md}");
         assert!(md.contains("rdkafka 1, sluice 0 of 1."), "{md}");
+        // CPU per record, and the cores the three processes kept busy over the 5 s span.
+        assert!(md.contains("| rdkafka | 2.00 | — | 1.60 | 0.90 |"), "{md}");
+        assert!(
+            md.contains("| sluice | 2.40 | 2.00 | 1.60 | 1.50 |"),
+            "{md}"
+        );
     }
 }

@@ -104,6 +104,7 @@ pub fn print(o: &CompareOutput) {
         );
         println!();
         print_batches(&s.runs);
+        print_cpu(&s.runs);
         println!(
             "rounds that sustained the rate: rdkafka {}, sluice {} of {}",
             s.rdkafka_sustained, s.sluice_sustained, o.args.rounds
@@ -199,6 +200,32 @@ fn print_batches(runs: &[Run]) {
         let per_batch = each(&|r| records_per_batch(r).map_or("—".into(), |x| format!("{x:.1}")));
         let median_per_batch = median(mine.iter().filter_map(|r| records_per_batch(r)).collect());
         println!("| {side:?} | {batches} | {per_batch} | {median_per_batch:.1} |");
+    }
+    println!();
+}
+
+/// Each side's CPU per record in these runs (the client: the rdkafka child or sluice; the
+/// MQTT load generator; the broker) and the cores the three kept busy together: where a side
+/// keeps every core busy, its latency includes waiting for one.
+fn print_cpu(runs: &[Run]) {
+    println!("| side | client µs/record (each round) | load generator µs/record | broker µs/record | cores busy (each round) |");
+    println!("| --- | --- | --- | --- | --- |");
+    for side in [Side::Rdkafka, Side::Sluice] {
+        let mine: Vec<&Run> = runs.iter().filter(|r| r.side == side).collect();
+        let each = |f: &dyn Fn(&Run) -> f64| -> String {
+            mine.iter()
+                .map(|r| format!("{:.2}", f(r)))
+                .collect::<Vec<_>>()
+                .join(" · ")
+        };
+        let per_record = |cpu: f64, r: &Run| cpu * 1e6 / r.acked.max(1) as f64;
+        println!(
+            "| {side:?} | {} | {} | {} | {} |",
+            each(&|r| per_record(r.client_cpu_seconds, r)),
+            each(&|r| per_record(r.loadgen_cpu_seconds, r)),
+            each(&|r| per_record(r.broker_cpu_seconds, r)),
+            each(&Run::cores_busy),
+        );
     }
     println!();
 }
