@@ -175,16 +175,15 @@ impl Run {
         self.sluice_batches.or(self.rdkafka_batches)
     }
 
-    /// The cores the producing client, the MQTT load generator and the broker kept busy
-    /// together: their CPU time over the run's span (records acknowledged ÷ the rate).
-    pub fn cores_busy(&self) -> f64 {
+    /// The cores the producer (the rdkafka child or sluice), the MQTT load generator and
+    /// the broker kept busy together: their CPU time over the run's span (records
+    /// acknowledged ÷ the rate); `None` for a run that acknowledged nothing. An upper
+    /// bound: each process's CPU is counted over a little more than the span (the rdkafka
+    /// child's whole life, with its broker's; the load generator's connecting).
+    pub fn cores_busy(&self) -> Option<f64> {
         let cpu = self.client_cpu_seconds + self.loadgen_cpu_seconds + self.broker_cpu_seconds;
         let span = self.acked as f64 / self.acked_per_sec;
-        if span > 0.0 {
-            cpu / span
-        } else {
-            0.0
-        }
+        (span > 0.0 && span.is_finite()).then(|| cpu / span)
     }
 }
 

@@ -89,31 +89,37 @@ mod tests {
     /// large use in between starts the count again.
     #[test]
     fn a_grown_buffer_goes_back_to_its_usual_size_once_large_frames_stop() {
+        // One instant for every use: never a quiet second, only the count.
+        let now = Instant::now();
+        let at = || now;
         let mut trim = Trim::new(1024);
         let mut buf = grown(1024);
-        trim.after_use(&mut buf, 1 << 20);
+        trim.after_use_at(&mut buf, 1 << 20, at);
         for _ in 0..Trim::AFTER - 1 {
-            trim.after_use(&mut buf, 100);
+            trim.after_use_at(&mut buf, 100, at);
         }
         assert!(buf.capacity() >= 1 << 20, "trimmed too early");
-        trim.after_use(&mut buf, 5000);
+        trim.after_use_at(&mut buf, 5000, at);
         for _ in 0..Trim::AFTER - 1 {
-            trim.after_use(&mut buf, 100);
+            trim.after_use_at(&mut buf, 100, at);
         }
         assert!(
             buf.capacity() >= 1 << 20,
             "a large use did not restart the count"
         );
         buf.extend_from_slice(b"a partial frame");
-        trim.after_use(&mut buf, 100);
+        trim.after_use_at(&mut buf, 100, at);
         assert!(buf.capacity() >= 1 << 20, "trimmed a buffer holding bytes");
         buf.clear();
-        trim.after_use(&mut buf, 100);
+        trim.after_use_at(&mut buf, 100, at);
         assert_eq!(buf.capacity(), 1024);
-        // Not grown since: nothing more to do, however many uses follow.
+        // Not grown since: nothing more to do, however many uses follow, and the clock is
+        // not read for them.
         let before = buf.as_ptr();
         for _ in 0..2 * Trim::AFTER {
-            trim.after_use(&mut buf, 100);
+            trim.after_use_at(&mut buf, 100, || {
+                unreachable!("the clock read on a usual use")
+            });
         }
         assert_eq!(buf.as_ptr(), before, "replaced a buffer that had not grown");
     }
@@ -122,12 +128,14 @@ mod tests {
     /// usual size, each on its own turn.
     #[test]
     fn buffers_that_take_turns_are_both_trimmed() {
+        let now = Instant::now();
+        let at = || now;
         let mut trim = Trim::new(1024);
         let mut bufs = [grown(1024), grown(1024)];
-        trim.after_use(&mut bufs[0], 1 << 20);
-        trim.after_use(&mut bufs[1], 1 << 20);
+        trim.after_use_at(&mut bufs[0], 1 << 20, at);
+        trim.after_use_at(&mut bufs[1], 1 << 20, at);
         for use_ in 0..2 * Trim::AFTER + 2 {
-            trim.after_use(&mut bufs[use_ as usize % 2], 100);
+            trim.after_use_at(&mut bufs[use_ as usize % 2], 100, at);
         }
         for buf in &bufs {
             assert_eq!(buf.capacity(), 1024);

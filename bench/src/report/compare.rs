@@ -139,28 +139,38 @@ fn batches(md: &mut String, runs: &[&Value]) {
 }
 
 /// The CPU each side's processes used per record in the latency runs, and the cores they
-/// kept busy together (their CPU time over the run's span): the two sides share the
-/// machine with their broker, and where they keep every core busy the latency is partly
-/// queueing for one. Nothing for results that predate the broker's CPU.
+/// kept busy together (their CPU time over the run's span, an upper bound: see
+/// `Run::cores_busy`): the two sides share the machine with their broker, and where they
+/// keep every core busy the latency is partly queueing for one. Nothing for results that
+/// predate the broker's CPU.
 fn cpu(md: &mut String, runs: &[&Value]) {
     if !runs.iter().any(|r| r["broker_cpu_seconds"].is_number()) {
         return;
     }
     let _ = writeln!(
         md,
-        "| side | client CPU µs/record | MQTT load generator µs/record | broker µs/record | cores busy (all three) |"
+        "| side | producer CPU µs/record (rdkafka child / sluice) | MQTT load generator µs/record | broker µs/record | cores busy (all three) |"
     );
     let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: |");
+    // A median over the runs that acknowledged something, "—" if none did.
+    let shown = |values: Vec<f64>| {
+        let m = median(values.into_iter().filter(|x| x.is_finite()).collect());
+        if m.is_finite() {
+            format!("{m:.2}")
+        } else {
+            "—".into()
+        }
+    };
     for side in ["rdkafka", "sluice"] {
         let mine: Vec<&&Value> = runs.iter().filter(|r| r["side"] == side).collect();
         let per_record = |key: &str| {
-            median(
+            shown(
                 mine.iter()
-                    .map(|r| f(r, key) * 1e6 / f(r, "acked").max(1.0))
+                    .map(|r| f(r, key) * 1e6 / f(r, "acked"))
                     .collect(),
             )
         };
-        let busy = median(
+        let busy = shown(
             mine.iter()
                 .map(|r| {
                     let cpu = f(r, "client_cpu_seconds")
@@ -171,20 +181,20 @@ fn cpu(md: &mut String, runs: &[&Value]) {
                 .collect(),
         );
         let loadgen = if side == "sluice" {
-            format!("{:.2}", per_record("loadgen_cpu_seconds"))
+            per_record("loadgen_cpu_seconds")
         } else {
             "—".into()
         };
         let _ = writeln!(
             md,
-            "| {side} | {:.2} | {loadgen} | {:.2} | {busy:.2} |",
+            "| {side} | {} | {loadgen} | {} | {busy} |",
             per_record("client_cpu_seconds"),
             per_record("broker_cpu_seconds"),
         );
     }
     let _ = writeln!(
         md,
-        "\nMedians of the rounds. The rdkafka child makes its own records (its CPU is the client's); cores busy = the three processes' CPU time ÷ the run's span (the independent consumer, when there is one, runs in the bench process and is not counted). Where a side keeps every core of the machine busy, its latency includes waiting for a core.\n"
+        "\nMedians of the rounds. The rdkafka child makes its own records; cores busy = the three processes' CPU time ÷ the run's span, an upper bound (each process's CPU is counted over a little more than the span: the rdkafka child's whole life with its broker's, the load generator's connecting); the independent consumer, when there is one, runs in the bench process and is not counted. Where a side keeps every core of the machine busy, its latency includes waiting for a core.\n"
     );
 }
 
@@ -338,5 +348,22 @@ mod tests {
             md.contains("| sluice | 2.40 | 2.00 | 1.60 | 1.50 |"),
             "{md}"
         );
+    }
+
+    /// A side whose runs acknowledged nothing gets dashes, not NaN.
+    #[test]
+    fn cpu_table_shows_dashes_for_runs_that_acknowledged_nothing() {
+        let rdkafka = serde_json::json!({ "side": "rdkafka", "acked": 1000, "acked_per_sec": 1000.0,
+            "client_cpu_seconds": 0.5, "loadgen_cpu_seconds": 0.0, "broker_cpu_seconds": 0.25 });
+        let sluice = serde_json::json!({ "side": "sluice", "acked": 0, "acked_per_sec": 0.0,
+            "client_cpu_seconds": 0.5, "loadgen_cpu_seconds": 0.5, "broker_cpu_seconds": 0.25 });
+        let mut md = String::new();
+        cpu(&mut md, &[&rdkafka, &sluice]);
+        assert!(
+            md.contains("| rdkafka | 500.00 | — | 250.00 | 0.75 |"),
+            "{md}"
+        );
+        assert!(md.contains("| sluice | — | — | — | — |"), "{md}");
+        assert!(!md.contains("NaN"), "{md}");
     }
 }

@@ -204,25 +204,29 @@ fn print_batches(runs: &[Run]) {
     println!();
 }
 
-/// Each side's CPU per record in these runs (the client: the rdkafka child or sluice; the
-/// MQTT load generator; the broker) and the cores the three kept busy together: where a side
-/// keeps every core busy, its latency includes waiting for one.
+/// Each side's CPU per record in these runs (the producer: the rdkafka child or sluice; the
+/// MQTT load generator; the broker) and the cores the three kept busy together, an upper
+/// bound ([`Run::cores_busy`]): where a side keeps every core busy, its latency includes
+/// waiting for one.
 fn print_cpu(runs: &[Run]) {
-    println!("| side | client µs/record (each round) | load generator µs/record | broker µs/record | cores busy (each round) |");
+    println!("| side | producer µs/record (each round) | load generator µs/record | broker µs/record | cores busy (each round) |");
     println!("| --- | --- | --- | --- | --- |");
     for side in [Side::Rdkafka, Side::Sluice] {
         let mine: Vec<&Run> = runs.iter().filter(|r| r.side == side).collect();
-        let each = |f: &dyn Fn(&Run) -> f64| -> String {
+        let each = |f: &dyn Fn(&Run) -> Option<f64>| -> String {
             mine.iter()
-                .map(|r| format!("{:.2}", f(r)))
+                .map(|r| f(r).map_or("—".into(), |x| format!("{x:.2}")))
                 .collect::<Vec<_>>()
                 .join(" · ")
         };
-        let per_record = |cpu: f64, r: &Run| cpu * 1e6 / r.acked.max(1) as f64;
+        let per_record = |cpu: f64, r: &Run| (r.acked > 0).then(|| cpu * 1e6 / r.acked as f64);
+        let loadgen = match side {
+            Side::Rdkafka => "—".to_string(),
+            Side::Sluice => each(&|r| per_record(r.loadgen_cpu_seconds, r)),
+        };
         println!(
-            "| {side:?} | {} | {} | {} | {} |",
+            "| {side:?} | {} | {loadgen} | {} | {} |",
             each(&|r| per_record(r.client_cpu_seconds, r)),
-            each(&|r| per_record(r.loadgen_cpu_seconds, r)),
             each(&|r| per_record(r.broker_cpu_seconds, r)),
             each(&Run::cores_busy),
         );
