@@ -100,6 +100,24 @@ impl MqttListener {
     }
 }
 
+/// More connections of a listener than this not parked on one shard make it busy: its idle
+/// connections park after at most [`BUSY_PARK_AFTER`] ([`Conn::park_after`]).
+const BUSY_ACTIVE: u64 = 1_000;
+/// How long an idle connection waits before parking on a busy shard (when the listener's
+/// `park_after_ms` is not shorter).
+const BUSY_PARK_AFTER: Duration = Duration::from_millis(250);
+
+/// How long an idle connection waits before parking ([`Conn::park_after`]): `configured`,
+/// or at most [`BUSY_PARK_AFTER`] for a `fresh` connection while more than [`BUSY_ACTIVE`]
+/// of the `open` connections are not `parked`.
+fn park_delay(configured: Duration, fresh: bool, open: u64, parked: u64) -> Duration {
+    if fresh && open.saturating_sub(parked) > BUSY_ACTIVE {
+        configured.min(BUSY_PARK_AFTER)
+    } else {
+        configured
+    }
+}
+
 /// A PUBLISH whose record is with Kafka.
 struct PendingAck {
     /// 0 for QoS 0 (nothing to acknowledge to the client).
@@ -140,6 +158,9 @@ struct Conn {
     key: Vec<u8>,
     /// The WebSocket layer, on an MQTT-over-WebSocket listener.
     ws: Option<Box<MqttOverWs>>,
+    /// A new connection that has sent nothing since its session was connected (a resumed
+    /// parked one is not new): on a busy shard it parks sooner ([`Conn::park_after`]).
+    fresh: bool,
 }
 
 /// What a connection is between packets, and all a parked one keeps (`Box<Core>` is the
@@ -262,7 +283,7 @@ impl Conn {
         shard.metrics.listeners[listener.index]
             .connections_open
             .fetch_add(1, Ordering::Relaxed);
-        Conn::with(Core {
+        let mut conn = Conn::with(Core {
             codec: MqttCodec::server(listener.config.max_packet_size),
             session,
             info: ConnInfo::default(),
@@ -273,7 +294,9 @@ impl Conn {
             owned: None,
             shard,
             listener,
-        })
+        });
+        conn.fresh = true;
+        conn
     }
 
     /// `core` with empty buffers: a new connection, or a parked one resuming.
@@ -287,6 +310,7 @@ impl Conn {
             closing: None,
             key: Vec::new(),
             ws: None,
+            fresh: false,
         }
     }
 
@@ -365,12 +389,15 @@ impl Conn {
                     self.closing = Some(0);
                 }
                 Event::Read(Ok(n)) => {
+                    let connected = self.core.session.is_connected();
                     if let Err(e) = Box::pin(self.on_data(n)).await {
                         self.closing = Some(e.reason_code());
                         let kind = ErrorKind::Protocol;
                         self.flush(&mut stream).await.map_err(io_err)?;
                         return Err((kind, e.to_string()));
                     }
+                    // Bytes after the CONNECT's answer: no longer a new connection.
+                    self.fresh &= !connected;
                 }
                 Event::Read(Err(e)) => {
                     self.core
@@ -478,8 +505,7 @@ impl Conn {
     /// for the listener's `park_after_ms`.
     async fn next_event(&mut self, stream: &mut Stream, reading: bool, park: bool) -> Event {
         let deadline = self.deadline();
-        let park_after =
-            park.then(|| Duration::from_millis(self.core.listener.config.park_after_ms));
+        let park_after = park.then(|| self.park_after());
         // (how long, whether it is the parking time rather than the deadline)
         let wait = match (deadline, park_after) {
             (Some(d), Some(p)) if p < d => Some((p, true)),
@@ -538,6 +564,31 @@ impl Conn {
             }
         }
         Poll::Pending
+    }
+
+    /// How long this connection waits idle before parking: the listener's `park_after_ms`,
+    /// or, for a new connection that has sent nothing since its CONNECT, at most
+    /// [`BUSY_PARK_AFTER`] while more than [`BUSY_ACTIVE`] of the listener's connections on
+    /// this shard are not parked: in a connect burst the new connections, each with a task
+    /// of a few KB, are then not all alive at once (and the memory the burst leaves behind
+    /// is smaller). Only new ones: a connection that publishes every second would otherwise
+    /// park and wake for every message while the shard is busy (measured: 4,000 clients
+    /// publishing once a second cost 75–81 µs of sluice CPU per message instead of 47).
+    fn park_after(&self) -> Duration {
+        let configured = Duration::from_millis(self.core.listener.config.park_after_ms);
+        if !self.fresh {
+            return configured;
+        }
+        let metrics = &self.core.shard.metrics;
+        let open = metrics.listeners[self.core.listener.index]
+            .connections_open
+            .load(Ordering::Relaxed);
+        park_delay(
+            configured,
+            self.fresh,
+            open,
+            metrics.parked.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether the connection may park when idle: a plain TCP MQTT connection that is
@@ -768,5 +819,30 @@ fn ws_close_code(reason_code: u8) -> u16 {
         reason::MALFORMED_PACKET | 0x82 => close_code::PROTOCOL_ERROR,
         reason::SERVER_SHUTTING_DOWN => close_code::GOING_AWAY,
         _ => close_code::POLICY_VIOLATION,
+    }
+}
+
+#[cfg(test)]
+mod park_delay_tests {
+    use super::*;
+
+    /// Only a new connection on a busy shard parks sooner, never later than configured;
+    /// `parked` may briefly exceed `open` (other listeners' parked connections).
+    #[test]
+    fn new_connections_park_sooner_only_while_the_shard_is_busy() {
+        let two_s = Duration::from_secs(2);
+        let busy = BUSY_ACTIVE + 1;
+        assert_eq!(park_delay(two_s, true, busy, 0), BUSY_PARK_AFTER);
+        assert_eq!(park_delay(two_s, true, busy + 500, 500), BUSY_PARK_AFTER);
+        assert_eq!(park_delay(two_s, true, BUSY_ACTIVE, 0), two_s, "not busy");
+        assert_eq!(
+            park_delay(two_s, true, BUSY_ACTIVE + 10, 10),
+            two_s,
+            "not busy"
+        );
+        assert_eq!(park_delay(two_s, false, busy, 0), two_s, "not new");
+        let short = Duration::from_millis(100);
+        assert_eq!(park_delay(short, true, busy, 0), short, "never later");
+        assert_eq!(park_delay(two_s, true, 0, 50), two_s);
     }
 }
