@@ -36,7 +36,7 @@ use crate::auth::{Acl, ShardAuth};
 use crate::config::ListenerConfig;
 use crate::driver::{self, Input};
 use crate::metrics::ErrorKind;
-use crate::park::Key;
+use crate::park::{self, Key};
 use crate::route::{ConnInfo, Routes};
 use crate::runtime::{self, TcpStream};
 use crate::shard::Shard;
@@ -97,24 +97,6 @@ impl MqttListener {
             server_keep_alive: None,
             connect_timeout_ms: u32::try_from(config.connect_timeout_ms).unwrap_or(u32::MAX),
         })
-    }
-}
-
-/// More connections of a listener than this not parked on one shard make it busy: its idle
-/// connections park after at most [`BUSY_PARK_AFTER`] ([`Conn::park_after`]).
-const BUSY_ACTIVE: u64 = 1_000;
-/// How long an idle connection waits before parking on a busy shard (when the listener's
-/// `park_after_ms` is not shorter).
-const BUSY_PARK_AFTER: Duration = Duration::from_millis(250);
-
-/// How long an idle connection waits before parking ([`Conn::park_after`]): `configured`,
-/// or at most [`BUSY_PARK_AFTER`] for a `fresh` connection while more than [`BUSY_ACTIVE`]
-/// of the `open` connections are not `parked`.
-fn park_delay(configured: Duration, fresh: bool, open: u64, parked: u64) -> Duration {
-    if fresh && open.saturating_sub(parked) > BUSY_ACTIVE {
-        configured.min(BUSY_PARK_AFTER)
-    } else {
-        configured
     }
 }
 
@@ -270,7 +252,7 @@ impl crate::park::Resume for Core {
     fn resume(self: Box<Self>, stream: TcpStream) {
         let span = driver::conn_span!(self.listener, stream, client_id = %self.info.client_id);
         runtime::spawn(drive(
-            Box::new(Conn::with(*self)),
+            Box::new(Conn::with(*self, false)),
             Stream::Tcp(stream),
             span,
         ));
@@ -283,24 +265,25 @@ impl Conn {
         shard.metrics.listeners[listener.index]
             .connections_open
             .fetch_add(1, Ordering::Relaxed);
-        let mut conn = Conn::with(Core {
-            codec: MqttCodec::server(listener.config.max_packet_size),
-            session,
-            info: ConnInfo::default(),
-            granted: None,
-            id: shard.next_conn_id(),
-            subscriber: None,
-            client_receive_maximum: DEFAULT_DELIVERY_WINDOW,
-            owned: None,
-            shard,
-            listener,
-        });
-        conn.fresh = true;
-        conn
+        Conn::with(
+            Core {
+                codec: MqttCodec::server(listener.config.max_packet_size),
+                session,
+                info: ConnInfo::default(),
+                granted: None,
+                id: shard.next_conn_id(),
+                subscriber: None,
+                client_receive_maximum: DEFAULT_DELIVERY_WINDOW,
+                owned: None,
+                shard,
+                listener,
+            },
+            true,
+        )
     }
 
-    /// `core` with empty buffers: a new connection, or a parked one resuming.
-    fn with(core: Core) -> Conn {
+    /// `core` with empty buffers: a new connection (`fresh`), or a parked one resuming.
+    fn with(core: Core, fresh: bool) -> Conn {
         Conn {
             core,
             effects: Vec::new(),
@@ -310,7 +293,7 @@ impl Conn {
             closing: None,
             key: Vec::new(),
             ws: None,
-            fresh: false,
+            fresh,
         }
     }
 
@@ -567,26 +550,15 @@ impl Conn {
     }
 
     /// How long this connection waits idle before parking: the listener's `park_after_ms`,
-    /// or, for a new connection that has sent nothing since its CONNECT, at most
-    /// [`BUSY_PARK_AFTER`] while more than [`BUSY_ACTIVE`] of the listener's connections on
-    /// this shard are not parked: in a connect burst the new connections, each with a task
-    /// of a few KB, are then not all alive at once (and the memory the burst leaves behind
-    /// is smaller). Only new ones: a connection that publishes every second would otherwise
-    /// park and wake for every message while the shard is busy (measured: 4,000 clients
-    /// publishing once a second cost 75–81 µs of sluice CPU per message instead of 47).
+    /// shortened for a new connection in a connect burst ([`park::delay`]).
     fn park_after(&self) -> Duration {
-        let configured = Duration::from_millis(self.core.listener.config.park_after_ms);
-        if !self.fresh {
-            return configured;
-        }
         let metrics = &self.core.shard.metrics;
-        let open = metrics.listeners[self.core.listener.index]
-            .connections_open
-            .load(Ordering::Relaxed);
-        park_delay(
-            configured,
+        park::delay(
+            Duration::from_millis(self.core.listener.config.park_after_ms),
             self.fresh,
-            open,
+            metrics.listeners[self.core.listener.index]
+                .connections_open
+                .load(Ordering::Relaxed),
             metrics.parked.load(Ordering::Relaxed),
         )
     }
@@ -819,30 +791,5 @@ fn ws_close_code(reason_code: u8) -> u16 {
         reason::MALFORMED_PACKET | 0x82 => close_code::PROTOCOL_ERROR,
         reason::SERVER_SHUTTING_DOWN => close_code::GOING_AWAY,
         _ => close_code::POLICY_VIOLATION,
-    }
-}
-
-#[cfg(test)]
-mod park_delay_tests {
-    use super::*;
-
-    /// Only a new connection on a busy shard parks sooner, never later than configured;
-    /// `parked` may briefly exceed `open` (other listeners' parked connections).
-    #[test]
-    fn new_connections_park_sooner_only_while_the_shard_is_busy() {
-        let two_s = Duration::from_secs(2);
-        let busy = BUSY_ACTIVE + 1;
-        assert_eq!(park_delay(two_s, true, busy, 0), BUSY_PARK_AFTER);
-        assert_eq!(park_delay(two_s, true, busy + 500, 500), BUSY_PARK_AFTER);
-        assert_eq!(park_delay(two_s, true, BUSY_ACTIVE, 0), two_s, "not busy");
-        assert_eq!(
-            park_delay(two_s, true, BUSY_ACTIVE + 10, 10),
-            two_s,
-            "not busy"
-        );
-        assert_eq!(park_delay(two_s, false, busy, 0), two_s, "not new");
-        let short = Duration::from_millis(100);
-        assert_eq!(park_delay(short, true, busy, 0), short, "never later");
-        assert_eq!(park_delay(two_s, true, 0, 50), two_s);
     }
 }

@@ -163,19 +163,6 @@ impl Readiness {
     }
 }
 
-/// Returns this thread's free allocator pages to the operating system. mimalloc purges
-/// freed pages lazily, on later allocations, so a shard that went quiet after a burst
-/// (connections that parked) would keep the burst's memory resident; the parking lot calls
-/// this once parking settles. The collection is forced (freed pages are purged now, not
-/// after mimalloc's purge delay): 10k parked connections measured ~100 B less each.
-pub fn release_free_memory() {
-    #[cfg(feature = "mimalloc")]
-    // SAFETY: mi_collect only walks and trims the calling thread's own heap.
-    unsafe {
-        libmimalloc_sys::mi_collect(true);
-    }
-}
-
 /// Whether the kernel may back this process's memory with transparent huge pages
 /// (`[server] transparent_huge_pages`). Huge pages spare TLB misses, but a 2 MiB page
 /// stays resident while any of it is in use, so memory freed when idle connections park
