@@ -903,8 +903,18 @@ impl SleepableRing {
         source_map: Rc<RefCell<SourceMap>>,
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
+        // Only this thread submits to and reaps this ring, and it enters the kernel often,
+        // so a completion need not interrupt it (an inter-processor interrupt when it runs
+        // on another CPU): it is taken at the next system call, or before the thread
+        // sleeps. Kernels before 5.19 refuse the flag; they get the default.
+        let ring = iou::IoUring::new_with_flags(
+            size as _,
+            iou::SetupFlags::COOP_TASKRUN,
+            iou::SetupFeatures::empty(),
+        )
+        .or_else(|_| iou::IoUring::new(size as _))?;
         Ok(SleepableRing {
-            ring: iou::IoUring::new(size as _)?,
+            ring,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
