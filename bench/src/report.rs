@@ -244,6 +244,43 @@ mod tests {
     }
 
     #[test]
+    fn lower_fixed_rates_get_rows_of_their_own_in_the_targets() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let series = |base: &str, rate: f64, p99: f64, met: bool| {
+            serde_json::json!({
+                "base": base, "rate": rate, "target_met": met, "consumer": null,
+                "added": { "p99_us": p99, "p999_us": 2.0 * p99 },
+                "sluice": { "p99_us": 6000.0 + p99, "p999_us": 8000.0 },
+                "rdkafka": { "p99_us": 6000.0, "p999_us": 7000.0 },
+                "runs": []
+            })
+        };
+        let compare = serde_json::json!({
+            "args": { "rounds": 3, "load": 0.5, "linger_ms": 5 },
+            "rdkafka_max_per_sec": 1000000.0, "sluice_max_per_sec": 900000.0,
+            "throughput_ratio": 0.9, "max_runs": [],
+            "latency": [
+                series("rdkafka", 500000.0, 20000.0, false),
+                series("fixed", 10000.0, 300.0, true),
+                series("fixed", 50000.0, 700.0, false)
+            ]
+        });
+        std::fs::write(dir.path().join("compare.json"), compare.to_string()).expect("write");
+        write(dir.path()).expect("a report");
+        let md = std::fs::read_to_string(dir.path().join("report.md")).expect("read");
+        assert!(
+            md.contains("at 50 % load (500,000 records/s, rdkafka max"),
+            "{md}"
+        );
+        assert!(md.contains(
+            "at a fixed 10,000 records/s (1.0 % of rdkafka's max) | p99 ≤ 0.5 ms, p99.9 ≤ 2 ms | added p99 0.30 ms, p99.9 0.60 ms"
+        ));
+        assert!(md.contains("| within at this rate |"));
+        assert!(md.contains("at a fixed 50,000 records/s (5.0 % of rdkafka's max)"));
+        assert!(md.contains("| over at this rate (1.40) |"));
+    }
+
+    #[test]
     fn writes_a_report_from_whatever_is_there() {
         let dir = tempfile::tempdir().expect("a temp dir");
         std::fs::write(dir.path().join("meta.env"), "profile=quick\nnproc=2\n").expect("write");
