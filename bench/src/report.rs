@@ -3,7 +3,7 @@
 //! It reads what the suite left in DIR: `meta.env` (machine, commit, load before and
 //! after, written by bench.sh), the scenarios' JSON files by name (`micro.json`,
 //! `produce.json`, `publish-{max,20k}-{tansu,discard}-N.json`, `idle-*.json`,
-//! `fanout-*.json`, `storm.json`, `failover-*.json`, `compare.json`) and `subscriptions.txt` (the subscription-index benchmark's output),
+//! `fanout-*.json`, `storm.json`, `failover-*.json`, `compare.json`, `compare-rates.json`) and `subscriptions.txt` (the subscription-index benchmark's output),
 //! and writes `report.md` with one table per brief.md target (measured, target, peer in
 //! the same run) and one per scenario (every run, and medians), plus `latency.svg`, a
 //! latency percentile plot, `failover.svg` (sessions resumed over time since the kill),
@@ -266,6 +266,13 @@ mod tests {
             ]
         });
         std::fs::write(dir.path().join("compare.json"), compare.to_string()).expect("write");
+        // The full profile's second invocation, fixed rates only, no consumer.
+        let rates = serde_json::json!({
+            "args": { "rounds": 3, "load": 0.5, "linger_ms": 5, "kafka_consumer": false },
+            "rdkafka_max_per_sec": 1000000.0,
+            "latency": [series("fixed", 20000.0, 100.0, true)]
+        });
+        std::fs::write(dir.path().join("compare-rates.json"), rates.to_string()).expect("write");
         write(dir.path()).expect("a report");
         let md = std::fs::read_to_string(dir.path().join("report.md")).expect("read");
         assert!(
@@ -278,6 +285,9 @@ mod tests {
         assert!(md.contains("| within at this rate |"));
         assert!(md.contains("at a fixed 50,000 records/s (5.0 % of rdkafka's max)"));
         assert!(md.contains("| over at this rate (1.40) |"));
+        assert!(md.contains(
+            "at a fixed 20,000 records/s (2.0 % of rdkafka's max) | p99 ≤ 0.5 ms, p99.9 ≤ 2 ms | added p99 0.10 ms"
+        ));
     }
 
     #[test]

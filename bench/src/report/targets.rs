@@ -95,6 +95,10 @@ pub(super) fn targets(md: &mut String, r: &Results) {
     }
     if let Some(c) = r.get("compare") {
         compare_targets(md, c);
+        // The full profile's fixed lower rates, timed without the consumer.
+        if let Some(rates) = r.get("compare-rates") {
+            fixed_rate_rows(md, rates);
+        }
     } else {
         throughput_and_latency(md, r, produce);
     }
@@ -172,22 +176,32 @@ fn compare_targets(md: &mut String, c: &Value) {
             status(s["target_met"] == true, p99 / 0.5)
         );
     }
-    // `--also-rates`: lower fixed rates, where the added latency may be within the target.
-    let also_fixed = c["latency"]
+    fixed_rate_rows(md, c);
+}
+
+/// Rows for the fixed-rate latency series of a `compare` output (`--rates`, `--also-rates`):
+/// lower loads than the brief's 50 %, where the added latency may be within the target.
+fn fixed_rate_rows(md: &mut String, c: &Value) {
+    let fixed = c["latency"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|s| s["base"] == "fixed");
-    for s in also_fixed {
+    for s in fixed {
         let (p99, p999) = (
             f(s, "added.p99_us") / 1000.0,
             f(s, "added.p999_us") / 1000.0,
         );
         let _ = writeln!(
             md,
-            "| latency added over rdkafka at a fixed {} records/s ({:.1} % of rdkafka's max) | p99 ≤ 0.5 ms, p99.9 ≤ 2 ms | added p99 {p99:.2} ms, p99.9 {p999:.2} ms (acknowledgements); sluice p99 {:.2} / p99.9 {:.2} ms | rdkafka p99 {:.2} / p99.9 {:.2} ms | {} |",
+            "| latency added over rdkafka at a fixed {} records/s ({:.1} % of rdkafka's max) | p99 ≤ 0.5 ms, p99.9 ≤ 2 ms | added p99 {p99:.2} ms, p99.9 {p999:.2} ms (acknowledgements{}); sluice p99 {:.2} / p99.9 {:.2} ms | rdkafka p99 {:.2} / p99.9 {:.2} ms | {} |",
             n(f(s, "rate")),
             f(s, "rate") / f(c, "rdkafka_max_per_sec") * 100.0,
+            if c["args"]["kafka_consumer"] == true {
+                ", a Kafka consumer reading both sides meanwhile"
+            } else {
+                ""
+            },
             f(s, "sluice.p99_us") / 1000.0,
             f(s, "sluice.p999_us") / 1000.0,
             f(s, "rdkafka.p99_us") / 1000.0,
