@@ -95,10 +95,6 @@ pub struct CompareArgs {
     /// see how the added latency moves with the load.
     #[arg(long, value_delimiter = ',')]
     pub rates: Vec<f64>,
-    /// Latency series at these records/s after the `--load` one (comma-separated): where
-    /// below that load the added latency is within the target.
-    #[arg(long, value_delimiter = ',', conflicts_with = "rates")]
-    pub also_rates: Vec<f64>,
     /// `linger.ms` of both producers (sluice's default is 5).
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,
@@ -376,12 +372,8 @@ pub fn run(a: &CompareArgs) -> Result<CompareOutput> {
     if a.rounds == 0 || !(a.load > 0.0 && a.load <= 1.0) || a.clients == 0 {
         bail!("--rounds and --clients must be positive and --load in (0, 1]");
     }
-    if a.rates
-        .iter()
-        .chain(&a.also_rates)
-        .any(|r| !(*r > 0.0 && r.is_finite()))
-    {
-        bail!("--rates and --also-rates must be positive records per second");
+    if a.rates.iter().any(|r| !(*r > 0.0 && r.is_finite())) {
+        bail!("--rates must be positive records per second");
     }
     let broker = Sink::start(SinkKind::Tansu, PARTITIONS)?;
     crate::produce::create_topic(&broker.bootstrap(), RDKAFKA_TOPIC, PARTITIONS)?;
@@ -429,19 +421,12 @@ pub fn run(a: &CompareArgs) -> Result<CompareOutput> {
         LoadBase::Lower => (a.load * rd_max.min(sl_max)).round().max(1.0),
         _ => (a.load * rd_max).round().max(1.0),
     };
-    let fixed = |rates: &[f64]| -> Vec<(LoadBase, f64)> {
-        rates.iter().map(|&r| (LoadBase::Fixed, r)).collect()
-    };
     let series_rates: Vec<(LoadBase, f64)> = match a.load_base {
-        _ if !a.rates.is_empty() => fixed(&a.rates),
+        _ if !a.rates.is_empty() => a.rates.iter().map(|&r| (LoadBase::Fixed, r)).collect(),
         LoadBase::Both => [LoadBase::Rdkafka, LoadBase::Lower]
             .map(|b| (b, of(b)))
-            .into_iter()
-            .chain(fixed(&a.also_rates))
-            .collect(),
-        b => std::iter::once((b, of(b)))
-            .chain(fixed(&a.also_rates))
-            .collect(),
+            .to_vec(),
+        b => vec![(b, of(b))],
     };
     let mut latency: Vec<LatencySeries> = Vec::new();
     for (base, rate) in series_rates {

@@ -179,7 +179,7 @@ fn compare_targets(md: &mut String, c: &Value) {
     fixed_rate_rows(md, c);
 }
 
-/// Rows for the fixed-rate latency series of a `compare` output (`--rates`, `--also-rates`):
+/// Rows for the fixed-rate latency series of a `compare` output (`--rates`):
 /// lower loads than the brief's 50 %, where the added latency may be within the target.
 fn fixed_rate_rows(md: &mut String, c: &Value) {
     let fixed = c["latency"]
