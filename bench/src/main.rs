@@ -32,6 +32,7 @@ mod micro;
 mod micro_codecs;
 mod procs;
 mod produce;
+mod progress;
 mod rdkafka_load;
 mod report;
 mod scenario_compare;

@@ -708,7 +708,7 @@ fn rdkafka_run(server: &Server, a: &CompareArgs, rate: Rate, seconds: f64) -> Re
             .stderr(Stdio::piped()),
     )
     .context("starting the rdkafka child")?;
-    let output = child.wait_with_output()?;
+    let output = crate::progress::timed("rdkafka producing", seconds, || child.wait_with_output())?;
     if !output.status.success() {
         bail!(
             "the rdkafka run failed ({}):\n{}",

@@ -24,6 +24,7 @@ use crate::cpu::pid_cpu;
 use crate::fanout_producer::{produce_keyed, Plan};
 use crate::loadgen::{wall_ns, MqttVersion};
 use crate::procs::{self, SluiceProc};
+use crate::progress::Progress;
 use crate::sessions::{topic, Record, SessionArgs, SessionGroup};
 use crate::stats::Spread;
 
@@ -360,7 +361,7 @@ fn timeline(resume_ns: &[u64]) -> Vec<(f64, u64)> {
     points
 }
 
-/// Waits until the clients' counter `name` reaches `want`, printing progress every 2 s;
+/// Waits until the clients' counter `name` reaches `want`, showing its progress;
 /// an error at the deadline.
 fn wait_progress(
     group: &mut SessionGroup,
@@ -370,22 +371,16 @@ fn wait_progress(
     what: &str,
 ) -> Result<()> {
     let started = Instant::now();
-    let mut said = Instant::now();
+    let mut progress = Progress::count(&format!("failover: {what}"), want);
     loop {
         let got = group.counter(name);
+        progress.set(got);
         if got >= want {
-            eprintln!(
+            progress.println(&format!(
                 "failover: {got}/{want} {what} in {:.2} s",
                 started.elapsed().as_secs_f64()
-            );
+            ));
             return Ok(());
-        }
-        if said.elapsed() >= Duration::from_secs(2) {
-            said = Instant::now();
-            eprintln!(
-                "failover: {got}/{want} {what} ({:.0} s)",
-                started.elapsed().as_secs_f64()
-            );
         }
         if Instant::now() > deadline {
             bail!("only {got} of {want} {what} in time");

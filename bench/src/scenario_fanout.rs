@@ -295,7 +295,10 @@ fn run_once(a: &FanoutArgs, rate: f64, run: usize) -> Result<FanoutRun> {
     let sluice_cpu0 = pid_cpu(sluice.pid()).context("reading sluice's CPU time")?;
     let broker_cpu0 = pid_cpu(broker.pid()).unwrap_or_default();
     let started = Instant::now();
-    let produced = producer.run()?;
+    let produced =
+        crate::progress::timed(&format!("producing {rate} records/s"), a.duration, || {
+            producer.run()
+        })?;
     let acked_at = Instant::now();
     let per_stream = plan.per_stream();
     for c in &mut group.children {

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::loadgen::{Connected, Group, LoadgenArgs, LoadgenChild, Mode, MqttVersion, Rate};
 use crate::procs::{self, KernelMemory, Memory, Peer, PeerKind, SluiceProc};
+use crate::progress::Progress;
 
 /// The `idle` scenario's arguments.
 #[derive(Debug, Clone, Args, Serialize)]
@@ -115,10 +116,15 @@ fn memory_of(pids: &[u32]) -> Result<Memory> {
 /// Waits until the summed VmRSS of `pids` moves by less than 0.5% over 2 s (at most
 /// `limit`); returns whether it settled.
 fn wait_stable(pids: &[u32], limit: Duration) -> Result<bool> {
-    let deadline = Instant::now() + limit;
+    let started = Instant::now();
+    let deadline = started + limit;
+    let mut progress = Progress::seconds("waiting for RSS to settle", limit.as_secs_f64());
     let mut samples: Vec<u64> = Vec::new();
     while Instant::now() < deadline {
-        samples.push(memory_of(pids)?.vm_rss);
+        let rss = memory_of(pids)?.vm_rss;
+        samples.push(rss);
+        progress.detail(format!("{:.1} MB", rss as f64 / 1e6));
+        progress.at_seconds(started.elapsed().as_secs_f64());
         if samples.len() >= 5 {
             let last = &samples[samples.len() - 5..];
             let (lo, hi) = (

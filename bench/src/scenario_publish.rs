@@ -27,6 +27,7 @@ use crate::loadgen::{
     histogram_from, Group, LatencySummary, LoadgenArgs, Mode, MqttVersion, Rate, Stamp,
 };
 use crate::procs::{self, Peer, PeerKind, SluiceProc, SluiceSettings};
+use crate::progress::Progress;
 use crate::sink::{Sink, SinkKind};
 use crate::stats::{latency_curve, throughput_timeline, CurvePoint, ThroughputPoint};
 
@@ -330,15 +331,28 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
     }
     let deadline = Instant::now() + Duration::from_secs_f64(a.duration) + Duration::from_secs(60);
     let mut progress = Vec::new();
+    let mut shown = Progress::seconds("publishing", a.duration);
+    let whose = if group.children.len() > 1 {
+        "by load generator 0"
+    } else {
+        "so far"
+    };
     for c in &mut group.children {
         let mut events = Vec::new();
         c.wait_event_with("published", deadline, |e| {
             if e["event"] == "progress" {
+                // The children publish together: the first one's clock is the phase's.
+                if progress.is_empty() {
+                    shown.at_seconds(e["seconds"].as_f64().unwrap_or(0.0).min(a.duration));
+                    let acked = e["acked"].as_u64().unwrap_or(0);
+                    shown.detail(format!("{acked} acknowledged {whose}"));
+                }
                 events.push(e);
             }
         })?;
         progress.push(events);
     }
+    drop(shown);
     let sluice_cpu = server.cpu()? - sluice_cpu0;
     let broker_cpu = server.broker_cpu() - broker_cpu0;
     let total = group.finish(Instant::now() + Duration::from_secs(60))?;

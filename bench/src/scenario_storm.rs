@@ -24,6 +24,7 @@ use serde::Serialize;
 use crate::cpu::pid_cpu;
 use crate::loadgen::{wall_ns, MqttVersion};
 use crate::procs::{self, Peer, PeerKind, SluiceProc};
+use crate::progress::Progress;
 use crate::sessions::{SessionArgs, SessionGroup};
 use crate::stats::{median, Spread};
 
@@ -236,22 +237,22 @@ fn storm(
     let cpu0 = cpu();
     let started = Instant::now();
     group.storm()?;
-    let mut said = Instant::now();
+    let mut progress = Progress::count("storm: reconnected", set_up);
     loop {
         let done = group.counter("stormed");
+        progress.set(done);
         if done >= set_up {
             break;
         }
-        if said.elapsed() >= Duration::from_secs(2) {
-            said = Instant::now();
-            eprintln!("storm: {done}/{set_up} reconnected");
-        }
         if started.elapsed() > Duration::from_secs(90) {
-            eprintln!("storm: only {done}/{set_up} reconnected within 90 s");
+            progress.println(&format!(
+                "storm: only {done}/{set_up} reconnected within 90 s"
+            ));
             break;
         }
         procs::sleep(Duration::from_millis(10))?;
     }
+    drop(progress);
     let cpu_seconds = cpu().saturating_sub(cpu0).as_secs_f64();
     let (records, _) = group.finish(Instant::now() + Duration::from_secs(60))?;
     let done: Vec<_> = records.iter().filter(|r| r.storm_connack_at > 0).collect();

@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 
 use super::{LoadgenArgs, Mode, Report};
 use crate::procs::{self, EventChild};
+use crate::progress::Progress;
 
 /// A running `loadgen --control` process; killed on drop.
 #[derive(Debug)]
@@ -120,9 +121,6 @@ impl LoadgenChild {
     }
 }
 
-/// How often a group prints the progress of its connect phase.
-const SHOW_PROGRESS_EVERY: Duration = Duration::from_secs(10);
-
 /// The `connected` and `failed` counts of a `connecting` or `connected` event.
 fn counts(v: &serde_json::Value) -> (u64, u64) {
     let n = |k: &str| v[k].as_u64().unwrap_or(0);
@@ -178,28 +176,27 @@ impl Group {
         Ok(Group { children, total })
     }
 
-    /// Waits for every child's `connected` event (one deadline for all), printing the
-    /// progress of the connect phase (from the children's `connecting` events) every
-    /// [`SHOW_PROGRESS_EVERY`] on stderr. A child still connecting at the deadline counts
+    /// Waits for every child's `connected` event (one deadline for all), showing the
+    /// progress of the connect phase (from the children's `connecting` events) on stderr
+    /// ([`Progress`]). A child still connecting at the deadline counts
     /// with its last progress and as `stalled`: a scenario measures what is open rather
     /// than losing the run to one load generator.
     pub fn wait_connected(&mut self, deadline: Instant) -> Result<Connected> {
         let n = self.children.len();
         let mut connected: Vec<Option<serde_json::Value>> = vec![None; n];
         let mut latest = vec![(0, 0); n];
-        let began = Instant::now();
-        let mut shown = began;
+        let mut progress = Progress::count("connected", self.total);
         let mut stalled = 0;
         while connected.iter().any(Option::is_none) {
             procs::check_interrupted()?;
             if Instant::now() >= deadline {
                 for i in (0..n).filter(|i| connected[*i].is_none()) {
                     let (up, failed) = latest[i];
-                    eprintln!(
+                    progress.println(&format!(
                         "  load generator {} (pid {}) had no `connected` event in time: {up} connected, {failed} failed at its last report",
                         i,
                         self.children[i].pid()
-                    );
+                    ));
                     stalled += 1;
                 }
                 break;
@@ -216,18 +213,14 @@ impl Group {
                     }
                 }
             }
-            if shown.elapsed() >= SHOW_PROGRESS_EVERY {
-                shown = Instant::now();
-                let (up, failed) = (0..n).fold((0, 0), |(u, f), i| {
-                    let (cu, cf) = connected[i].as_ref().map_or(latest[i], counts);
-                    (u + cu, f + cf)
-                });
-                eprintln!(
-                    "  {up} of {} connected, {failed} failed, {:.0} s",
-                    self.total,
-                    began.elapsed().as_secs_f64()
-                );
+            let (up, failed) = (0..n).fold((0, 0), |(u, f), i| {
+                let (cu, cf) = connected[i].as_ref().map_or(latest[i], counts);
+                (u + cu, f + cf)
+            });
+            if failed > 0 {
+                progress.detail(format!("{failed} failed"));
             }
+            progress.set(up);
             procs::sleep(Duration::from_millis(100))?;
         }
         let mut sum = Connected {

@@ -117,10 +117,9 @@ impl SessionGroup {
     /// Waits until every child's first handshakes are done; returns how many connected, and
     /// with `all`, an error if not all `total` did.
     pub fn wait_ready(&mut self, total: u64, deadline: Instant, all: bool) -> Result<u64> {
+        let mut progress = crate::progress::Progress::count("sessions set up", total);
         loop {
-            for c in &mut self.children {
-                c.poll();
-            }
+            progress.set(self.counter("connected"));
             if self.children.iter().all(|c| c.ready) {
                 break;
             }
@@ -129,6 +128,7 @@ impl SessionGroup {
             }
             crate::procs::sleep(std::time::Duration::from_millis(20))?;
         }
+        drop(progress);
         let failed = self.counter("failed");
         let connected = self.counter("connected");
         if connected < total || failed > 0 {
