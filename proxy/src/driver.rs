@@ -3,7 +3,7 @@
 //! between packets, and the per-connection accounting around the driver.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::ops::{Deref, DerefMut};
@@ -13,7 +13,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use futures::FutureExt as _;
 use futures_lite::AsyncRead;
+use kafka_wire::{DeliveryFuture, RecordMetadata};
 use tracing::{debug, Instrument, Span};
 
 use crate::auth::ShardAuth;
@@ -162,6 +164,22 @@ pub async fn flush(
         out.clear();
     }
     Ok(())
+}
+
+/// Takes the oldest of a connection's records awaiting Kafka off `queue` if its
+/// acknowledgement is already in (with the time its frame was read). One Kafka answer
+/// acknowledges many records: a driver answers each it gets from here before its next
+/// [`flush`], so the answers to one Kafka response leave in one write, not one each.
+pub fn next_acked(
+    queue: &mut VecDeque<(Instant, DeliveryFuture)>,
+) -> Option<(Instant, kafka_wire::Result<RecordMetadata>)> {
+    let (received, front) = queue.front_mut()?;
+    let received = *received;
+    // Polled with a no-op waker: a pending front is polled again, with the task's waker,
+    // by the driver's next wait.
+    let result = front.now_or_never()?;
+    queue.pop_front();
+    Some((received, result))
 }
 
 /// A connection's span: its listener, its peer and any extra fields.

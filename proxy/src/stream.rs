@@ -169,24 +169,29 @@ async fn run(
                 }
             }
             Event::Acked(received, result) => {
-                let m = &shard.metrics;
-                let ack = match &result {
-                    Ok(_) => {
-                        m.records_produced.fetch_add(1, Ordering::Relaxed);
-                        m.produce_latency(received.elapsed());
-                        Ack::Accepted
-                    }
-                    Err(_) => {
-                        m.records_failed.fetch_add(1, Ordering::Relaxed);
-                        Ack::Rejected {
-                            reason: "Kafka did not accept the record",
+                // And every other record already acknowledged (`driver::next_acked`).
+                let mut next = Some((received, result));
+                while let Some((received, result)) = next.take() {
+                    let m = &shard.metrics;
+                    let ack = match &result {
+                        Ok(_) => {
+                            m.records_produced.fetch_add(1, Ordering::Relaxed);
+                            m.produce_latency(received.elapsed());
+                            Ack::Accepted
                         }
+                        Err(_) => {
+                            m.records_failed.fetch_add(1, Ordering::Relaxed);
+                            Ack::Rejected {
+                                reason: "Kafka did not accept the record",
+                            }
+                        }
+                    };
+                    if config.acks {
+                        codec
+                            .encode_ack(ack, &mut out)
+                            .map_err(|e| (ErrorKind::Protocol, e.to_string()))?;
                     }
-                };
-                if config.acks {
-                    codec
-                        .encode_ack(ack, &mut out)
-                        .map_err(|e| (ErrorKind::Protocol, e.to_string()))?;
+                    next = driver::next_acked(&mut acks);
                 }
             }
         }

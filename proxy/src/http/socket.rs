@@ -127,7 +127,13 @@ impl<'a> Socket<'a> {
                     closing |= self.on_input(input, &mut failure).await;
                 }
                 Event::Read(Err(e)) => return Err(io_err(e)),
-                Event::Acked(received, result) => self.on_ack(received, result),
+                Event::Acked(received, result) => {
+                    self.on_ack(received, result);
+                    // And every other message already acknowledged (`driver::next_acked`).
+                    while let Some((received, result)) = driver::next_acked(&mut self.outstanding) {
+                        self.on_ack(received, result);
+                    }
+                }
                 Event::Shutdown => {
                     reading = false;
                     closing = true;
