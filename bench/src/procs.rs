@@ -184,6 +184,9 @@ pub struct SluiceSettings {
     /// The route writes records with headers (client id, user properties, content type,
     /// QoS); false: key and value only.
     pub headers: bool,
+    /// Also a length-prefixed listener (`framed`: a u32 prefix and a key header, each record
+    /// acknowledged), routed to the same Kafka topic with the frame's key.
+    pub framed: bool,
 }
 
 /// The Kafka topic sluice's MQTT route writes (key = MQTT topic) and its subscriptions
@@ -215,6 +218,28 @@ fn sluice_config(s: &SluiceSettings) -> String {
     } else {
         "[]"
     };
+    let framed = if s.framed {
+        format!(
+            r#"
+[[listeners]]
+name = "framed"
+listen = "127.0.0.1:0"
+protocol = "stream"
+codec = "framed"
+codec_settings = {{ prefix = "u32", key = "true" }}
+acks = true
+backlog = 4096
+
+[[routes]]
+listener = "framed"
+kafka_topic = "{MQTT_KAFKA_TOPIC}"
+key = "{{key}}"
+headers = []
+"#
+        )
+    } else {
+        String::new()
+    };
     format!(
         r##"
 [server]
@@ -243,6 +268,7 @@ mqtt_topic = "#"
 kafka_topic = "{topic}"
 key = "{{topic}}"
 headers = {headers}
+{framed}
 "##,
         topic = MQTT_KAFKA_TOPIC,
         shards = s.shards,
@@ -257,6 +283,8 @@ headers = {headers}
 pub struct SluiceProc {
     child: EventChild,
     pub mqtt: SocketAddr,
+    /// The length-prefixed listener, when the settings asked for one.
+    pub framed: Option<SocketAddr>,
     pub admin: SocketAddr,
     _dir: tempfile::TempDir,
 }
@@ -305,6 +333,10 @@ impl SluiceProc {
         };
         Ok(SluiceProc {
             mqtt: addr(&line["listeners"]["mqtt"])?,
+            framed: match &line["listeners"]["framed"] {
+                serde_json::Value::Null => None,
+                a => Some(addr(a)?),
+            },
             admin: addr(&line["admin"])?,
             child,
             _dir: dir,
@@ -335,6 +367,7 @@ impl SluiceProc {
                 sessions_linger_ms,
                 delivery_max_wait_ms: None,
                 headers: true,
+                framed: false,
             })?;
             listen = s.mqtt;
             sluices.push(s);

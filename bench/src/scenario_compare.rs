@@ -43,7 +43,7 @@ use serde::Serialize;
 
 use crate::cpu::pid_cpu;
 use crate::kafka_consumer::LatencyConsumer;
-use crate::loadgen::{histogram_from, LatencySummary, MqttVersion, Rate};
+use crate::loadgen::{histogram_from, LatencySummary, MqttVersion, Rate, Wire};
 use crate::procs::{self, SluiceProc, SluiceSettings};
 use crate::rdkafka_load::RdkafkaLoadResult;
 use crate::scenario_publish::{self, ConsumerOutput, PublishArgs, Server};
@@ -386,8 +386,12 @@ pub fn run(a: &CompareArgs) -> Result<CompareOutput> {
         sessions_linger_ms: None,
         delivery_max_wait_ms: None,
         headers: a.headers,
+        framed: false,
     })?;
-    let server = Server::Sluice { broker, sluice };
+    let server = Server::Sluice {
+        broker,
+        sluice: Box::new(sluice),
+    };
     let broker_pid = match &server {
         Server::Sluice { broker, .. } => broker.pid(),
         Server::Peer(_) => unreachable!("compare starts sluice"),
@@ -671,6 +675,7 @@ fn publish_args(a: &CompareArgs, rate: Rate, seconds: f64) -> PublishArgs {
         qos: 1,
         size: a.size,
         mqtt: MqttVersion::V311,
+        wire: Wire::Mqtt,
         inflight: a.inflight,
         sluice_shards: a.sluice_shards,
         loadgen_shards: 1,

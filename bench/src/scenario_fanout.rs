@@ -281,6 +281,7 @@ fn run_once(a: &FanoutArgs, rate: f64, run: usize) -> Result<FanoutRun> {
         sessions_linger_ms: None,
         delivery_max_wait_ms: None,
         headers: true,
+        framed: false,
     })?;
 
     let mut group = Group::spawn(a.subscribers, a.loadgen_processes, |count, first| {

@@ -15,7 +15,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use serde::Serialize;
 
-use crate::loadgen::{Connected, Group, LoadgenArgs, LoadgenChild, Mode, MqttVersion, Rate};
+use crate::loadgen::{Connected, Group, LoadgenArgs, LoadgenChild, Mode, MqttVersion, Rate, Wire};
 use crate::procs::{self, KernelMemory, Memory, Peer, PeerKind, SluiceProc};
 use crate::progress::Progress;
 
@@ -146,6 +146,7 @@ fn loadgen_args(a: &IdleArgs, addr: std::net::SocketAddr, n: u64, rate: f64) -> 
         connections: n,
         connect_rate: rate,
         mqtt: a.mqtt,
+        wire: Wire::Mqtt,
         keepalive: a.keepalive,
         mode: Mode::Idle,
         rate: Rate::PerSecond(1.0),

@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::cpu::pid_cpu;
 use crate::kafka_consumer::{Consumed, LatencyConsumer};
 use crate::loadgen::{
-    histogram_from, Group, LatencySummary, LoadgenArgs, Mode, MqttVersion, Rate, Stamp,
+    histogram_from, Group, LatencySummary, LoadgenArgs, Mode, MqttVersion, Rate, Stamp, Wire,
 };
 use crate::procs::{self, Peer, PeerKind, SluiceProc, SluiceSettings};
 use crate::progress::Progress;
@@ -52,6 +52,10 @@ pub struct PublishArgs {
     /// MQTT version.
     #[arg(long, value_enum, default_value = "3.1.1")]
     pub mqtt: MqttVersion,
+    /// What the clients speak: MQTT, or sluice's length-prefixed records with an
+    /// acknowledgement per record (`framed`; sluice only, QoS 1 only, no subscribers).
+    #[arg(long, value_enum, default_value = "mqtt")]
+    pub wire: Wire,
     /// Most PUBLISHes in flight per client.
     #[arg(long, default_value_t = 64)]
     pub inflight: usize,
@@ -90,7 +94,11 @@ pub struct PublishArgs {
 
 /// What the clients publish to.
 pub enum Server {
-    Sluice { broker: Sink, sluice: SluiceProc },
+    // Boxed: a sluice process's handle is several times a peer's.
+    Sluice {
+        broker: Sink,
+        sluice: Box<SluiceProc>,
+    },
     Peer(Peer),
 }
 
@@ -111,14 +119,30 @@ impl Server {
             sessions_linger_ms: None,
             delivery_max_wait_ms: a.delivery_max_wait_ms,
             headers: true,
+            framed: a.wire == Wire::Framed,
         })?;
-        Ok(Server::Sluice { broker, sluice })
+        Ok(Server::Sluice {
+            broker,
+            sluice: Box::new(sluice),
+        })
     }
 
+    /// Where the MQTT clients connect.
     fn addr(&self) -> std::net::SocketAddr {
         match self {
             Server::Sluice { sluice, .. } => sluice.mqtt,
             Server::Peer(p) => p.addr,
+        }
+    }
+
+    /// Where the publishers connect: the listener of `wire`.
+    fn publish_addr(&self, wire: Wire) -> Result<std::net::SocketAddr> {
+        match (self, wire) {
+            (_, Wire::Mqtt) => Ok(self.addr()),
+            (Server::Sluice { sluice, .. }, Wire::Framed) => {
+                sluice.framed.context("sluice has no framed listener")
+            }
+            (Server::Peer(_), Wire::Framed) => bail!("--wire framed needs sluice"),
         }
     }
 
@@ -257,6 +281,9 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
     if a.qos > 1 {
         bail!("--qos must be 0 or 1");
     }
+    if a.wire == Wire::Framed && (a.qos != 1 || a.peer.is_some() || a.subscribers > 0) {
+        bail!("--wire framed needs sluice, --qos 1 and no --subscribers");
+    }
     if a.subscribers > 0 && (a.size < Stamp::LEN || a.clients > 4096 || a.peer.is_some()) {
         bail!("--subscribers needs sluice, --size of at least 20 and at most 4,096 clients");
     }
@@ -273,16 +300,18 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
         }
     };
     let processes = a.clients.div_ceil(a.per_process);
+    let publish_addr = server.publish_addr(a.wire)?;
     let mut group = Group::spawn(a.clients, processes, |count, first| {
         let rate = match a.rate {
             Rate::PerSecond(r) => Rate::PerSecond(r * count as f64 / a.clients as f64),
             Rate::Max => Rate::Max,
         };
         LoadgenArgs {
-            addr: server.addr(),
+            addr: publish_addr,
             connections: count,
             connect_rate: 5000.0 / processes as f64,
             mqtt: a.mqtt,
+            wire: a.wire,
             keepalive: a.peer.map_or(0, PeerKind::min_keepalive),
             mode: Mode::Publish,
             rate,

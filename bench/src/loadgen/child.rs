@@ -29,6 +29,7 @@ impl LoadgenChild {
             .args(["--connections", &args.connections.to_string()])
             .args(["--connect-rate", &args.connect_rate.to_string()])
             .args(["--mqtt", args.mqtt.arg()])
+            .args(["--wire", args.wire.arg()])
             .args(["--keepalive", &args.keepalive.to_string()])
             .args([
                 "--mode",

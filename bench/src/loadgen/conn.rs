@@ -1,6 +1,7 @@
 //! One load-generator connection: connect from a chosen source address, CONNECT/CONNACK
 //! (and SUBSCRIBE/SUBACK for subscribers), then hold idle, publish on a schedule and time
-//! each PUBACK, or receive deliveries (`subscriber.rs`).
+//! each PUBACK, or receive deliveries (`subscriber.rs`). A framed connection skips the
+//! handshake and publishes length-prefixed records, timing their in-order acknowledgements.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
+use codecs::framed::{FramedCodec, FramedConfig, FramedRecord, LengthPrefix};
 use codecs::mqtt::{
     Connect, ConnectProperties, MqttCodec, MqttString, Packet, ProtocolVersion, Publish, QoS,
     Subscribe,
@@ -28,7 +30,7 @@ use super::gate::Gate;
 use super::report::Stats;
 use super::subscriber::{self, Stamp, Tally};
 use super::{
-    histogram, source_ip, LoadgenArgs, Mode, Rate, Shared, CONNACK_TIMEOUT, DRAIN_TIMEOUT,
+    histogram, source_ip, LoadgenArgs, Mode, Rate, Shared, Wire, CONNACK_TIMEOUT, DRAIN_TIMEOUT,
 };
 
 /// Before the n-th attempt again of a failed handshake: n times this.
@@ -46,6 +48,7 @@ pub struct ShardCtx {
     pub delivery: RefCell<Histogram<u64>>,
     pub(super) shared: Arc<Shared>,
     addr: SocketAddr,
+    wire: Wire,
     version: ProtocolVersion,
     keepalive: u16,
     /// `--connect-retries`.
@@ -72,6 +75,7 @@ impl ShardCtx {
             delivery: RefCell::new(histogram()),
             shared,
             addr: args.addr,
+            wire: args.wire,
             version: args.mqtt.protocol(),
             keepalive: args.keepalive,
             connect_retries: args.connect_retries,
@@ -96,6 +100,16 @@ impl ShardCtx {
 
     pub(super) fn count(&self, f: impl FnOnce(&mut Stats)) {
         f(&mut self.stats.borrow_mut());
+    }
+
+    /// A message sent (or scheduled) at `from` was acknowledged at `now`.
+    fn acked(&self, from: Instant, now: Instant) {
+        let _ = self
+            .latency
+            .borrow_mut()
+            .record(now.saturating_duration_since(from).as_nanos() as u64);
+        self.count(|s| s.acked += 1);
+        self.shared.acked.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -170,10 +184,12 @@ impl Conn {
                 return;
             }
         };
-        let _ = ctx
-            .connack
-            .borrow_mut()
-            .record(began.elapsed().as_nanos() as u64);
+        if ctx.wire == Wire::Mqtt {
+            let _ = ctx
+                .connack
+                .borrow_mut()
+                .record(began.elapsed().as_nanos() as u64);
+        }
         ctx.count(|s| s.connected += 1);
         shared.connected.fetch_add(1, Ordering::Relaxed);
 
@@ -215,6 +231,10 @@ impl Conn {
     async fn open(&self, codec: &mut MqttCodec, rbuf: &mut BytesMut) -> Result<TcpStream, Failure> {
         let ctx = &self.ctx;
         let mut stream = start_tcp(ctx.addr, self.index).map_err(|_| Failure::Connect)?;
+        if ctx.wire == Wire::Framed {
+            // No handshake: the first write waits for the TCP connection.
+            return Ok(stream);
+        }
         let connect = Connect {
             protocol: ctx.version,
             clean_start: true,
@@ -338,6 +358,9 @@ impl Conn {
         let topic = MqttString::try_from(format!("{}/{}", ctx.topic_prefix, self.index))
             .expect("a valid topic");
         let mut payload = vec![b'x'; ctx.size];
+        // Framed: records keyed by the connection's topic, and the codec its acks come in.
+        let mut framed = (ctx.wire == Wire::Framed).then(FramedClient::new);
+        let key = Bytes::copy_from_slice(topic.as_str().as_bytes());
         let mut out = BytesMut::with_capacity(ctx.size * 4 + 64);
         // (packet id, time the latency is measured from)
         let mut inflight: VecDeque<(u16, Instant)> = VecDeque::with_capacity(ctx.inflight);
@@ -366,16 +389,30 @@ impl Conn {
                     packet_id = packet_id.checked_add(1).unwrap_or(1);
                     packet_id
                 };
-                let publish = Publish {
-                    qos,
-                    topic: topic.clone(),
-                    packet_id: id,
-                    payload: Bytes::copy_from_slice(&payload),
-                    ..Publish::default()
-                };
-                codec
-                    .encode(&Packet::Publish(publish), &mut out)
-                    .expect("PUBLISH encodes");
+                match &mut framed {
+                    None => {
+                        let publish = Publish {
+                            qos,
+                            topic: topic.clone(),
+                            packet_id: id,
+                            payload: Bytes::copy_from_slice(&payload),
+                            ..Publish::default()
+                        };
+                        codec
+                            .encode(&Packet::Publish(publish), &mut out)
+                            .expect("PUBLISH encodes");
+                    }
+                    Some(framed) => {
+                        let record = FramedRecord {
+                            key: Some(key.clone()),
+                            value: Bytes::copy_from_slice(&payload),
+                        };
+                        framed
+                            .records
+                            .encode(record, &mut out)
+                            .expect("a record encodes");
+                    }
+                }
                 let measured_from = if ctx.period.is_some() { next } else { now };
                 if qos != QoS::AtMostOnce {
                     inflight.push_back((id, measured_from));
@@ -428,26 +465,17 @@ impl Conn {
             }
             let now = Instant::now();
             loop {
-                match codec.decode(rbuf) {
-                    Ok(Some(Packet::PubAck(ack))) => {
-                        if let Some(pos) = inflight.iter().position(|(id, _)| *id == ack.packet_id)
-                        {
-                            let (_, from) = inflight.remove(pos).expect("position exists");
-                            let _ = ctx
-                                .latency
-                                .borrow_mut()
-                                .record(now.saturating_duration_since(from).as_nanos() as u64);
-                            ctx.count(|s| s.acked += 1);
-                            ctx.shared.acked.fetch_add(1, Ordering::Relaxed);
-                            last_event = now;
-                        }
+                match take_ack(rbuf, codec, framed.as_mut(), &mut inflight) {
+                    Ok(Some(Some(from))) => {
+                        ctx.acked(from, now);
+                        last_event = now;
                     }
-                    Ok(Some(Packet::PingResp)) => {}
-                    Ok(Some(_)) | Err(_) => {
+                    Ok(Some(None)) => {}
+                    Ok(None) => break,
+                    Err(()) => {
                         broken = true;
                         break;
                     }
-                    Ok(None) => break,
                 }
             }
             if broken {
@@ -462,6 +490,64 @@ impl Conn {
             s.sent_by_connection.push((self.index, sent));
         });
         !broken
+    }
+}
+
+/// Decodes the next answer in `rbuf`: `Some(Some(from))` for an acknowledged message
+/// (taken out of `inflight`; `from` is when its latency started), `Some(None)` for an
+/// answer that acknowledges nothing here (a PINGRESP), `None` when more bytes are needed,
+/// and an error when the connection cannot go on (a rejected record, anything else).
+/// Framed acknowledgements come in record order, PUBACKs by packet id.
+fn take_ack(
+    rbuf: &mut BytesMut,
+    codec: &mut MqttCodec,
+    framed: Option<&mut FramedClient>,
+    inflight: &mut VecDeque<(u16, Instant)>,
+) -> Result<Option<Option<Instant>>, ()> {
+    if let Some(framed) = framed {
+        return match framed.acks.decode(rbuf) {
+            Ok(Some(ack)) if ack.value.first() == Some(&0) => {
+                let (_, from) = inflight.pop_front().ok_or(())?;
+                Ok(Some(Some(from)))
+            }
+            Ok(Some(_)) | Err(_) => Err(()),
+            Ok(None) => Ok(None),
+        };
+    }
+    match codec.decode(rbuf) {
+        Ok(Some(Packet::PubAck(ack))) => {
+            let pos = inflight.iter().position(|(id, _)| *id == ack.packet_id);
+            Ok(Some(
+                pos.and_then(|p| inflight.remove(p)).map(|(_, from)| from),
+            ))
+        }
+        Ok(Some(Packet::PingResp)) => Ok(Some(None)),
+        Ok(Some(_)) | Err(_) => Err(()),
+        Ok(None) => Ok(None),
+    }
+}
+
+/// The client side of sluice's length-prefixed listener as the bench configures it (a u32
+/// prefix and a key header on records; acknowledgements in the same prefix, no key).
+struct FramedClient {
+    records: FramedCodec,
+    acks: FramedCodec,
+}
+
+impl FramedClient {
+    fn new() -> FramedClient {
+        let config = FramedConfig {
+            prefix: LengthPrefix::U32,
+            keyed: true,
+            ..FramedConfig::default()
+        };
+        FramedClient {
+            records: FramedCodec::new(config),
+            acks: FramedCodec::new(FramedConfig {
+                keyed: false,
+                ..config
+            }),
+        }
     }
 }
 
@@ -526,5 +612,50 @@ fn start_connect(addr: SocketAddr, index: u64) -> io::Result<Socket> {
         Ok(()) => Ok(socket),
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(socket),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use codecs::registry::Ack;
+
+    use super::*;
+
+    /// What a framed publisher writes is what sluice's listener (u32 prefix, key header)
+    /// reads, and sluice's acknowledgements read back as accepted or not, in order.
+    #[test]
+    fn framed_records_and_acks_round_trip_with_the_listener_codec() {
+        let mut client = FramedClient::new();
+        let mut listener = FramedCodec::new(FramedConfig {
+            prefix: LengthPrefix::U32,
+            keyed: true,
+            ..FramedConfig::default()
+        });
+        let mut wire = BytesMut::new();
+        for value in [&b"first"[..], b"second"] {
+            let record = FramedRecord {
+                key: Some(Bytes::from_static(b"bench/7")),
+                value: Bytes::copy_from_slice(value),
+            };
+            client.records.encode(record, &mut wire).unwrap();
+        }
+        let first = listener.decode(&mut wire).unwrap().unwrap();
+        let second = listener.decode(&mut wire).unwrap().unwrap();
+        assert_eq!(first.key.as_deref(), Some(&b"bench/7"[..]));
+        assert_eq!(
+            (&first.value[..], &second.value[..]),
+            (&b"first"[..], &b"second"[..])
+        );
+
+        let mut answers = BytesMut::new();
+        listener.encode_ack(Ack::Accepted, &mut answers).unwrap();
+        listener
+            .encode_ack(Ack::Rejected { reason: "no" }, &mut answers)
+            .unwrap();
+        let accepted = client.acks.decode(&mut answers).unwrap().unwrap();
+        let rejected = client.acks.decode(&mut answers).unwrap().unwrap();
+        assert_eq!(&accepted.value[..], &[0]);
+        assert_eq!(&rejected.value[..], b"\x01no");
+        assert!(client.acks.decode(&mut answers).unwrap().is_none());
     }
 }

@@ -1,4 +1,5 @@
-//! The MQTT load generator: many client connections from one process, thread-per-core.
+//! The load generator: many MQTT (or length-prefixed, `--wire framed`) client connections
+//! from one process, thread-per-core.
 //!
 //! Each shard (a glommio executor on its own thread) opens its share of the connections at
 //! a fixed connect rate, binding each socket to a source address in 127.0.0.2–127.0.0.254
@@ -6,7 +7,9 @@
 //! A connection sends CONNECT (clean session), waits for CONNACK, and then holds the
 //! connection idle, publishes on an open-loop schedule (`conn.rs`), or subscribes to
 //! `--filter` and receives (`subscriber.rs`: delivery latency from the send time stamped
-//! in each payload, and an exact per-subscriber loss and duplicate check).
+//! in each payload, and an exact per-subscriber loss and duplicate check). A framed
+//! connection has no handshake: it publishes length-prefixed records keyed by its topic,
+//! and sluice acknowledges each in order once Kafka has it, as a PUBACK would.
 //!
 //! Latency is measured from the *scheduled* send time of each PUBLISH to its PUBACK, so a
 //! stall on either side shows up in the percentiles instead of silently delaying the
@@ -70,6 +73,26 @@ pub enum Mode {
     Publish,
     /// Subscribe to `--filter` at `--qos` and receive until told to stop.
     Subscribe,
+}
+
+/// What the connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+pub enum Wire {
+    /// MQTT (`--mqtt` says which version).
+    Mqtt,
+    /// sluice's length-prefixed records (`codecs::framed`: a u32 prefix and a key header,
+    /// each record acknowledged in order); publishers only, every record acknowledged.
+    Framed,
+}
+
+impl Wire {
+    /// The command-line spelling.
+    pub fn arg(self) -> &'static str {
+        match self {
+            Wire::Mqtt => "mqtt",
+            Wire::Framed => "framed",
+        }
+    }
 }
 
 /// The MQTT version of the CONNECT.
@@ -146,6 +169,9 @@ pub struct LoadgenArgs {
     /// MQTT version of the CONNECT.
     #[arg(long, value_enum, default_value = "3.1.1")]
     pub mqtt: MqttVersion,
+    /// What the connections speak (framed: publishers only, no handshake).
+    #[arg(long, value_enum, default_value = "mqtt")]
+    pub wire: Wire,
     /// Keepalive in seconds (0: none). With a keepalive, PINGREQ is sent at half of it.
     #[arg(long, default_value_t = 0)]
     pub keepalive: u16,
@@ -204,6 +230,7 @@ impl LoadgenArgs {
             connections: 1,
             connect_rate: 1000.0,
             mqtt,
+            wire: Wire::Mqtt,
             keepalive: 0,
             mode: Mode::Subscribe,
             rate: Rate::PerSecond(1.0),
@@ -307,6 +334,9 @@ pub fn run(args: LoadgenArgs) -> Result<Report> {
     }
     if args.size < 8 {
         bail!("--size must be at least 8 (the payload carries a timestamp)");
+    }
+    if args.wire == Wire::Framed && (args.mode != Mode::Publish || args.qos != 1) {
+        bail!("--wire framed publishes only, and every record is acknowledged (--qos 1)");
     }
     if args.mode == Mode::Subscribe {
         let filter = codecs::mqtt::MqttString::try_from(args.filter.as_str())

@@ -90,6 +90,11 @@ pub(super) fn publish(md: &mut String, r: &Results, dir: &Path) -> anyhow::Resul
         ("publish-20k-tansu", "20,000/s open loop", "tansu"),
         ("publish-20k-discard", "20,000/s open loop", "discard sink"),
         (
+            "publish-framed-max-discard",
+            "max (closed loop), length-prefixed records (`--wire framed`)",
+            "discard sink",
+        ),
+        (
             "publish-max-mosquitto",
             "max (closed loop)",
             "peer mosquitto, no Kafka",
@@ -105,7 +110,7 @@ pub(super) fn publish(md: &mut String, r: &Results, dir: &Path) -> anyhow::Resul
     }
     let _ = writeln!(
         md,
-        "## MQTT publish through sluice, and to the peers (100 clients, QoS 1, 100 B)\n"
+        "## Publish through sluice (MQTT, and length-prefixed records), and to the peers (100 clients, QoS 1 or acknowledged records, 100 B)\n"
     );
     let _ = writeln!(md, "| load | sink | server CPU µs/msg (each run) | median | acked msgs/s (median) | p50 ms | p99 ms | p99.9 ms | counts match |");
     let _ = writeln!(
