@@ -187,6 +187,9 @@ pub struct SluiceSettings {
     /// Also a length-prefixed listener (`framed`: a u32 prefix and a key header, each record
     /// acknowledged), routed to the same Kafka topic with the frame's key.
     pub framed: bool,
+    /// Also an HTTP listener taking raw WebSocket producers on `/topics/{topic}`, each
+    /// message answered with its offset.
+    pub websocket: bool,
 }
 
 /// The Kafka topic sluice's MQTT route writes (key = MQTT topic) and its subscriptions
@@ -240,6 +243,19 @@ headers = []
     } else {
         String::new()
     };
+    let websocket = if s.websocket {
+        r#"
+[[listeners]]
+name = "http"
+listen = "127.0.0.1:0"
+protocol = "http"
+topics = ["*"]
+backlog = 4096
+websocket = { acks = true }
+"#
+    } else {
+        ""
+    };
     format!(
         r##"
 [server]
@@ -269,6 +285,7 @@ kafka_topic = "{topic}"
 key = "{{topic}}"
 headers = {headers}
 {framed}
+{websocket}
 "##,
         topic = MQTT_KAFKA_TOPIC,
         shards = s.shards,
@@ -285,6 +302,8 @@ pub struct SluiceProc {
     pub mqtt: SocketAddr,
     /// The length-prefixed listener, when the settings asked for one.
     pub framed: Option<SocketAddr>,
+    /// The HTTP (and raw WebSocket) listener, when the settings asked for one.
+    pub http: Option<SocketAddr>,
     pub admin: SocketAddr,
     _dir: tempfile::TempDir,
 }
@@ -337,6 +356,10 @@ impl SluiceProc {
                 serde_json::Value::Null => None,
                 a => Some(addr(a)?),
             },
+            http: match &line["listeners"]["http"] {
+                serde_json::Value::Null => None,
+                a => Some(addr(a)?),
+            },
             admin: addr(&line["admin"])?,
             child,
             _dir: dir,
@@ -368,6 +391,7 @@ impl SluiceProc {
                 delivery_max_wait_ms: None,
                 headers: true,
                 framed: false,
+                websocket: false,
             })?;
             listen = s.mqtt;
             sluices.push(s);

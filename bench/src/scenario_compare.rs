@@ -387,6 +387,7 @@ pub fn run(a: &CompareArgs) -> Result<CompareOutput> {
         delivery_max_wait_ms: None,
         headers: a.headers,
         framed: false,
+        websocket: false,
     })?;
     let server = Server::Sluice {
         broker,

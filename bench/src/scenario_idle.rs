@@ -147,6 +147,7 @@ fn loadgen_args(a: &IdleArgs, addr: std::net::SocketAddr, n: u64, rate: f64) -> 
         connect_rate: rate,
         mqtt: a.mqtt,
         wire: Wire::Mqtt,
+        path: String::new(),
         keepalive: a.keepalive,
         mode: Mode::Idle,
         rate: Rate::PerSecond(1.0),

@@ -52,8 +52,9 @@ pub struct PublishArgs {
     /// MQTT version.
     #[arg(long, value_enum, default_value = "3.1.1")]
     pub mqtt: MqttVersion,
-    /// What the clients speak: MQTT, or sluice's length-prefixed records with an
-    /// acknowledgement per record (`framed`; sluice only, QoS 1 only, no subscribers).
+    /// What the clients speak: MQTT, sluice's length-prefixed records (`framed`) or raw
+    /// WebSocket messages (`ws`, on `/topics/mqtt-messages`), each acknowledged (sluice
+    /// only, QoS 1 only, no subscribers).
     #[arg(long, value_enum, default_value = "mqtt")]
     pub wire: Wire,
     /// Most PUBLISHes in flight per client.
@@ -120,6 +121,7 @@ impl Server {
             delivery_max_wait_ms: a.delivery_max_wait_ms,
             headers: true,
             framed: a.wire == Wire::Framed,
+            websocket: a.wire == Wire::Ws,
         })?;
         Ok(Server::Sluice {
             broker,
@@ -142,7 +144,10 @@ impl Server {
             (Server::Sluice { sluice, .. }, Wire::Framed) => {
                 sluice.framed.context("sluice has no framed listener")
             }
-            (Server::Peer(_), Wire::Framed) => bail!("--wire framed needs sluice"),
+            (Server::Sluice { sluice, .. }, Wire::Ws) => {
+                sluice.http.context("sluice has no HTTP listener")
+            }
+            (Server::Peer(_), _) => bail!("--wire {} needs sluice", wire.arg()),
         }
     }
 
@@ -281,8 +286,8 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
     if a.qos > 1 {
         bail!("--qos must be 0 or 1");
     }
-    if a.wire == Wire::Framed && (a.qos != 1 || a.peer.is_some() || a.subscribers > 0) {
-        bail!("--wire framed needs sluice, --qos 1 and no --subscribers");
+    if a.wire != Wire::Mqtt && (a.qos != 1 || a.peer.is_some() || a.subscribers > 0) {
+        bail!("--wire framed and ws need sluice, --qos 1 and no --subscribers");
     }
     if a.subscribers > 0 && (a.size < Stamp::LEN || a.clients > 4096 || a.peer.is_some()) {
         bail!("--subscribers needs sluice, --size of at least 20 and at most 4,096 clients");
@@ -312,6 +317,7 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
             connect_rate: 5000.0 / processes as f64,
             mqtt: a.mqtt,
             wire: a.wire,
+            path: format!("/topics/{}", procs::MQTT_KAFKA_TOPIC),
             keepalive: a.peer.map_or(0, PeerKind::min_keepalive),
             mode: Mode::Publish,
             rate,

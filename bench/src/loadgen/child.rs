@@ -30,6 +30,7 @@ impl LoadgenChild {
             .args(["--connect-rate", &args.connect_rate.to_string()])
             .args(["--mqtt", args.mqtt.arg()])
             .args(["--wire", args.wire.arg()])
+            .args(["--path", &args.path])
             .args(["--keepalive", &args.keepalive.to_string()])
             .args([
                 "--mode",

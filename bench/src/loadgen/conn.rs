@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use codecs::framed::{FramedCodec, FramedConfig, FramedRecord, LengthPrefix};
 use codecs::mqtt::{
     Connect, ConnectProperties, MqttCodec, MqttString, Packet, ProtocolVersion, Publish, QoS,
     Subscribe,
@@ -27,6 +26,7 @@ use hdrhistogram::Histogram;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::gate::Gate;
+use super::records::{self, RecordClient};
 use super::report::Stats;
 use super::subscriber::{self, Stamp, Tally};
 use super::{
@@ -49,6 +49,8 @@ pub struct ShardCtx {
     pub(super) shared: Arc<Shared>,
     addr: SocketAddr,
     wire: Wire,
+    /// `--wire ws`: the upgrade's path.
+    path: String,
     version: ProtocolVersion,
     keepalive: u16,
     /// `--connect-retries`.
@@ -76,6 +78,7 @@ impl ShardCtx {
             shared,
             addr: args.addr,
             wire: args.wire,
+            path: args.path.clone(),
             version: args.mqtt.protocol(),
             keepalive: args.keepalive,
             connect_retries: args.connect_retries,
@@ -184,7 +187,7 @@ impl Conn {
                 return;
             }
         };
-        if ctx.wire == Wire::Mqtt {
+        if ctx.wire != Wire::Framed {
             let _ = ctx
                 .connack
                 .borrow_mut()
@@ -231,9 +234,21 @@ impl Conn {
     async fn open(&self, codec: &mut MqttCodec, rbuf: &mut BytesMut) -> Result<TcpStream, Failure> {
         let ctx = &self.ctx;
         let mut stream = start_tcp(ctx.addr, self.index).map_err(|_| Failure::Connect)?;
-        if ctx.wire == Wire::Framed {
+        match ctx.wire {
             // No handshake: the first write waits for the TCP connection.
-            return Ok(stream);
+            Wire::Framed => return Ok(stream),
+            Wire::Ws => {
+                let outcome = {
+                    let upgrade = std::pin::pin!(records::upgrade(&mut stream, rbuf, &ctx.path));
+                    let timer = std::pin::pin!(glommio::timer::sleep(CONNACK_TIMEOUT));
+                    match select(upgrade, timer).await {
+                        Either::Left((result, _)) => result,
+                        Either::Right(_) => Err(Failure::Timeout),
+                    }
+                };
+                return outcome.map(|()| stream);
+            }
+            Wire::Mqtt => {}
         }
         let connect = Connect {
             protocol: ctx.version,
@@ -358,8 +373,8 @@ impl Conn {
         let topic = MqttString::try_from(format!("{}/{}", ctx.topic_prefix, self.index))
             .expect("a valid topic");
         let mut payload = vec![b'x'; ctx.size];
-        // Framed: records keyed by the connection's topic, and the codec its acks come in.
-        let mut framed = (ctx.wire == Wire::Framed).then(FramedClient::new);
+        // Framed and WebSocket: how records go out and their answers come back.
+        let mut records = RecordClient::new(ctx.wire, self.index);
         let key = Bytes::copy_from_slice(topic.as_str().as_bytes());
         let mut out = BytesMut::with_capacity(ctx.size * 4 + 64);
         // (packet id, time the latency is measured from)
@@ -389,7 +404,7 @@ impl Conn {
                     packet_id = packet_id.checked_add(1).unwrap_or(1);
                     packet_id
                 };
-                match &mut framed {
+                match &mut records {
                     None => {
                         let publish = Publish {
                             qos,
@@ -402,16 +417,7 @@ impl Conn {
                             .encode(&Packet::Publish(publish), &mut out)
                             .expect("PUBLISH encodes");
                     }
-                    Some(framed) => {
-                        let record = FramedRecord {
-                            key: Some(key.clone()),
-                            value: Bytes::copy_from_slice(&payload),
-                        };
-                        framed
-                            .records
-                            .encode(record, &mut out)
-                            .expect("a record encodes");
-                    }
+                    Some(records) => records.encode(&key, &payload, &mut out),
                 }
                 let measured_from = if ctx.period.is_some() { next } else { now };
                 if qos != QoS::AtMostOnce {
@@ -465,7 +471,7 @@ impl Conn {
             }
             let now = Instant::now();
             loop {
-                match take_ack(rbuf, codec, framed.as_mut(), &mut inflight) {
+                match take_ack(rbuf, codec, records.as_mut(), &mut inflight) {
                     Ok(Some(Some(from))) => {
                         ctx.acked(from, now);
                         last_event = now;
@@ -496,22 +502,21 @@ impl Conn {
 /// Decodes the next answer in `rbuf`: `Some(Some(from))` for an acknowledged message
 /// (taken out of `inflight`; `from` is when its latency started), `Some(None)` for an
 /// answer that acknowledges nothing here (a PINGRESP), `None` when more bytes are needed,
-/// and an error when the connection cannot go on (a rejected record, anything else).
-/// Framed acknowledgements come in record order, PUBACKs by packet id.
+/// and an error when the connection cannot go on (a refused record, anything else).
+/// Records' answers come in order, PUBACKs by packet id.
 fn take_ack(
     rbuf: &mut BytesMut,
     codec: &mut MqttCodec,
-    framed: Option<&mut FramedClient>,
+    records: Option<&mut RecordClient>,
     inflight: &mut VecDeque<(u16, Instant)>,
 ) -> Result<Option<Option<Instant>>, ()> {
-    if let Some(framed) = framed {
-        return match framed.acks.decode(rbuf) {
-            Ok(Some(ack)) if ack.value.first() == Some(&0) => {
+    if let Some(records) = records {
+        return match records.next_answer(rbuf)? {
+            Some(()) => {
                 let (_, from) = inflight.pop_front().ok_or(())?;
                 Ok(Some(Some(from)))
             }
-            Ok(Some(_)) | Err(_) => Err(()),
-            Ok(None) => Ok(None),
+            None => Ok(None),
         };
     }
     match codec.decode(rbuf) {
@@ -524,30 +529,6 @@ fn take_ack(
         Ok(Some(Packet::PingResp)) => Ok(Some(None)),
         Ok(Some(_)) | Err(_) => Err(()),
         Ok(None) => Ok(None),
-    }
-}
-
-/// The client side of sluice's length-prefixed listener as the bench configures it (a u32
-/// prefix and a key header on records; acknowledgements in the same prefix, no key).
-struct FramedClient {
-    records: FramedCodec,
-    acks: FramedCodec,
-}
-
-impl FramedClient {
-    fn new() -> FramedClient {
-        let config = FramedConfig {
-            prefix: LengthPrefix::U32,
-            keyed: true,
-            ..FramedConfig::default()
-        };
-        FramedClient {
-            records: FramedCodec::new(config),
-            acks: FramedCodec::new(FramedConfig {
-                keyed: false,
-                ..config
-            }),
-        }
     }
 }
 
@@ -612,50 +593,5 @@ fn start_connect(addr: SocketAddr, index: u64) -> io::Result<Socket> {
         Ok(()) => Ok(socket),
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(socket),
         Err(e) => Err(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use codecs::registry::Ack;
-
-    use super::*;
-
-    /// What a framed publisher writes is what sluice's listener (u32 prefix, key header)
-    /// reads, and sluice's acknowledgements read back as accepted or not, in order.
-    #[test]
-    fn framed_records_and_acks_round_trip_with_the_listener_codec() {
-        let mut client = FramedClient::new();
-        let mut listener = FramedCodec::new(FramedConfig {
-            prefix: LengthPrefix::U32,
-            keyed: true,
-            ..FramedConfig::default()
-        });
-        let mut wire = BytesMut::new();
-        for value in [&b"first"[..], b"second"] {
-            let record = FramedRecord {
-                key: Some(Bytes::from_static(b"bench/7")),
-                value: Bytes::copy_from_slice(value),
-            };
-            client.records.encode(record, &mut wire).unwrap();
-        }
-        let first = listener.decode(&mut wire).unwrap().unwrap();
-        let second = listener.decode(&mut wire).unwrap().unwrap();
-        assert_eq!(first.key.as_deref(), Some(&b"bench/7"[..]));
-        assert_eq!(
-            (&first.value[..], &second.value[..]),
-            (&b"first"[..], &b"second"[..])
-        );
-
-        let mut answers = BytesMut::new();
-        listener.encode_ack(Ack::Accepted, &mut answers).unwrap();
-        listener
-            .encode_ack(Ack::Rejected { reason: "no" }, &mut answers)
-            .unwrap();
-        let accepted = client.acks.decode(&mut answers).unwrap().unwrap();
-        let rejected = client.acks.decode(&mut answers).unwrap().unwrap();
-        assert_eq!(&accepted.value[..], &[0]);
-        assert_eq!(&rejected.value[..], b"\x01no");
-        assert!(client.acks.decode(&mut answers).unwrap().is_none());
     }
 }

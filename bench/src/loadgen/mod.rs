@@ -1,5 +1,5 @@
-//! The load generator: many MQTT (or length-prefixed, `--wire framed`) client connections
-//! from one process, thread-per-core.
+//! The load generator: many MQTT client connections (or length-prefixed, `--wire framed`,
+//! or raw WebSocket ones, `--wire ws`) from one process, thread-per-core.
 //!
 //! Each shard (a glommio executor on its own thread) opens its share of the connections at
 //! a fixed connect rate, binding each socket to a source address in 127.0.0.2–127.0.0.254
@@ -9,7 +9,8 @@
 //! `--filter` and receives (`subscriber.rs`: delivery latency from the send time stamped
 //! in each payload, and an exact per-subscriber loss and duplicate check). A framed
 //! connection has no handshake: it publishes length-prefixed records keyed by its topic,
-//! and sluice acknowledges each in order once Kafka has it, as a PUBACK would.
+//! and sluice acknowledges each in order once Kafka has it, as a PUBACK would. A WebSocket
+//! connection upgrades on `--path` and publishes binary messages, each answered in order.
 //!
 //! Latency is measured from the *scheduled* send time of each PUBLISH to its PUBACK, so a
 //! stall on either side shows up in the percentiles instead of silently delaying the
@@ -29,6 +30,7 @@
 mod child;
 mod conn;
 mod gate;
+mod records;
 mod report;
 mod subscriber;
 
@@ -83,6 +85,9 @@ pub enum Wire {
     /// sluice's length-prefixed records (`codecs::framed`: a u32 prefix and a key header,
     /// each record acknowledged in order); publishers only, every record acknowledged.
     Framed,
+    /// Raw WebSocket messages (`--path` names the upgrade's path), each answered in order
+    /// with its partition and offset; publishers only, every message acknowledged.
+    Ws,
 }
 
 impl Wire {
@@ -91,6 +96,7 @@ impl Wire {
         match self {
             Wire::Mqtt => "mqtt",
             Wire::Framed => "framed",
+            Wire::Ws => "ws",
         }
     }
 }
@@ -169,9 +175,12 @@ pub struct LoadgenArgs {
     /// MQTT version of the CONNECT.
     #[arg(long, value_enum, default_value = "3.1.1")]
     pub mqtt: MqttVersion,
-    /// What the connections speak (framed: publishers only, no handshake).
+    /// What the connections speak (framed and ws: publishers only).
     #[arg(long, value_enum, default_value = "mqtt")]
     pub wire: Wire,
+    /// `--wire ws`: the path of the WebSocket upgrade.
+    #[arg(long, default_value = "/topics/mqtt-messages")]
+    pub path: String,
     /// Keepalive in seconds (0: none). With a keepalive, PINGREQ is sent at half of it.
     #[arg(long, default_value_t = 0)]
     pub keepalive: u16,
@@ -231,6 +240,7 @@ impl LoadgenArgs {
             connect_rate: 1000.0,
             mqtt,
             wire: Wire::Mqtt,
+            path: String::new(),
             keepalive: 0,
             mode: Mode::Subscribe,
             rate: Rate::PerSecond(1.0),
@@ -335,8 +345,8 @@ pub fn run(args: LoadgenArgs) -> Result<Report> {
     if args.size < 8 {
         bail!("--size must be at least 8 (the payload carries a timestamp)");
     }
-    if args.wire == Wire::Framed && (args.mode != Mode::Publish || args.qos != 1) {
-        bail!("--wire framed publishes only, and every record is acknowledged (--qos 1)");
+    if args.wire != Wire::Mqtt && (args.mode != Mode::Publish || args.qos != 1) {
+        bail!("--wire framed and ws publish only, and every record is acknowledged (--qos 1)");
     }
     if args.mode == Mode::Subscribe {
         let filter = codecs::mqtt::MqttString::try_from(args.filter.as_str())

@@ -95,6 +95,11 @@ pub(super) fn publish(md: &mut String, r: &Results, dir: &Path) -> anyhow::Resul
             "discard sink",
         ),
         (
+            "publish-ws-max-discard",
+            "max (closed loop), raw WebSocket messages (`--wire ws`)",
+            "discard sink",
+        ),
+        (
             "publish-max-mosquitto",
             "max (closed loop)",
             "peer mosquitto, no Kafka",
@@ -110,7 +115,7 @@ pub(super) fn publish(md: &mut String, r: &Results, dir: &Path) -> anyhow::Resul
     }
     let _ = writeln!(
         md,
-        "## Publish through sluice (MQTT, and length-prefixed records), and to the peers (100 clients, QoS 1 or acknowledged records, 100 B)\n"
+        "## Publish through sluice (MQTT, length-prefixed records, raw WebSocket), and to the peers (100 clients, QoS 1 or acknowledged records, 100 B)\n"
     );
     let _ = writeln!(md, "| load | sink | server CPU µs/msg (each run) | median | acked msgs/s (median) | p50 ms | p99 ms | p99.9 ms | counts match |");
     let _ = writeln!(
