@@ -12,8 +12,8 @@
 # then latency at 50 % of rdkafka's max, timed at the acknowledgement and at an independent
 # Kafka consumer on both sides; 1 round, 3 in full), MQTT publish closed loop and 20k msgs/s against tansu and the discard
 # sink (20k/s into tansu also timed end to end at an independent Kafka consumer), the same
-# clients closed loop as length-prefixed records and as raw WebSocket messages against the
-# discard sink, 10k idle
+# clients closed loop as length-prefixed records, raw WebSocket messages and HTTP produce
+# calls against the discard sink, 10k idle
 # connections (sluice and mosquitto), fan-out to 1,000 subscribers at QoS 0
 # and 1 (5 s each), a reconnect storm of 2,000 connections (sluice clean and persistent,
 # mosquitto and rumqttd clean) and a failover of 1,000 persistent sessions.
@@ -186,9 +186,10 @@ steps() {
         done
     done
     for ((run = 1; run <= runs; run++)); do
-        # The same clients' records over sluice's length-prefixed listener and as raw
-        # WebSocket messages, each answered once Kafka has it, as PUBACKs are.
-        for wire in framed ws; do
+        # The same clients' records over sluice's length-prefixed listener, as raw
+        # WebSocket messages and as HTTP produce calls (pipelined), each answered once
+        # Kafka has it, as PUBACKs are.
+        for wire in framed ws http; do
             step "publish max, $wire records, vs discard (run $run/$runs)" \
                 "$bench" publish --wire "$wire" --clients 100 --rate max --duration "$publish_s" \
                 --sink discard --out "$out/publish-$wire-max-discard-$run.json"

@@ -187,9 +187,9 @@ pub struct SluiceSettings {
     /// Also a length-prefixed listener (`framed`: a u32 prefix and a key header, each record
     /// acknowledged), routed to the same Kafka topic with the frame's key.
     pub framed: bool,
-    /// Also an HTTP listener taking raw WebSocket producers on `/topics/{topic}`, each
-    /// message answered with its offset.
-    pub websocket: bool,
+    /// Also an HTTP listener (`POST /topics/{topic}`), taking raw WebSocket producers on
+    /// the same paths, each message answered with its offset.
+    pub http: bool,
 }
 
 /// The Kafka topic sluice's MQTT route writes (key = MQTT topic) and its subscriptions
@@ -243,7 +243,7 @@ headers = []
     } else {
         String::new()
     };
-    let websocket = if s.websocket {
+    let http = if s.http {
         r#"
 [[listeners]]
 name = "http"
@@ -285,7 +285,7 @@ kafka_topic = "{topic}"
 key = "{{topic}}"
 headers = {headers}
 {framed}
-{websocket}
+{http}
 "##,
         topic = MQTT_KAFKA_TOPIC,
         shards = s.shards,
@@ -391,7 +391,7 @@ impl SluiceProc {
                 delivery_max_wait_ms: None,
                 headers: true,
                 framed: false,
-                websocket: false,
+                http: false,
             })?;
             listen = s.mqtt;
             sluices.push(s);

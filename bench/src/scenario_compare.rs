@@ -387,7 +387,7 @@ pub fn run(a: &CompareArgs) -> Result<CompareOutput> {
         delivery_max_wait_ms: None,
         headers: a.headers,
         framed: false,
-        websocket: false,
+        http: false,
     })?;
     let server = Server::Sluice {
         broker,

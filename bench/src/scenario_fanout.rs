@@ -282,7 +282,7 @@ fn run_once(a: &FanoutArgs, rate: f64, run: usize) -> Result<FanoutRun> {
         delivery_max_wait_ms: None,
         headers: true,
         framed: false,
-        websocket: false,
+        http: false,
     })?;
 
     let mut group = Group::spawn(a.subscribers, a.loadgen_processes, |count, first| {

@@ -52,9 +52,10 @@ pub struct PublishArgs {
     /// MQTT version.
     #[arg(long, value_enum, default_value = "3.1.1")]
     pub mqtt: MqttVersion,
-    /// What the clients speak: MQTT, sluice's length-prefixed records (`framed`) or raw
-    /// WebSocket messages (`ws`, on `/topics/mqtt-messages`), each acknowledged (sluice
-    /// only, QoS 1 only, no subscribers).
+    /// What the clients speak: MQTT, sluice's length-prefixed records (`framed`), raw
+    /// WebSocket messages (`ws`, on `/topics/mqtt-messages`) or HTTP produce calls
+    /// (`http`, `POST /topics/mqtt-messages`, pipelined), each acknowledged (sluice only,
+    /// QoS 1 only, no subscribers).
     #[arg(long, value_enum, default_value = "mqtt")]
     pub wire: Wire,
     /// Most PUBLISHes in flight per client.
@@ -121,7 +122,7 @@ impl Server {
             delivery_max_wait_ms: a.delivery_max_wait_ms,
             headers: true,
             framed: a.wire == Wire::Framed,
-            websocket: a.wire == Wire::Ws,
+            http: matches!(a.wire, Wire::Ws | Wire::Http),
         })?;
         Ok(Server::Sluice {
             broker,
@@ -144,7 +145,7 @@ impl Server {
             (Server::Sluice { sluice, .. }, Wire::Framed) => {
                 sluice.framed.context("sluice has no framed listener")
             }
-            (Server::Sluice { sluice, .. }, Wire::Ws) => {
+            (Server::Sluice { sluice, .. }, Wire::Ws | Wire::Http) => {
                 sluice.http.context("sluice has no HTTP listener")
             }
             (Server::Peer(_), _) => bail!("--wire {} needs sluice", wire.arg()),
@@ -287,7 +288,7 @@ pub fn measure(server: &Server, a: &PublishArgs) -> Result<PublishOutput> {
         bail!("--qos must be 0 or 1");
     }
     if a.wire != Wire::Mqtt && (a.qos != 1 || a.peer.is_some() || a.subscribers > 0) {
-        bail!("--wire framed and ws need sluice, --qos 1 and no --subscribers");
+        bail!("--wire framed, ws and http need sluice, --qos 1 and no --subscribers");
     }
     if a.subscribers > 0 && (a.size < Stamp::LEN || a.clients > 4096 || a.peer.is_some()) {
         bail!("--subscribers needs sluice, --size of at least 20 and at most 4,096 clients");

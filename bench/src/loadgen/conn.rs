@@ -49,7 +49,7 @@ pub struct ShardCtx {
     pub(super) shared: Arc<Shared>,
     addr: SocketAddr,
     wire: Wire,
-    /// `--wire ws`: the upgrade's path.
+    /// `--wire ws`: the upgrade's path; `--wire http`: the requests'.
     path: String,
     version: ProtocolVersion,
     keepalive: u16,
@@ -187,7 +187,7 @@ impl Conn {
                 return;
             }
         };
-        if ctx.wire != Wire::Framed {
+        if matches!(ctx.wire, Wire::Mqtt | Wire::Ws) {
             let _ = ctx
                 .connack
                 .borrow_mut()
@@ -236,7 +236,7 @@ impl Conn {
         let mut stream = start_tcp(ctx.addr, self.index).map_err(|_| Failure::Connect)?;
         match ctx.wire {
             // No handshake: the first write waits for the TCP connection.
-            Wire::Framed => return Ok(stream),
+            Wire::Framed | Wire::Http => return Ok(stream),
             Wire::Ws => {
                 let outcome = {
                     let upgrade = std::pin::pin!(records::upgrade(&mut stream, rbuf, &ctx.path));
@@ -374,7 +374,7 @@ impl Conn {
             .expect("a valid topic");
         let mut payload = vec![b'x'; ctx.size];
         // Framed and WebSocket: how records go out and their answers come back.
-        let mut records = RecordClient::new(ctx.wire, self.index);
+        let mut records = RecordClient::new(ctx.wire, self.index, &ctx.path);
         let key = Bytes::copy_from_slice(topic.as_str().as_bytes());
         let mut out = BytesMut::with_capacity(ctx.size * 4 + 64);
         // (packet id, time the latency is measured from)

@@ -1,5 +1,6 @@
 //! The load generator: many MQTT client connections (or length-prefixed, `--wire framed`,
-//! or raw WebSocket ones, `--wire ws`) from one process, thread-per-core.
+//! raw WebSocket, `--wire ws`, or HTTP ones, `--wire http`) from one process,
+//! thread-per-core.
 //!
 //! Each shard (a glommio executor on its own thread) opens its share of the connections at
 //! a fixed connect rate, binding each socket to a source address in 127.0.0.2–127.0.0.254
@@ -10,7 +11,8 @@
 //! in each payload, and an exact per-subscriber loss and duplicate check). A framed
 //! connection has no handshake: it publishes length-prefixed records keyed by its topic,
 //! and sluice acknowledges each in order once Kafka has it, as a PUBACK would. A WebSocket
-//! connection upgrades on `--path` and publishes binary messages, each answered in order.
+//! connection upgrades on `--path` and publishes binary messages, and an HTTP one
+//! pipelines a `POST --path` per record; both are answered in order (`records.rs`).
 //!
 //! Latency is measured from the *scheduled* send time of each PUBLISH to its PUBACK, so a
 //! stall on either side shows up in the percentiles instead of silently delaying the
@@ -88,6 +90,9 @@ pub enum Wire {
     /// Raw WebSocket messages (`--path` names the upgrade's path), each answered in order
     /// with its partition and offset; publishers only, every message acknowledged.
     Ws,
+    /// HTTP produce calls: one `POST --path` per record (key in `Sluice-Key`), pipelined
+    /// on a keep-alive connection, each answered `200` in order; publishers only.
+    Http,
 }
 
 impl Wire {
@@ -97,6 +102,7 @@ impl Wire {
             Wire::Mqtt => "mqtt",
             Wire::Framed => "framed",
             Wire::Ws => "ws",
+            Wire::Http => "http",
         }
     }
 }
@@ -175,10 +181,10 @@ pub struct LoadgenArgs {
     /// MQTT version of the CONNECT.
     #[arg(long, value_enum, default_value = "3.1.1")]
     pub mqtt: MqttVersion,
-    /// What the connections speak (framed and ws: publishers only).
+    /// What the connections speak (framed, ws and http: publishers only).
     #[arg(long, value_enum, default_value = "mqtt")]
     pub wire: Wire,
-    /// `--wire ws`: the path of the WebSocket upgrade.
+    /// `--wire ws`: the path of the WebSocket upgrade; `--wire http`: of the requests.
     #[arg(long, default_value = "/topics/mqtt-messages")]
     pub path: String,
     /// Keepalive in seconds (0: none). With a keepalive, PINGREQ is sent at half of it.
@@ -346,7 +352,7 @@ pub fn run(args: LoadgenArgs) -> Result<Report> {
         bail!("--size must be at least 8 (the payload carries a timestamp)");
     }
     if args.wire != Wire::Mqtt && (args.mode != Mode::Publish || args.qos != 1) {
-        bail!("--wire framed and ws publish only, and every record is acknowledged (--qos 1)");
+        bail!("--wire framed, ws and http publish only, every record acknowledged (--qos 1)");
     }
     if args.mode == Mode::Subscribe {
         let filter = codecs::mqtt::MqttString::try_from(args.filter.as_str())

@@ -1,7 +1,8 @@
 //! The client side of sluice's record listeners, for publishers that are not MQTT: a
-//! length-prefixed (`--wire framed`) or raw WebSocket (`--wire ws`) connection writes one
-//! record per message and reads one answer per record, in order, once Kafka has it. Both
-//! sides come from the codecs crate.
+//! length-prefixed (`--wire framed`), raw WebSocket (`--wire ws`) or HTTP (`--wire http`:
+//! one `POST` per record, pipelined) connection writes one record per message and reads
+//! one answer per record, in order, once Kafka has it. The framed and WebSocket sides come
+//! from the codecs crate; HTTP's request and response heads are a few lines here.
 
 use bytes::{Bytes, BytesMut};
 use codecs::framed::{FramedCodec, FramedConfig, FramedRecord, LengthPrefix};
@@ -36,11 +37,15 @@ pub enum RecordClient {
         frames: FrameEncoder,
         answers: FrameDecoder,
     },
+    /// `POST {path}` with the record as the body and its key in `Sluice-Key`; each
+    /// answered `200` with its partition and offset.
+    Http { path: String },
 }
 
 impl RecordClient {
-    /// The client of `wire` for connection `index`; `None` for MQTT.
-    pub fn new(wire: Wire, index: u64) -> Option<RecordClient> {
+    /// The client of `wire` for connection `index` (`path`: the WebSocket upgrade's or the
+    /// HTTP requests' path); `None` for MQTT.
+    pub fn new(wire: Wire, index: u64, path: &str) -> Option<RecordClient> {
         match wire {
             Wire::Mqtt => None,
             Wire::Framed => {
@@ -61,6 +66,9 @@ impl RecordClient {
                 frames: FrameEncoder::client(MaskSource::new(index.wrapping_add(1))),
                 answers: FrameDecoder::new(Role::Client, MAX_ANSWER),
             }),
+            Wire::Http => Some(RecordClient::Http {
+                path: path.to_owned(),
+            }),
         }
     }
 
@@ -77,6 +85,18 @@ impl RecordClient {
             RecordClient::Ws { frames, .. } => frames
                 .encode(Frame::binary(Bytes::copy_from_slice(value)), out)
                 .expect("a binary frame encodes"),
+            RecordClient::Http { path } => {
+                use std::fmt::Write as _;
+                let mut head = String::with_capacity(128);
+                let _ = write!(
+                    head,
+                    "POST {path} HTTP/1.1\r\nHost: sluice\r\nSluice-Key: {}\r\nContent-Length: {}\r\n\r\n",
+                    String::from_utf8_lossy(key),
+                    value.len()
+                );
+                out.extend_from_slice(head.as_bytes());
+                out.extend_from_slice(value);
+            }
         }
     }
 
@@ -98,8 +118,43 @@ impl RecordClient {
                 Ok(Some(_)) | Err(_) => Err(()),
                 Ok(None) => Ok(None),
             },
+            RecordClient::Http { .. } => match response(buf)? {
+                Some(200) => Ok(Some(())),
+                Some(_) => Err(()),
+                None => Ok(None),
+            },
         }
     }
+}
+
+/// Takes the next whole HTTP response off `buf` and returns its status; `None` while it is
+/// incomplete; an error for one that cannot be read (no `Content-Length`, a head too long).
+fn response(buf: &mut BytesMut) -> Result<Option<u16>, ()> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if buf.len() > MAX_RESPONSE_HEAD {
+            Err(())
+        } else {
+            Ok(None)
+        };
+    };
+    let head = std::str::from_utf8(&buf[..end]).map_err(|_| ())?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or(())?;
+    let body: usize = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .ok_or(())?;
+    let whole = end + 4 + body;
+    if buf.len() < whole {
+        return Ok(None);
+    }
+    let _ = buf.split_to(whole);
+    Ok(Some(status))
 }
 
 /// The WebSocket upgrade on `path`: the request, then a `101` whose accept value matches
@@ -163,7 +218,7 @@ mod tests {
     /// reads, and sluice's answers read back as accepted or not, in order.
     #[test]
     fn framed_records_and_answers_round_trip_with_the_listener_codec() {
-        let mut client = RecordClient::new(Wire::Framed, 7).unwrap();
+        let mut client = RecordClient::new(Wire::Framed, 7, "").unwrap();
         let mut listener = FramedCodec::new(FramedConfig {
             prefix: LengthPrefix::U32,
             keyed: true,
@@ -195,7 +250,7 @@ mod tests {
     /// server's offset answers are accepted, its error answers and close frames are not.
     #[test]
     fn websocket_messages_and_answers_round_trip_with_the_server_codecs() {
-        let mut client = RecordClient::new(Wire::Ws, 3).unwrap();
+        let mut client = RecordClient::new(Wire::Ws, 3, "/topics/t").unwrap();
         let mut wire = BytesMut::new();
         client.encode(&Bytes::new(), b"payload", &mut wire);
         let frame = FrameDecoder::new(Role::Server, 1 << 20)
@@ -222,6 +277,34 @@ mod tests {
         assert_eq!(client.next_answer(&mut answers), Ok(Some(())));
         assert_eq!(client.next_answer(&mut answers), Err(()));
         assert_eq!(client.next_answer(&mut answers), Err(()));
+    }
+
+    /// An HTTP publisher's request is one record with its key; pipelined answers are read
+    /// one by one, whole, and only a 200 counts.
+    #[test]
+    fn http_requests_carry_one_record_and_answers_are_read_whole_in_order() {
+        let mut client = RecordClient::new(Wire::Http, 0, "/topics/t").unwrap();
+        let mut wire = BytesMut::new();
+        client.encode(&Bytes::from_static(b"bench/0"), b"abc", &mut wire);
+        assert_eq!(
+            &wire[..],
+            &b"POST /topics/t HTTP/1.1\r\nHost: sluice\r\nSluice-Key: bench/0\r\nContent-Length: 3\r\n\r\nabc"[..]
+        );
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 26\r\n\r\n{\"partition\":0,\"offset\":7}";
+        let busy =
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 2\r\nRetry-After: 1\r\n\r\n{}";
+        let mut answers = BytesMut::new();
+        answers.extend_from_slice(&ok[..ok.len() - 3]);
+        assert_eq!(
+            client.next_answer(&mut answers),
+            Ok(None),
+            "a partial body waits"
+        );
+        answers.extend_from_slice(&ok[ok.len() - 3..]);
+        answers.extend_from_slice(busy);
+        assert_eq!(client.next_answer(&mut answers), Ok(Some(())));
+        assert_eq!(client.next_answer(&mut answers), Err(()));
+        assert!(answers.is_empty());
     }
 
     /// The upgrade accepts a `101` carrying the accept value of its key, and nothing else.

@@ -100,6 +100,11 @@ pub(super) fn publish(md: &mut String, r: &Results, dir: &Path) -> anyhow::Resul
             "discard sink",
         ),
         (
+            "publish-http-max-discard",
+            "max (closed loop), HTTP produce calls, pipelined (`--wire http`)",
+            "discard sink",
+        ),
+        (
             "publish-max-mosquitto",
             "max (closed loop)",
             "peer mosquitto, no Kafka",
@@ -115,7 +120,7 @@ pub(super) fn publish(md: &mut String, r: &Results, dir: &Path) -> anyhow::Resul
     }
     let _ = writeln!(
         md,
-        "## Publish through sluice (MQTT, length-prefixed records, raw WebSocket), and to the peers (100 clients, QoS 1 or acknowledged records, 100 B)\n"
+        "## Publish through sluice (MQTT, length-prefixed records, raw WebSocket, HTTP), and to the peers (100 clients, QoS 1 or acknowledged records, 100 B)\n"
     );
     let _ = writeln!(md, "| load | sink | server CPU µs/msg (each run) | median | acked msgs/s (median) | p50 ms | p99 ms | p99.9 ms | counts match |");
     let _ = writeln!(
