@@ -26,6 +26,7 @@ use tracing::{debug, warn};
 
 use crate::error::{check, Context, Error, KafkaCode, Result};
 use crate::protocol::{self, ApiVersions, InFlight, Pending};
+use crate::read_buffer::ReadBuffer;
 use crate::rt;
 use crate::sasl::{SaslConfig, SaslSession, SaslStep};
 use crate::trim::Trim;
@@ -46,8 +47,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream for T {}
 
 type Reply = oneshot::Sender<Result<Bytes>>;
 
-/// The read buffer's usual size.
-const READ_BUFFER: usize = 64 * 1024;
 /// The write buffers' usual size.
 const WRITE_BUFFER: usize = 16 * 1024;
 
@@ -333,12 +332,11 @@ impl Connection {
 
     async fn read_loop(self, mut reader: ReadHalf<Box<dyn Stream>>, stop: oneshot::Receiver<()>) {
         let mut stop = stop;
-        let mut buf = BytesMut::with_capacity(READ_BUFFER);
-        let mut trim = Trim::new(READ_BUFFER);
-        let mut scratch = vec![0u8; READ_BUFFER];
+        let mut buf = ReadBuffer::new();
+        let mut scratch = vec![0u8; ReadBuffer::USUAL];
         loop {
             let read = {
-                let read = std::pin::pin!(reader.read(&mut scratch));
+                let read = std::pin::pin!(reader.read(&mut scratch[..buf.want()]));
                 match futures::future::select(read, &mut stop).await {
                     futures::future::Either::Left((r, _)) => r,
                     futures::future::Either::Right(_) => return,
@@ -358,20 +356,18 @@ impl Connection {
                     return;
                 }
             };
-            buf.extend_from_slice(&scratch[..n]);
-            let held = buf.len();
+            buf.filled(&scratch[..n]);
             if let Err(e) = self.dispatch(&mut buf) {
                 self.close(e);
                 return;
             }
-            trim.after_use(&mut buf, held);
         }
     }
 
     /// Hands every whole response frame in `buf` to the request waiting for it.
-    fn dispatch(&self, buf: &mut BytesMut) -> Result<()> {
+    fn dispatch(&self, buf: &mut ReadBuffer) -> Result<()> {
         let protocol_err = |e: protocol::WireError| Error::protocol(e.to_string(), self.context());
-        while let Some(frame) = protocol::split_frame(buf).map_err(protocol_err)? {
+        while let Some(frame) = buf.next_frame().map_err(protocol_err)? {
             let correlation_id = protocol::peek_correlation_id(&frame).map_err(protocol_err)?;
             let pending = self
                 .shared

@@ -37,6 +37,7 @@ pub mod metadata;
 pub mod partitioner;
 pub mod producer;
 mod protocol;
+mod read_buffer;
 pub mod record;
 mod rt;
 pub mod sasl;

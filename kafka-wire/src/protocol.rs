@@ -190,6 +190,14 @@ pub(crate) fn split_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, WireError
     Ok(Some(buf.split_to(size).freeze()))
 }
 
+/// The whole length (size prefix included) of the frame whose start `buf` holds, once its
+/// size prefix has arrived; `None` before, or for a size `split_frame` refuses.
+pub(crate) fn frame_len(buf: &[u8]) -> Option<usize> {
+    let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    let size = usize::try_from(i32::from_be_bytes(prefix)).ok()?;
+    (size <= MAX_RESPONSE_BYTES).then_some(4 + size)
+}
+
 /// Reads the correlation id at the front of a response frame without consuming it.
 pub(crate) fn peek_correlation_id(frame: &Bytes) -> Result<i32, WireError> {
     if frame.len() < 4 {

@@ -1,17 +1,18 @@
-//! Connection buffers that a burst of large frames grew, given back once the burst is over.
+//! Write buffers that a burst of large requests grew, given back once the burst is over.
 
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-/// Gives a connection buffer that a large request or response grew back its usual size
-/// once such traffic stops: when an empty buffer is larger than usual and either the last
+/// Gives a connection's write buffer that a large request grew back its usual size once
+/// such traffic stops: when an empty buffer is larger than usual and either the last
 /// [`Trim::AFTER`] uses fit the usual size or the last large one was [`Trim::QUIET`] ago,
-/// it is replaced by a new one of the usual size. A connection that keeps carrying large
-/// frames keeps its large buffer; one that had a burst of them (the session topic's reader
-/// during a connect storm, a producer after a backlog drained) does not hold the burst's
-/// largest frame for the rest of its life, even when its next uses are seconds apart (the
-/// session topic's reader fetches every few seconds once it has caught up).
+/// it is replaced by a new one of the usual size. A connection that keeps sending large
+/// requests keeps its large buffer; one that had a burst of them (a producer after a
+/// backlog drained) does not hold the burst's largest request for the rest of its life,
+/// even when its next uses are seconds apart. (The read side needs no such rule: a large
+/// response gets an allocation of its own, which leaves with the frame; see
+/// `Connection::read_loop`.)
 ///
 /// One `Trim` may serve buffers that take turns (a connection's two write buffers swap at
 /// every write): each is replaced on its own turn.
@@ -142,8 +143,8 @@ mod tests {
         }
     }
 
-    /// A connection whose uses come seconds apart (the session topic's reader once caught
-    /// up) gives its grown buffer back at its first use that fits once `Trim::QUIET` has
+    /// A connection whose uses come seconds apart (a producer sending every few seconds)
+    /// gives its grown buffer back at its first use that fits once `Trim::QUIET` has
     /// passed since the last large one, not 64 uses later; a large use in between waits
     /// again.
     #[test]
