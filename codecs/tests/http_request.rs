@@ -228,7 +228,7 @@ fn a_multi_chunk_body_is_joined() {
 #[test]
 fn produce_calls_are_read_from_path_and_headers() {
     let req = |wire: &str| status_of(wire).unwrap().unwrap();
-    let ok = req("POST /topics/orders.v1?x=1 HTTP/1.1\r\nsluice-key: k\r\nSLUICE-HEADER-a: 1\r\nSluice-Header-a: 2\r\nContent-Length: 1\r\n\r\nv");
+    let ok = req("POST /topics/orders.v1?x=1 HTTP/1.1\r\nsluice-key: k\r\nSLUICE-HEADER-a: 1\r\nSluice: short\r\nX-Sluice-Header-b: 3\r\nSluice-Header-a: 2\r\nContent-Length: 1\r\n\r\nv");
     let p = ProduceRequest::from_request(&ok, "/topics/").unwrap();
     assert_eq!(p.topic, "orders.v1");
     assert_eq!(p.key.as_deref(), Some(&b"k"[..]));

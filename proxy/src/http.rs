@@ -482,7 +482,8 @@ impl Conn {
 
     /// Answers one request: at once when it is refused, else once Kafka answered.
     async fn handle(&mut self, req: &Request) -> Entry {
-        let received = Instant::now();
+        // When the bytes were read: one clock reading for every request of a read.
+        let received = self.last_read;
         let keep_alive = req.keep_alive() && !self.shard.shutdown.is_set();
         let refuse =
             |status, message: &str| Entry::Ready(Response::error(status, message, keep_alive));
@@ -515,14 +516,22 @@ impl Conn {
             return Entry::Ready(r);
         }
         let format = BodyFormat::from_content_type(req.header("content-type"));
-        let records = match format {
-            BodyFormat::Single => vec![Record {
-                key: None,
-                value: Some(produce.value[..].into()),
-                headers: Vec::new(),
-            }],
+        // One record (the usual call) needs no vector.
+        let (single, batch);
+        let records: &[Record<'_>] = match format {
+            BodyFormat::Single => {
+                single = [Record {
+                    key: None,
+                    value: Some(produce.value[..].into()),
+                    headers: Vec::new(),
+                }];
+                &single
+            }
             _ => match parse_batch(&produce.value, format, self.listener.config.max_records) {
-                Ok(r) => r,
+                Ok(r) => {
+                    batch = r;
+                    &batch
+                }
                 Err(e) => return refuse(e.status(), &e.to_string()),
             },
         };
@@ -551,7 +560,7 @@ impl Conn {
             return Entry::Ready(r);
         }
         let mut waiting = Waiting {
-            topic: produce.topic.clone(),
+            topic: String::new(),
             received,
             keep_alive,
             slots: Vec::with_capacity(records.len()),
@@ -603,12 +612,15 @@ impl Conn {
                 }
             }
         }
+        waiting.topic = produce.topic;
         Entry::Waiting(waiting)
     }
 
     /// Moves finished responses at the front of the queue into the write buffer; returns
     /// the takeover once everything before it is written.
     fn write_ready(&mut self) -> Option<Box<Takeover>> {
+        // One clock reading for every answer written now (for the latency metric).
+        let mut answered = None;
         while let Some(front) = self.entries.front_mut() {
             match front {
                 Entry::Takeover(_) => match self.entries.pop_front() {
@@ -624,7 +636,8 @@ impl Conn {
                         return None;
                     }
                     let shutting_down = self.shard.shutdown.is_set();
-                    let r = finish(w, &self.shard, !shutting_down);
+                    let now = *answered.get_or_insert_with(Instant::now);
+                    let r = finish(w, now, &self.shard, !shutting_down);
                     let _ = ResponseEncoder.encode(&r, &mut self.out);
                 }
             }
@@ -679,74 +692,76 @@ fn record_size(r: &Record<'_>, p: &ProduceRequest) -> usize {
     key + len(&r.value) + request_headers + headers + 16
 }
 
-/// The response to a request whose every record has an outcome.
-fn finish(w: &mut Waiting, shard: &Shard, keep_alive: bool) -> Response {
+/// The response to a request whose every record has an outcome: `{"topic", "offsets"}`,
+/// after an `"error"` member when a record failed. Written into one buffer, integers through
+/// `itoa` (per record, `format!` cost more than the rest of the answer).
+fn finish(w: &mut Waiting, now: Instant, shard: &Shard, keep_alive: bool) -> Response {
     let keep_alive = keep_alive && w.keep_alive;
     let m = &shard.metrics;
-    let latency = w.received.elapsed();
-    let mut first_error: Option<&kafka_wire::Error> = None;
-    let mut offsets = BytesMut::with_capacity(16 + w.slots.len() * 32);
-    offsets.extend_from_slice(b"[");
-    for (i, slot) in w.slots.iter().enumerate() {
-        if i > 0 {
-            offsets.extend_from_slice(b",");
-        }
-        match slot {
-            Slot::Done(Ok(meta)) => {
-                m.records_produced.fetch_add(1, Ordering::Relaxed);
-                m.produce_latency(latency);
-                let entry = format!(
-                    "{{\"partition\":{},\"offset\":{}}}",
-                    meta.partition, meta.offset
-                );
-                offsets.extend_from_slice(entry.as_bytes());
-            }
-            Slot::Done(Err(e)) => {
-                m.records_failed.fetch_add(1, Ordering::Relaxed);
-                first_error.get_or_insert(e);
-                offsets.extend_from_slice(b"{\"error\":");
-                write_json_string(&mut offsets, &e.to_string());
-                offsets.extend_from_slice(b"}");
-            }
-            Slot::Sent(_) => unreachable!("finish runs once every record has an outcome"),
-        }
-    }
-    if let Some((count, e)) = &w.unsent {
-        m.records_failed.fetch_add(*count as u64, Ordering::Relaxed);
-        first_error.get_or_insert(e);
-        let note = format!("not sent: {e}");
-        for i in 0..*count {
-            if i > 0 || !w.slots.is_empty() {
-                offsets.extend_from_slice(b",");
-            }
-            offsets.extend_from_slice(b"{\"error\":");
-            write_json_string(&mut offsets, &note);
-            offsets.extend_from_slice(b"}");
-        }
-    }
-    offsets.extend_from_slice(b"]");
-    let mut body = BytesMut::with_capacity(offsets.len() + 128);
+    let latency = now.saturating_duration_since(w.received);
+    let failed = w.slots.iter().find_map(|slot| match slot {
+        Slot::Done(Err(e)) => Some(e),
+        _ => None,
+    });
+    let first_error = failed.or(w.unsent.as_ref().map(|(_, e)| e));
+    let unsent = w.unsent.as_ref().map_or(0, |(count, _)| *count);
+    let mut n = itoa::Buffer::new();
+    let mut body = BytesMut::with_capacity(64 + w.topic.len() + (w.slots.len() + unsent) * 36);
     let status = match first_error {
-        None => 200,
+        None => {
+            body.extend_from_slice(b"{");
+            200
+        }
         Some(e) => {
             debug!(error = %e, topic = %w.topic, "Kafka refused records of a request");
             let status = status_for(e);
             body.extend_from_slice(b"{\"error\":{\"status\":");
-            body.extend_from_slice(status.to_string().as_bytes());
+            body.extend_from_slice(n.format(status).as_bytes());
             body.extend_from_slice(b",\"message\":");
             write_json_string(&mut body, &message_for(e));
             body.extend_from_slice(b"},");
             status
         }
     };
-    if status == 200 {
-        body.extend_from_slice(b"{");
-    }
     body.extend_from_slice(b"\"topic\":");
     write_json_string(&mut body, &w.topic);
-    body.extend_from_slice(b",\"offsets\":");
-    body.extend_from_slice(&offsets);
-    body.extend_from_slice(b"}");
+    body.extend_from_slice(b",\"offsets\":[");
+    for (i, slot) in w.slots.iter().enumerate() {
+        if i > 0 {
+            body.extend_from_slice(b",");
+        }
+        match slot {
+            Slot::Done(Ok(meta)) => {
+                m.records_produced.fetch_add(1, Ordering::Relaxed);
+                m.produce_latency(latency);
+                body.extend_from_slice(b"{\"partition\":");
+                body.extend_from_slice(n.format(meta.partition).as_bytes());
+                body.extend_from_slice(b",\"offset\":");
+                body.extend_from_slice(n.format(meta.offset).as_bytes());
+                body.extend_from_slice(b"}");
+            }
+            Slot::Done(Err(e)) => {
+                m.records_failed.fetch_add(1, Ordering::Relaxed);
+                body.extend_from_slice(b"{\"error\":");
+                write_json_string(&mut body, &e.to_string());
+                body.extend_from_slice(b"}");
+            }
+            Slot::Sent(_) => unreachable!("finish runs once every record has an outcome"),
+        }
+    }
+    if let Some((count, e)) = &w.unsent {
+        m.records_failed.fetch_add(*count as u64, Ordering::Relaxed);
+        let note = format!("not sent: {e}");
+        for i in 0..*count {
+            if i > 0 || !w.slots.is_empty() {
+                body.extend_from_slice(b",");
+            }
+            body.extend_from_slice(b"{\"error\":");
+            write_json_string(&mut body, &note);
+            body.extend_from_slice(b"}");
+        }
+    }
+    body.extend_from_slice(b"]}");
     let mut r = Response::json(status, body.freeze(), keep_alive);
     r.retry_after = first_error.and_then(retry_after);
     r

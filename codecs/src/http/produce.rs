@@ -49,10 +49,7 @@ impl ProduceRequest {
             });
         }
         let mut headers = Vec::new();
-        for (name, value) in req.header_slices() {
-            let Some(suffix) = strip_prefix_ignore_case(name, RECORD_HEADER_PREFIX) else {
-                continue;
-            };
+        for (suffix, value) in req.headers_with_prefix(RECORD_HEADER_PREFIX) {
             if suffix.is_empty() {
                 return Err(HttpError::Malformed("a record header has an empty name"));
             }
@@ -74,10 +71,4 @@ pub fn is_topic_name(t: &str) -> bool {
         && t != ".."
         && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
 }

@@ -94,19 +94,43 @@ impl Request {
             .map(|(n, v)| (self.str_at(n), self.head.slice(v.clone())))
     }
 
+    /// The headers whose names start with `prefix` (ASCII case-insensitive): the rest of
+    /// each name and its value as a zero-copy slice of the read buffer. Names are checked
+    /// as bytes, and only a match is made a `str`.
+    pub fn headers_with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, Bytes)> + 'a {
+        let prefix = prefix.as_bytes();
+        self.headers.iter().filter_map(move |(n, v)| {
+            let name = &self.head[n.clone()];
+            let suffix = name
+                .get(..prefix.len())
+                .filter(|head| head.eq_ignore_ascii_case(prefix))
+                .map(|_| &name[prefix.len()..])?;
+            let suffix = std::str::from_utf8(suffix).ok()?;
+            Some((suffix, self.head.slice(v.clone())))
+        })
+    }
+
     /// The first header called `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.value_range(name).map(|v| &self.head[v.clone()])
     }
 
     /// The first header called `name`, as a zero-copy slice of the read buffer.
     pub fn header_bytes(&self, name: &str) -> Option<Bytes> {
+        self.value_range(name).map(|v| self.head.slice(v.clone()))
+    }
+
+    /// Where the value of the first header called `name` is; names are compared as bytes
+    /// (a lookup runs several times per request: no UTF-8 check of every name each time).
+    fn value_range(&self, name: &str) -> Option<&Range<usize>> {
+        let name = name.as_bytes();
         self.headers
             .iter()
-            .find(|(n, _)| self.str_at(n).eq_ignore_ascii_case(name))
-            .map(|(_, v)| self.head.slice(v.clone()))
+            .find(|(n, _)| self.head[n.clone()].eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 
     /// The body, de-chunked.
